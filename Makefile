@@ -1,0 +1,93 @@
+# stockpred — `make help` lists every target. Targets install what they need themselves.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+LOGLEVEL ?= INFO
+CELERY_WORKER := $(BIN)/celery -A workers worker --task-events --loglevel $(LOGLEVEL)
+
+.PHONY: help install redis-check setup run test lint format lock web worker-inference \
+        worker-training worker-maintenance beat flower redis storage-setup storage-test \
+        check-routes clean
+
+help: ## List every target with what it does
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "stockpred needs Python >= 3.11 (set PYTHON=python3.11)")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) redis-check ## Create .venv, install the locked packages and redis-server if missing
+
+redis-check: ## Install redis-server with apt-get when it is missing (root), or say how
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing redis-server (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else \
+	    echo "redis-server is missing: install it (e.g. sudo apt-get install redis-server)" >&2; exit 1; \
+	  fi; }
+
+setup: install storage-setup ## Install everything and create persistent_data (alias of install + storage-setup)
+
+run: install ## Start the whole process set (Redis, web :8080, 3 workers, beat, Flower :5555)
+	$(BIN)/stockpred run
+
+test: install lint ## Install, lint, then run every test (unit, integration, e2e)
+	$(BIN)/pytest
+
+lint: install ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install ## Rewrite files with ruff's formatter and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+lock: ## Re-resolve dependencies from pyproject.toml into constraints.txt
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip
+	.lock-venv/bin/pip install --quiet '.[dev]'
+	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^stockpred' > constraints.txt
+	rm -rf .lock-venv
+
+web: install ## Run the web app alone under gunicorn on WEB_PORT
+	$(BIN)/gunicorn --config docker/gunicorn.conf.py
+
+worker-inference: install ## Run the inference worker alone (-c 2)
+	$(CELERY_WORKER) --queues inference --concurrency 2 --hostname inference@%h
+
+worker-training: install ## Run the training worker alone (-c 1, one task per child)
+	$(CELERY_WORKER) --queues training --concurrency 1 --max-tasks-per-child 1 --hostname training@%h
+
+worker-maintenance: install ## Run the maintenance worker alone (-c 1)
+	$(CELERY_WORKER) --queues maintenance --concurrency 1 --hostname maintenance@%h
+
+beat: install ## Run celery beat alone (schedule file under persistent_data/config)
+	$(BIN)/celery -A workers beat --loglevel $(LOGLEVEL)
+
+flower: install ## Run Flower alone on 127.0.0.1:FLOWER_PORT with basic auth
+	$(BIN)/celery -A workers flower --conf=workers/flowerconfig.py
+
+redis: install ## Run the project's redis-server alone (Unix socket, or REDIS_PORT)
+	$(BIN)/stockpred redis-server
+
+storage-setup: install ## Create the persistent_data tree, config templates and secrets
+	$(BIN)/stockpred setup
+
+storage-test: install ## Check every persistent_data folder exists and is writable; print usage
+	$(BIN)/stockpred storage test
+
+check-routes: install ## Check every task and beat entry routes to a declared queue
+	$(BIN)/python -m celeryconfig
+
+clean: ## Remove caches and build files (keeps .venv and persistent_data)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
+	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +

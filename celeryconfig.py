@@ -1,0 +1,95 @@
+"""Celery settings for stockpred: broker, queues, routes, reliability, limits and beat schedule.
+
+A plain settings module (`app.config_from_object("celeryconfig")`), read lazily by Celery.
+`python -m celeryconfig` checks that every route and beat entry names a declared queue and task.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from kombu.entity import Queue
+
+from stockpred.queues import QUEUES, QueueName, hard_time_limit
+from stockpred.settings import SettingsError, get_settings
+
+try:
+    _settings = get_settings()
+except SettingsError as _error:  # pragma: no cover - exercised by the CLI test
+    raise SystemExit(f"stockpred: invalid setting: {_error}") from None
+
+_training_limit = int(_settings.training_time_limit.total_seconds())
+TIME_LIMITS = {name: hard_time_limit(name, _training_limit) for name in QUEUES}
+# Redis redelivers an unacknowledged task after this long: it must exceed the longest task, or a
+# long training would run twice (celery#5935).
+VISIBILITY_TIMEOUT = int(max(TIME_LIMITS.values()) * 1.5)
+
+broker_url = _settings.celery_url
+result_backend = _settings.celery_url
+broker_connection_retry_on_startup = True
+broker_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT}
+result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT}
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+
+task_queues = tuple(Queue(name, routing_key=name) for name in QUEUES)
+task_default_queue = QueueName.MAINTENANCE.value
+task_create_missing_queues = False
+task_routes = {f"{name}.*": {"queue": name, "routing_key": name} for name in QUEUES}
+
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+worker_cancel_long_running_tasks_on_connection_loss = True
+worker_max_memory_per_child = 1_500_000  # KiB; a backstop against TensorFlow RSS growth
+task_track_started = True
+worker_send_task_events = True
+task_send_sent_event = True
+result_expires = timedelta(days=1)
+result_extended = True
+
+include = ["tasks.maintenance"]
+
+beat_schedule_filename = str(_settings.config_path / "celerybeat-schedule")
+beat_schedule = {
+    "check-storage-hourly": {
+        "task": "maintenance.check_storage",
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 3000},
+    },
+}
+
+
+def check_routes() -> list[str]:
+    """Return problems: routes to undeclared queues, beat entries for unregistered tasks."""
+    from celery import Celery
+
+    app = Celery("stockpred-check")
+    app.config_from_object(__name__)
+    app.loader.import_default_modules()
+    declared = {q.name for q in task_queues}
+    problems = [
+        f"route {pattern!r} names undeclared queue {route['queue']!r}"
+        for pattern, route in task_routes.items()
+        if route["queue"] not in declared
+    ]
+    router = app.amqp.router
+    for name in sorted(n for n in app.tasks if not n.startswith("celery.")):
+        queue = router.route({}, name)["queue"].name
+        if queue not in declared or queue != name.partition(".")[0]:
+            problems.append(f"task {name!r} routes to {queue!r}, not the queue its name names")
+    for entry, spec in beat_schedule.items():
+        if spec["task"] not in app.tasks:
+            problems.append(f"beat entry {entry!r} names unregistered task {spec['task']!r}")
+    return problems
+
+
+if __name__ == "__main__":
+    found = check_routes()
+    for line in found:
+        print(f"error: {line}")
+    print("routes ok" if not found else f"{len(found)} routing problem(s)")
+    raise SystemExit(1 if found else 0)

@@ -1,0 +1,176 @@
+"""Logging to persistent_data/logs/application/ that many processes can share safely.
+
+Files: stock-prediction.log (everything), api.log (one line per HTTP request), prediction.log
+(predictions), error.log (ERROR and above), plus stdout. Several processes (gunicorn workers,
+Celery pool children) append to the same files: each record is one `write()` on an O_APPEND
+descriptor, and size rotation happens under an exclusive `flock`, so lines never interleave
+and none are lost across a rotation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import fcntl
+import logging
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import MappingProxyType
+
+from stockpred.settings import Settings
+
+API_LOGGER = "stockpred.api"
+PREDICTION_LOGGER = "stockpred.prediction"
+LOG_FORMAT = (
+    "%(asctime)s %(levelname)s [%(process_role)s:%(process)d] %(name)s%(context)s: %(message)s"
+)
+
+_context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
+    "stockpred_log_context", default=MappingProxyType({})
+)
+_role = "main"
+
+
+@contextmanager
+def log_context(**values: str | None) -> Iterator[None]:
+    """Add key=value pairs (task id, symbol, job id…) to every record logged inside the block."""
+    merged = {**_context.get(), **{k: str(v) for k, v in values.items() if v is not None}}
+    token = _context.set(merged)
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def set_log_context(**values: str | None) -> contextvars.Token[Mapping[str, str]]:
+    """Set the context without a block (for signal-driven code); undo with `reset_log_context`."""
+    merged = {**_context.get(), **{k: str(v) for k, v in values.items() if v is not None}}
+    return _context.set(merged)
+
+
+def reset_log_context(token: contextvars.Token[Mapping[str, str]]) -> None:
+    """Undo a `set_log_context`."""
+    _context.reset(token)
+
+
+class ContextFilter(logging.Filter):
+    """Adds the process role and the current log context to each record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = _context.get()
+        record.context = "".join(f" {k}={v}" for k, v in context.items()) if context else ""
+        record.process_role = _role
+        return True
+
+
+class SharedRotatingFileHandler(logging.Handler):
+    """Size-rotating file handler safe for many writer processes on one host."""
+
+    def __init__(self, path: Path, max_bytes: int, backup_count: int) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.backup_count = backup_count
+        self._pid = -1
+        self._fd = -1
+        self._lock_fd = -1
+
+    def _open(self) -> None:
+        """(Re)open descriptors; after a fork the child gets its own, so flock excludes."""
+        self._close_fds()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        lock_path = self.path.with_name(f".{self.path.name}.lock")
+        self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._pid = os.getpid()
+
+    def _close_fds(self) -> None:
+        for fd in (self._fd, self._lock_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._fd = self._lock_fd = -1
+
+    def _reopen_if_rotated(self) -> None:
+        try:
+            on_disk = os.stat(self.path)
+        except FileNotFoundError:
+            self._open()
+            return
+        mine = os.fstat(self._fd)
+        if (on_disk.st_ino, on_disk.st_dev) != (mine.st_ino, mine.st_dev):
+            self._open()
+
+    def _rotate(self) -> None:
+        for index in range(self.backup_count - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{index}")
+            if older.exists():
+                os.replace(older, self.path.with_name(f"{self.path.name}.{index + 1}"))
+        os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        self._open()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            data = (self.format(record) + "\n").encode("utf-8", "replace")
+            if self._pid != os.getpid():
+                self._open()
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                self._reopen_if_rotated()
+                size = os.fstat(self._fd).st_size
+                if size and size + len(data) > self.max_bytes:
+                    self._rotate()
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self._fd, view) :]
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        except Exception:
+            self.handleError(record)
+
+    def close(self) -> None:
+        self._close_fds()
+        super().close()
+
+
+def _file_handler(settings: Settings, path: Path, level: int) -> logging.Handler:
+    handler = SharedRotatingFileHandler(path, settings.log_max_bytes, settings.log_backup_count)
+    handler.setLevel(level)
+    return handler
+
+
+def configure_logging(settings: Settings, role: str, stdout: bool = True) -> None:
+    """Send logs to the application files (and stdout); `role` names the process in each line."""
+    global _role
+    _role = role
+    app_dir = settings.log_path / "application"
+    formatter = logging.Formatter(LOG_FORMAT)
+    context_filter = ContextFilter()
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
+    handlers: list[logging.Handler] = [
+        _file_handler(settings, settings.log_file, logging.DEBUG),
+        _file_handler(settings, app_dir / "error.log", logging.ERROR),
+    ]
+    if stdout:
+        handlers.append(logging.StreamHandler(sys.stdout))
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        handler.addFilter(context_filter)
+        root.addHandler(handler)
+    root.setLevel(settings.log_level)
+    for name, filename in ((API_LOGGER, "api.log"), (PREDICTION_LOGGER, "prediction.log")):
+        logger = logging.getLogger(name)
+        for old in list(logger.handlers):
+            logger.removeHandler(old)
+            old.close()
+        handler = _file_handler(settings, app_dir / filename, logging.DEBUG)
+        handler.setFormatter(formatter)
+        handler.addFilter(context_filter)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)

@@ -1,0 +1,255 @@
+"""The persistent_data tree: its folders, their creation with safe modes, and health checks.
+
+The one place that names the folders. Writing files into the tree goes through `atomic_write`.
+Templates and migration live in `stockpred.provision`; this module knows nothing of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from stockpred.settings import Settings
+
+DIR_MODE = 0o755
+FILE_MODE = 0o644
+SECRET_MODE = 0o600
+
+
+@dataclass(frozen=True)
+class DataTree:
+    """Absolute paths of every folder under persistent_data (some may be moved by settings)."""
+
+    root: Path
+    ml_models: Path
+    ml_cache: Path
+    scalers: Path
+    stock_historical: Path
+    stock_cache: Path
+    predictions: Path
+    logs: Path
+    config: Path
+    backups: Path
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DataTree:
+        """Build the tree from resolved settings."""
+        return cls(
+            root=settings.data_dir,
+            ml_models=settings.ml_model_path,
+            ml_cache=settings.ml_cache_path,
+            scalers=settings.scalers_path,
+            stock_historical=settings.stock_historical_path,
+            stock_cache=settings.stock_data_cache_path,
+            predictions=settings.prediction_cache_path,
+            logs=settings.log_path,
+            config=settings.config_path,
+            backups=settings.backup_path,
+        )
+
+    @property
+    def predictions_cache(self) -> Path:
+        return self.ml_cache / "predictions_cache"
+
+    @property
+    def model_cache(self) -> Path:
+        return self.ml_cache / "model_cache"
+
+    @property
+    def stock_data(self) -> Path:
+        return self.root / "stock_data"
+
+    @property
+    def daily_cache(self) -> Path:
+        return self.stock_cache / "daily_cache"
+
+    @property
+    def intraday_cache(self) -> Path:
+        return self.stock_cache / "intraday_cache"
+
+    @property
+    def predictions_daily(self) -> Path:
+        return self.predictions / "daily"
+
+    @property
+    def predictions_analysis(self) -> Path:
+        return self.predictions / "analysis"
+
+    @property
+    def logs_application(self) -> Path:
+        return self.logs / "application"
+
+    @property
+    def redis(self) -> Path:
+        return self.root / "redis"
+
+    @property
+    def prometheus(self) -> Path:
+        return self.root / "prometheus"
+
+    @property
+    def grafana(self) -> Path:
+        return self.root / "grafana"
+
+    @property
+    def monitoring(self) -> Path:
+        return self.root / "monitoring"
+
+    @property
+    def frontend(self) -> Path:
+        return self.root / "frontend"
+
+    def directories(self) -> dict[str, Path]:
+        """Every folder of the tree by a short name, parents before children."""
+        return {
+            "root": self.root,
+            "ml_models": self.ml_models,
+            "ml_cache": self.ml_cache,
+            "ml_cache/predictions_cache": self.predictions_cache,
+            "ml_cache/model_cache": self.model_cache,
+            "scalers": self.scalers,
+            "stock_data": self.stock_data,
+            "stock_data/historical": self.stock_historical,
+            "stock_data/cache": self.stock_cache,
+            "stock_data/cache/daily_cache": self.daily_cache,
+            "stock_data/cache/intraday_cache": self.intraday_cache,
+            "stock_data/predictions": self.predictions,
+            "stock_data/predictions/daily": self.predictions_daily,
+            "stock_data/predictions/analysis": self.predictions_analysis,
+            "logs": self.logs,
+            "logs/application": self.logs_application,
+            "logs/prometheus": self.logs / "prometheus",
+            "logs/grafana": self.logs / "grafana",
+            "config": self.config,
+            "backups": self.backups,
+            "redis": self.redis,
+            "prometheus": self.prometheus,
+            "grafana": self.grafana,
+            "monitoring": self.monitoring,
+            "frontend": self.frontend,
+            "frontend/logs": self.frontend / "logs",
+            "frontend/cache": self.frontend / "cache",
+        }
+
+
+def ensure_directories(tree: DataTree) -> tuple[list[Path], list[Path]]:
+    """Create missing folders (755) and tighten group/world-writable ones; return both lists."""
+    created: list[Path] = []
+    tightened: list[Path] = []
+    for path in tree.directories().values():
+        if not path.is_dir():
+            path.mkdir(parents=True, exist_ok=True)
+            os.chmod(path, DIR_MODE)
+            created.append(path)
+        elif stat.S_IMODE(path.stat().st_mode) & 0o022:
+            os.chmod(path, stat.S_IMODE(path.stat().st_mode) & ~0o022)
+            tightened.append(path)
+    return created, tightened
+
+
+@dataclass(frozen=True)
+class DirectoryCheck:
+    """The state of one folder of the tree."""
+
+    name: str
+    path: Path
+    exists: bool
+    writable: bool
+    mode: int | None
+    problem: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "exists": self.exists,
+            "writable": self.writable,
+            "mode": None if self.mode is None else oct(self.mode),
+            "problem": self.problem,
+        }
+
+
+def check_directory(name: str, path: Path) -> DirectoryCheck:
+    """Check that a folder exists, accepts a file write and is not group/world-writable."""
+    if not path.is_dir():
+        return DirectoryCheck(name, path, False, False, None, "missing")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    writable = True
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-", delete=True):
+            pass
+    except OSError:
+        writable = False
+    problem = None
+    if not writable:
+        problem = "not writable"
+    elif mode & 0o002:
+        problem = f"world-writable ({oct(mode)}); expected 755"
+    elif mode & 0o020:
+        problem = f"group-writable ({oct(mode)}); expected 755"
+    return DirectoryCheck(name, path, True, writable, mode, problem)
+
+
+def check_tree(tree: DataTree) -> list[DirectoryCheck]:
+    """Check every folder of the tree."""
+    return [check_directory(name, path) for name, path in tree.directories().items()]
+
+
+def directory_usage(path: Path) -> tuple[int, int]:
+    """Return (bytes, files) below a folder, not following links."""
+    total = files = 0
+    for dirpath, _dirnames, filenames in os.walk(path):
+        for filename in filenames:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, filename)).st_size
+                files += 1
+    return total, files
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes on the file system holding `path`."""
+    return shutil.disk_usage(path).free
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path, mode: int = FILE_MODE, binary: bool = False) -> Iterator[object]:
+    """Yield a file that replaces `path` atomically (temp file, fsync, rename) when closed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, mode)
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write(path: Path, data: str | bytes, mode: int = FILE_MODE) -> None:
+    """Write `data` to `path` atomically with the given mode."""
+    with atomic_writer(path, mode=mode, binary=isinstance(data, bytes)) as handle:
+        handle.write(data)  # type: ignore[attr-defined]
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

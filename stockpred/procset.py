@@ -1,0 +1,65 @@
+"""The process set of `make run`: the Procfile's entries under honcho, after pre-flight checks.
+
+The Procfile is the one list of commands; this module only picks the entries that apply (no
+redis entry when REDIS_URL names an external server) and checks ports before anything starts.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from honcho.environ import parse_procfile
+from honcho.manager import Manager
+from honcho.printer import Printer
+
+from stockpred.redis_server import PreflightError, check_redis_listener, port_in_use
+from stockpred.settings import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+REDIS_ENTRY = "redis"
+
+
+def procfile_entries(procfile: Path) -> dict[str, str]:
+    """Name → command of every Procfile entry, in file order."""
+    parsed = parse_procfile(procfile.read_text(encoding="utf-8"))
+    return dict(parsed.processes)
+
+
+def selected_entries(settings: Settings, procfile: Path) -> dict[str, str]:
+    """The entries to start: all of them, less redis when an external server is used."""
+    entries = procfile_entries(procfile)
+    if not settings.manages_redis:
+        entries.pop(REDIS_ENTRY, None)
+    return entries
+
+
+def preflight(settings: Settings) -> None:
+    """Fail with a clear message when a port the set needs is taken."""
+    check_redis_listener(settings)
+    for name, port in (("WEB_PORT", settings.web_port), ("FLOWER_PORT", settings.flower_port)):
+        if port_in_use(port):
+            raise PreflightError(f"{name}={port} is already in use on 127.0.0.1; choose another")
+
+
+def child_environment(settings: Settings) -> dict[str, str]:
+    """The environment every process inherits: ours, with the venv's bin first on PATH."""
+    env = dict(os.environ)
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    env["STOCKPRED_DATA_DIR"] = str(settings.data_dir)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_process_set(settings: Settings, procfile: Path | None = None) -> int:
+    """Start every selected process and block; Ctrl-C or SIGTERM stops them all."""
+    procfile = procfile or PROJECT_ROOT / "Procfile"
+    preflight(settings)
+    manager = Manager(Printer(sys.stdout, colour=sys.stdout.isatty(), prefix=True))
+    env = child_environment(settings)
+    for name, command in selected_entries(settings, procfile).items():
+        manager.add_process(name, command, env=env, cwd=str(procfile.parent))
+    manager.loop()
+    return int(manager.returncode or 0)

@@ -1,0 +1,1 @@
+"""Storage maintenance of persistent_data: checks now; backup, restore, cleanup, monitor later."""

@@ -1,0 +1,66 @@
+"""`/` (service index) and `/api/v1/health`."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from flask import Blueprint, Response, current_app, jsonify
+
+from stockpred.jobs import utcnow_iso
+from web.health import check_health
+from web.services import services
+
+bp = Blueprint("meta", __name__)
+SERVICE_NAME = "Stock Prediction API"
+
+
+def service_version() -> str:
+    """The installed distribution's version."""
+    try:
+        return version("stockpred")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _endpoints() -> dict[str, str]:
+    """Every route with the first line of its view's docstring, from the URL map itself."""
+    index: dict[str, str] = {}
+    for rule in sorted(current_app.url_map.iter_rules(), key=lambda r: r.rule):
+        if rule.endpoint == "static":
+            continue
+        view = current_app.view_functions[rule.endpoint]
+        doc = (view.__doc__ or "").strip().splitlines()
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            index[f"{method} {rule.rule}"] = doc[0] if doc else ""
+    return index
+
+
+@bp.get("/")
+def index() -> Response:
+    """Service name, version and the index of routes."""
+    return jsonify(
+        {
+            "service": SERVICE_NAME,
+            "version": service_version(),
+            "status": "running",
+            "timestamp": utcnow_iso(),
+            "endpoints": _endpoints(),
+        }
+    )
+
+
+@bp.get("/api/v1/health")
+def health() -> Response:
+    """Redis, workers per queue, storage: 200 healthy, 206 degraded, 503 unhealthy."""
+    result = check_health(services())
+    response = jsonify(
+        {
+            "status": result.status,
+            "timestamp": utcnow_iso(),
+            "version": service_version(),
+            "services": result.services,
+            "checks": result.checks,
+        }
+    )
+    response.status_code = result.http_status
+    return response

@@ -1,0 +1,33 @@
+"""`create_app`: the composition root of the web process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from stockpred.settings import Settings, get_settings
+from web.api import jobs, meta
+from web.errors import register_error_handlers
+from web.middleware import install_middleware
+from web.services import EXTENSION_KEY, Services
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the Flask app. `config` may carry Flask keys and `STOCKPRED_SERVICES` (tests)."""
+    app = Flask(__name__)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    if config:
+        app.config.update(config)
+    svc = app.config.get("STOCKPRED_SERVICES")
+    if svc is None:
+        settings: Settings = app.config.get("STOCKPRED_SETTINGS") or get_settings()
+        svc = Services(settings=settings, started_at=time.time())
+    app.extensions[EXTENSION_KEY] = svc
+    register_error_handlers(app)
+    install_middleware(app)
+    app.register_blueprint(meta.bp)
+    app.register_blueprint(jobs.bp)
+    return app

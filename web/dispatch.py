@@ -1,0 +1,57 @@
+"""Submitting work: write the job record, then send the task by name; answer 202."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Response, jsonify, url_for
+
+from stockpred.jobs import Job
+from stockpred.queues import queue_for_task
+from web.errors import ApiError
+from web.services import services
+
+log = logging.getLogger(__name__)
+# Fail fast when the broker is away: the caller gets a 503 instead of a hung request.
+_PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+
+
+def submit(*, kind: str, task_name: str, kwargs: dict[str, Any], symbol: str | None = None) -> Job:
+    """Record a job and queue its task; raise ApiError(503) if the broker cannot take it."""
+    queue = queue_for_task(task_name)
+    if queue is None:
+        raise ValueError(f"task {task_name!r} names no declared queue")
+    svc = services()
+    try:
+        job = svc.jobs.create(
+            kind=kind, task_name=task_name, queue=queue, symbol=symbol, params=kwargs
+        )
+    except Exception as exc:
+        raise ApiError(503, "job store unavailable", f"Redis did not answer: {exc}") from exc
+    try:
+        svc.celery.send_task(
+            task_name, kwargs=kwargs, task_id=job.id, retry=True, retry_policy=_PUBLISH_RETRY
+        )
+    except Exception as exc:
+        log.error("could not queue %s job %s: %s", task_name, job.id, exc)
+        try:
+            svc.jobs.update(
+                job.id, state="failed", error={"type": "QueueUnavailable", "message": str(exc)}
+            )
+        except Exception:
+            log.warning("could not mark job %s failed", job.id, exc_info=True)
+        raise ApiError(503, "task queue unavailable", str(exc)) from exc
+    log.info("queued %s job %s on %s", task_name, job.id, queue)
+    return job
+
+
+def accepted(job: Job) -> Response:
+    """202 with the job id and where to poll it."""
+    status_url = url_for("jobs.get_task", task_id=job.id)
+    response = jsonify(
+        {"task_id": job.id, "status_url": status_url, "state": job.state, "kind": job.kind}
+    )
+    response.status_code = 202
+    response.headers["Location"] = status_url
+    return response

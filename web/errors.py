@@ -1,0 +1,72 @@
+"""JSON errors for every failure: `{error, status, timestamp, detail}`, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, g, jsonify
+from werkzeug.exceptions import HTTPException
+
+from stockpred.jobs import utcnow_iso
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error answer a view chooses on purpose."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        detail: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None
+) -> Response:
+    """Build the JSON error body every route uses."""
+    body = {"error": error, "status": status, "timestamp": utcnow_iso(), "detail": detail}
+    request_id = g.get("request_id")
+    if request_id:
+        body["request_id"] = request_id
+    response = jsonify(body)
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _http_error(exc: HTTPException) -> Response:
+    headers = {}
+    if exc.code == 405:
+        allow = exc.get_response().headers.get("Allow")
+        if allow:
+            headers["Allow"] = allow
+    return error_response(exc.code or 500, (exc.name or "error").lower(), exc.description, headers)
+
+
+def _api_error(exc: ApiError) -> Response:
+    return error_response(exc.status, exc.error, exc.detail, exc.headers)
+
+
+def _unexpected(exc: Exception) -> Response:
+    log.exception("unhandled error: %s", exc)
+    return error_response(
+        500, "internal server error", "the error was logged to error.log with this request_id"
+    )
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Answer HTTP errors, ApiError and unexpected exceptions with the JSON error shape."""
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(Exception, _unexpected)

@@ -1,0 +1,88 @@
+"""Health of the service: Redis, a live worker on each queue, the data root, free disk."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from stockpred.paths import free_bytes
+from stockpred.queues import QUEUES
+from web.services import Services
+
+log = logging.getLogger(__name__)
+LOW_DISK_BYTES = 1 << 30
+HTTP_STATUS = {"healthy": 200, "degraded": 206, "unhealthy": 503}
+
+
+@dataclass(frozen=True)
+class Health:
+    """Overall status, per-service states and the details behind them."""
+
+    status: str
+    services: dict[str, str]
+    checks: dict[str, Any]
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS[self.status]
+
+
+def _redis_check(svc: Services) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        svc.redis.ping()
+    except Exception as exc:
+        return {"status": "down", "error": str(exc)}
+    return {"status": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+def _worker_queues(svc: Services) -> dict[str, list[str]]:
+    """Ask every worker which queues it consumes (a broadcast with a short timeout)."""
+    replies = svc.celery.control.inspect(timeout=svc.settings.health_timeout).active_queues() or {}
+    by_queue: dict[str, list[str]] = {name: [] for name in QUEUES}
+    for worker, queues in replies.items():
+        for queue in queues or []:
+            by_queue.setdefault(queue.get("name", "?"), []).append(worker)
+    return by_queue
+
+
+def _storage_check(svc: Services) -> dict[str, Any]:
+    root = svc.settings.data_dir
+    try:
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".health-"):
+            pass
+        free = free_bytes(root)
+    except OSError as exc:
+        return {"status": "down", "path": str(root), "error": str(exc)}
+    status = "low_disk" if free < LOW_DISK_BYTES else "up"
+    return {"status": status, "path": str(root), "free_bytes": free}
+
+
+def check_health(svc: Services) -> Health:
+    """Run every check: Redis or storage down is unhealthy; no worker or low disk, degraded."""
+    redis_state = _redis_check(svc)
+    storage = _storage_check(svc)
+    queues: dict[str, list[str]] = {name: [] for name in QUEUES}
+    if redis_state["status"] == "up":
+        try:
+            queues = _worker_queues(svc)
+        except Exception as exc:
+            log.warning("worker ping failed: %s", exc)
+    states = {"redis": redis_state["status"], "storage": storage["status"]}
+    for name in QUEUES:
+        states[f"worker_{name}"] = "up" if queues.get(name) else "down"
+    if redis_state["status"] != "up" or storage["status"] == "down":
+        status = "unhealthy"
+    elif any(v != "up" for v in states.values()):
+        status = "degraded"
+    else:
+        status = "healthy"
+    checks = {
+        "redis": redis_state,
+        "storage": storage,
+        "queues": {q: queues.get(q, []) for q in QUEUES},
+    }
+    return Health(status, states, checks)

@@ -1,0 +1,79 @@
+"""Cross-cutting request handling: request ids, api.log lines, bearer auth, CORS for reads."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+
+from stockpred.logs import API_LOGGER
+from web.errors import ApiError
+from web.services import services
+
+MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+READ_METHODS = "GET, HEAD, OPTIONS"
+access_log = logging.getLogger(API_LOGGER)
+
+
+def _start_request() -> None:
+    g.started = time.perf_counter()
+    incoming = request.headers.get("X-Request-ID", "")
+    g.request_id = (
+        incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+    )
+
+
+def _require_token() -> None:
+    """Mutating routes need `Authorization: Bearer <STOCKPRED_API_TOKEN>`."""
+    if request.method not in MUTATING_METHODS:
+        return
+    expected = services().settings.api_token
+    if not expected:
+        raise ApiError(
+            503,
+            "mutating routes are disabled",
+            "no STOCKPRED_API_TOKEN is configured; run `stockpred setup` to generate one",
+        )
+    scheme, _, supplied = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        supplied.strip().encode(), expected.encode()
+    ):
+        raise ApiError(
+            401,
+            "authentication required",
+            "send the header Authorization: Bearer <STOCKPRED_API_TOKEN>",
+            {"WWW-Authenticate": 'Bearer realm="stockpred"'},
+        )
+
+
+def _finish_request(response: Response) -> Response:
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        # Read-only answers may be read cross-origin; never with credentials.
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        if request.method == "OPTIONS":
+            response.headers["Access-Control-Allow-Methods"] = READ_METHODS
+            response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+            response.headers["Access-Control-Max-Age"] = "600"
+    response.headers["X-Request-ID"] = g.get("request_id", "")
+    elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+    access_log.info(
+        '%s %s %s %.1fms client=%s request_id=%s agent="%s"',
+        request.method,
+        request.full_path.rstrip("?") if request.query_string else request.path,
+        response.status_code,
+        elapsed_ms,
+        request.remote_addr or "-",
+        g.get("request_id", "-"),
+        (request.user_agent.string or "-")[:120],
+    )
+    return response
+
+
+def install_middleware(app: Flask) -> None:
+    """Register the request hooks in the order they must run."""
+    app.before_request(_start_request)
+    app.before_request(_require_token)
+    app.after_request(_finish_request)

@@ -1,0 +1,56 @@
+"""The concrete parts the web app talks to (settings, Redis, the Celery client, job records).
+
+Chosen once in `create_app` and reached through `services()`; connections open lazily, per
+gunicorn worker process, on first use.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import redis
+from celery import Celery
+from flask import current_app
+
+from stockpred.jobs import JobStore
+from stockpred.redis_conn import connect
+from stockpred.settings import Settings
+
+EXTENSION_KEY = "stockpred"
+
+
+@dataclass
+class Services:
+    """What a request handler may use; built by `create_app`, replaceable in tests."""
+
+    settings: Settings
+    started_at: float
+    _redis: redis.Redis | None = field(default=None, repr=False)
+    _celery: Celery | None = field(default=None, repr=False)
+
+    @functools.cached_property
+    def redis(self) -> redis.Redis:
+        return self._redis or connect(self.settings)
+
+    @functools.cached_property
+    def celery(self) -> Celery:
+        """A Celery client for sending tasks by name and control pings (no task code loaded)."""
+        if self._celery is not None:
+            return self._celery
+        client = Celery("stockpred-web")
+        client.config_from_object("celeryconfig")
+        client.conf.update(
+            broker_url=self.settings.celery_url, result_backend=self.settings.celery_url
+        )
+        return client
+
+    @functools.cached_property
+    def jobs(self) -> JobStore:
+        return JobStore(self.redis, self.settings.job_ttl)
+
+
+def services() -> Services:
+    """The current app's services."""
+    found: Services = current_app.extensions[EXTENSION_KEY]
+    return found

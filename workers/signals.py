@@ -1,0 +1,93 @@
+"""Worker and beat process set-up through Celery signals.
+
+Logging into persistent_data with the node name and task context; TensorFlow's thread budget
+per pool child (read lazily by `stockpred.tf_runtime`, TensorFlow is never imported here); job
+record updates as tasks start, succeed, fail or retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from celery import signals
+
+from stockpred import logs
+from stockpred.jobs import JobStore
+from stockpred.redis_conn import process_client
+from stockpred.settings import get_settings
+from stockpred.tf_runtime import TF_THREADS_ENV
+
+log = logging.getLogger(__name__)
+_tokens: dict[str, Any] = {}
+_stores: dict[int, JobStore] = {}
+
+
+def _job_store() -> JobStore:
+    pid = os.getpid()
+    if pid not in _stores:
+        settings = get_settings()
+        _stores[pid] = JobStore(process_client(settings), settings.job_ttl)
+    return _stores[pid]
+
+
+def _update_job(task_id: str | None, **fields: Any) -> None:
+    """Update a job record; a Redis hiccup here must never fail the task itself."""
+    if not task_id:
+        return
+    try:
+        _job_store().update(task_id, **fields)
+    except Exception:
+        log.warning("could not update job record %s", task_id, exc_info=True)
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    """Replace Celery's logging with the shared files under persistent_data/logs."""
+    logs.configure_logging(get_settings(), role="celery")
+
+
+@signals.celeryd_after_setup.connect
+def _after_worker_setup(sender: str, instance: Any, **_: Any) -> None:
+    """Name log lines after the node; give each pool child its share of the CPU for TF."""
+    logs.configure_logging(get_settings(), role=sender)
+    concurrency = max(1, int(getattr(instance, "concurrency", 1) or 1))
+    os.environ.setdefault(TF_THREADS_ENV, str(max(1, (os.cpu_count() or 1) // concurrency)))
+
+
+@signals.beat_init.connect
+def _beat_init(**_: Any) -> None:
+    logs.configure_logging(get_settings(), role="beat")
+
+
+@signals.task_prerun.connect
+def _task_prerun(
+    task_id: str, task: Any, args: tuple[Any, ...], kwargs: dict[str, Any], **_: Any
+) -> None:
+    symbol = kwargs.get("symbol") or (args[0] if args and isinstance(args[0], str) else None)
+    _tokens[task_id] = logs.set_log_context(task=task.name, task_id=task_id, symbol=symbol)
+    _update_job(task_id, state="started")
+
+
+@signals.task_postrun.connect
+def _task_postrun(task_id: str, **_: Any) -> None:
+    token = _tokens.pop(task_id, None)
+    if token is not None:
+        logs.reset_log_context(token)
+
+
+@signals.task_success.connect
+def _task_success(sender: Any, result: Any, **_: Any) -> None:
+    _update_job(sender.request.id, state="succeeded", result=result)
+
+
+@signals.task_failure.connect
+def _task_failure(task_id: str, exception: BaseException, **_: Any) -> None:
+    error = {"type": type(exception).__name__, "message": str(exception)}
+    _update_job(task_id, state="failed", error=error)
+
+
+@signals.task_retry.connect
+def _task_retry(request: Any, reason: Any, **_: Any) -> None:
+    _update_job(request.id, state="queued", error={"type": "Retry", "message": str(reason)})
