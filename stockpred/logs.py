@@ -78,14 +78,20 @@ class SharedRotatingFileHandler(logging.Handler):
         self._fd = -1
         self._lock_fd = -1
 
-    def _open(self) -> None:
-        """(Re)open descriptors; after a fork the child gets its own, so flock excludes."""
+    def _open_lock(self) -> None:
+        """Open this process's lock descriptor (after a fork the child needs its own)."""
         self._close_fds()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         lock_path = self.path.with_name(f".{self.path.name}.lock")
         self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self._pid = os.getpid()
+
+    def _open_log(self) -> None:
+        """(Re)open the log file for appending; the lock descriptor is left alone."""
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
     def _close_fds(self) -> None:
         for fd in (self._fd, self._lock_fd):
@@ -95,28 +101,33 @@ class SharedRotatingFileHandler(logging.Handler):
         self._fd = self._lock_fd = -1
 
     def _reopen_if_rotated(self) -> None:
+        """Follow a rotation another process made; call with the lock held."""
+        if self._fd < 0:
+            self._open_log()
+            return
         try:
             on_disk = os.stat(self.path)
         except FileNotFoundError:
-            self._open()
+            self._open_log()
             return
         mine = os.fstat(self._fd)
         if (on_disk.st_ino, on_disk.st_dev) != (mine.st_ino, mine.st_dev):
-            self._open()
+            self._open_log()
 
     def _rotate(self) -> None:
+        """Shift name.N to name.N+1 and start a new file; call with the lock held."""
         for index in range(self.backup_count - 1, 0, -1):
             older = self.path.with_name(f"{self.path.name}.{index}")
             if older.exists():
                 os.replace(older, self.path.with_name(f"{self.path.name}.{index + 1}"))
         os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
-        self._open()
+        self._open_log()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             data = (self.format(record) + "\n").encode("utf-8", "replace")
             if self._pid != os.getpid():
-                self._open()
+                self._open_lock()
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             try:
                 self._reopen_if_rotated()

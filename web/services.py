@@ -49,6 +49,14 @@ class Services:
     def jobs(self) -> JobStore:
         return JobStore(self.redis, self.settings.job_ttl)
 
+    def close(self) -> None:
+        """Close the connections opened so far (a worker exiting, a test ending)."""
+        opened = vars(self)
+        if "redis" in opened:
+            self.redis.close()
+        if "celery" in opened:
+            self.celery.close()
+
 
 def services() -> Services:
     """The current app's services."""

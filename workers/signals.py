@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
 from celery import signals
@@ -45,7 +46,8 @@ def _update_job(task_id: str | None, **fields: Any) -> None:
 @signals.setup_logging.connect
 def _setup_logging(**_: Any) -> None:
     """Replace Celery's logging with the shared files under persistent_data/logs."""
-    logs.configure_logging(get_settings(), role="celery")
+    role = "beat" if "beat" in sys.argv[1:] else "celery"
+    logs.configure_logging(get_settings(), role=role)
 
 
 @signals.celeryd_after_setup.connect
@@ -54,11 +56,6 @@ def _after_worker_setup(sender: str, instance: Any, **_: Any) -> None:
     logs.configure_logging(get_settings(), role=sender)
     concurrency = max(1, int(getattr(instance, "concurrency", 1) or 1))
     os.environ.setdefault(TF_THREADS_ENV, str(max(1, (os.cpu_count() or 1) // concurrency)))
-
-
-@signals.beat_init.connect
-def _beat_init(**_: Any) -> None:
-    logs.configure_logging(get_settings(), role="beat")
 
 
 @signals.task_prerun.connect

@@ -1,0 +1,156 @@
+"""`make run` as an operator runs it: healthy within 90 s, Flower behind auth, Ctrl-C stops all."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+import redis
+
+from stockpred.settings import load_settings, read_env_file
+from tests.conftest import clean_environ
+from tests.support import ROOT, free_port, stop_group, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class RunningSet:
+    proc: subprocess.Popen[bytes]
+    env: dict[str, str]
+    data_dir: Path
+    web: str
+    flower: str
+    output: Path
+
+
+def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+@pytest.fixture(scope="module")
+def running_set() -> Iterator[RunningSet]:
+    """`make run` on free ports and a short temp data root (Unix socket paths are limited)."""
+    with tempfile.TemporaryDirectory(prefix="sp-e2e-") as directory:
+        data_dir = Path(directory) / "pd"
+        env = clean_environ()
+        env.update(
+            STOCKPRED_DATA_DIR=str(data_dir),
+            WEB_PORT=str(free_port()),
+            FLOWER_PORT=str(free_port()),
+        )
+        output = Path(directory) / "make-run.log"
+        with output.open("wb") as log:
+            proc = subprocess.Popen(
+                ["make", "--no-print-directory", "run"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        running = RunningSet(
+            proc,
+            env,
+            data_dir,
+            f"http://127.0.0.1:{env['WEB_PORT']}",
+            f"http://127.0.0.1:{env['FLOWER_PORT']}",
+            output,
+        )
+        try:
+            yield running
+        finally:
+            stop_group(proc, signal.SIGKILL)
+
+
+def test_make_run_is_healthy_with_all_three_queues_live_within_90s(running_set: RunningSet) -> None:
+    started = time.monotonic()
+
+    def healthy() -> dict[str, object] | None:
+        if running_set.proc.poll() is not None:
+            raise AssertionError(running_set.output.read_text()[-3000:])
+        status, body = http_get(f"{running_set.web}/api/v1/health")
+        return json.loads(body) if status == 200 else None
+
+    body = wait_for(healthy, 90, interval=0.5, what="GET /api/v1/health = 200")
+    assert time.monotonic() - started < 90
+    assert body["status"] == "healthy"
+    services = body["services"]
+    assert isinstance(services, dict)
+    assert all(services[f"worker_{q}"] == "up" for q in ("inference", "training", "maintenance"))
+
+
+def test_redis_listens_only_on_the_private_socket(running_set: RunningSet) -> None:
+    sock = running_set.data_dir / "redis" / "redis.sock"
+    assert sock.is_socket()
+    assert oct(sock.stat().st_mode & 0o777) == "0o700"
+    client = redis.Redis(unix_socket_path=str(sock))
+    try:
+        assert client.config_get("port")["port"] == "0"
+    finally:
+        client.close()
+
+
+def test_flower_is_bound_to_loopback_and_asks_for_basic_auth(running_set: RunningSet) -> None:
+    wait_for(lambda: http_get(running_set.flower)[0] in (200, 401), 30, what="Flower")
+    assert http_get(running_set.flower)[0] == 401
+    auth = read_env_file(running_set.data_dir / "config" / "persistent.env")["FLOWER_BASIC_AUTH"]
+    token = base64.b64encode(auth.encode()).decode()
+    status, _ = http_get(f"{running_set.flower}/workers", {"Authorization": f"Basic {token}"})
+    assert status == 200
+    listeners = {
+        (c.laddr.ip, c.laddr.port)
+        for c in psutil.net_connections("tcp")
+        if c.status == psutil.CONN_LISTEN
+        and c.laddr.port == int(running_set.flower.rsplit(":", 1)[1])
+    }
+    assert listeners == {("127.0.0.1", int(running_set.flower.rsplit(":", 1)[1]))}
+
+
+def test_every_process_logs_under_persistent_data(running_set: RunningSet) -> None:
+    app_logs = running_set.data_dir / "logs" / "application"
+    wait_for(
+        lambda: "GET /api/v1/health 200" in (app_logs / "api.log").read_text(),
+        10,
+        what="the health request in api.log",
+    )
+    everything = (app_logs / "stock-prediction.log").read_text()
+    for role in ("inference@", "training@", "maintenance@", "beat", "web"):
+        assert f"[{role}" in everything, role
+
+
+def test_ctrl_c_stops_every_process_and_redis_flushes_its_aof(running_set: RunningSet) -> None:
+    settings = load_settings(running_set.env)
+    client = redis.Redis.from_url(settings.redis_client_url)
+    client.set("e2e:written-before-shutdown", "kept")
+    client.close()
+    root = psutil.Process(running_set.proc.pid)
+    children = root.children(recursive=True)
+    names = " ".join(" ".join(c.cmdline()) for c in children)
+    for expected in ("redis-server", "gunicorn", "worker", "beat", "flower"):
+        assert expected in names, expected
+    os.killpg(running_set.proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    assert running_set.proc.wait(timeout=30) is not None
+    _, alive = psutil.wait_procs(children, timeout=15)
+    assert not alive, [" ".join(p.cmdline()) for p in alive]
+    aof_dir = settings.redis_dir / "appendonlydir"
+    aof_text = b"".join(p.read_bytes() for p in aof_dir.glob("*.aof"))
+    assert b"e2e:written-before-shutdown" in aof_text
+    assert not (settings.redis_dir / "redis.sock").exists()

@@ -1,0 +1,169 @@
+"""Rules of the layout: import directions, no TensorFlow in web, routes, Make and Procfile agree."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+import celeryconfig
+from stockpred.procset import procfile_entries, selected_entries
+from stockpred.queues import QUEUES, queue_for_task
+from stockpred.settings import load_settings
+from tests.support import ROOT
+
+
+def modules_after_import(statement: str) -> set[str]:
+    code = f"import json, sys; {statement}; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return set(json.loads(out.stdout))
+
+
+def test_importing_web_does_not_import_tensorflow() -> None:
+    loaded = modules_after_import("import web; web.create_app()")
+    assert "tensorflow" not in loaded
+    assert "keras" not in loaded
+
+
+def test_importing_the_workers_and_tasks_does_not_import_tensorflow() -> None:
+    loaded = modules_after_import("import workers; workers.app.loader.import_default_modules()")
+    assert "tensorflow" not in loaded
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "stockpred.settings",
+        "stockpred.paths",
+        "stockpred.jobs",
+        "stockpred.provision",
+        "stockpred.logs",
+        "stockpred.cli",
+    ],
+)
+def test_the_domain_imports_neither_web_tasks_workers_nor_flask(module: str) -> None:
+    loaded = modules_after_import(f"import {module}")
+    assert not {"web", "tasks", "workers", "flask", "celery"} & loaded
+
+
+def test_every_task_and_beat_entry_routes_to_a_declared_queue() -> None:
+    assert celeryconfig.check_routes() == []
+    result = subprocess.run(
+        [sys.executable, "-m", "celeryconfig"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "routes ok" in result.stdout
+
+
+def test_a_task_named_for_an_unknown_queue_is_caught() -> None:
+    assert queue_for_task("inference.predict") == "inference"
+    assert queue_for_task("reporting.send") is None
+    assert queue_for_task("predict") is None
+
+
+def test_celery_reliability_settings() -> None:
+    assert {q.name for q in celeryconfig.task_queues} == set(QUEUES)
+    assert celeryconfig.task_acks_late and celeryconfig.task_reject_on_worker_lost
+    assert celeryconfig.worker_prefetch_multiplier == 1
+    assert celeryconfig.accept_content == ["json"]
+    assert celeryconfig.task_track_started and celeryconfig.worker_send_task_events
+    assert max(celeryconfig.TIME_LIMITS.values()) < celeryconfig.VISIBILITY_TIMEOUT
+    assert celeryconfig.broker_transport_options["visibility_timeout"] == (
+        celeryconfig.VISIBILITY_TIMEOUT
+    )
+    assert celeryconfig.beat_schedule_filename.endswith("config/celerybeat-schedule")
+
+
+def make_dry_run(target: str) -> str:
+    out = subprocess.run(
+        ["make", "--no-print-directory", "-n", target, "VENV=VENVDIR", "STAMP=/dev/null"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return out.stdout.strip().splitlines()[-1].replace("VENVDIR/bin/", "")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["web", "worker-inference", "worker-training", "worker-maintenance", "beat", "flower", "redis"],
+)
+def test_each_make_target_runs_the_procfile_command(name: str) -> None:
+    assert make_dry_run(name) == procfile_entries(ROOT / "Procfile")[name]
+
+
+def test_make_help_lists_every_target_with_a_line() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z][a-z-]+):", makefile, flags=re.M))
+    documented = set(re.findall(r"^([a-z][a-z-]+):.*## ", makefile, flags=re.M))
+    assert targets == documented
+    out = subprocess.run(
+        ["make", "--no-print-directory", "help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    for target in targets:
+        assert target in out
+    required = {
+        "help",
+        "setup",
+        "run",
+        "test",
+        "lint",
+        "web",
+        "worker-inference",
+        "worker-training",
+        "worker-maintenance",
+        "beat",
+        "flower",
+        "storage-setup",
+        "storage-test",
+        "clean",
+    }
+    assert required <= targets
+
+
+def test_the_process_set_skips_redis_when_an_external_server_is_used() -> None:
+    own = selected_entries(load_settings({}), ROOT / "Procfile")
+    external = selected_entries(load_settings({"REDIS_URL": "redis://h:1/0"}), ROOT / "Procfile")
+    assert "redis" in own and "redis" not in external
+    assert set(own) - {"redis"} == set(external)
+
+
+def test_the_workers_match_the_documented_launch_profiles() -> None:
+    entries = procfile_entries(ROOT / "Procfile")
+    assert "--queues inference --concurrency 2" in entries["worker-inference"]
+    assert "--concurrency 1 --max-tasks-per-child 1" in entries["worker-training"]
+    assert "--queues maintenance --concurrency 1" in entries["worker-maintenance"]
+    for queue in QUEUES:
+        assert f"--hostname {queue}@%h" in entries[f"worker-{queue}"]
+
+
+def test_readme_starts_with_the_two_commands_and_documents_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    head = "\n".join(readme.splitlines()[:15])
+    assert "make run" in head and "make test" in head
+    source = (ROOT / "stockpred" / "settings.py").read_text()
+    names = set(re.findall(r'"([A-Z][A-Z0-9_]{3,})"', source))
+    missing = sorted(n for n in names if n not in readme)
+    assert not missing, f"settings missing from README: {missing}"
