@@ -18,7 +18,7 @@ from stockpred import logs
 from stockpred.jobs import JobStore
 from stockpred.redis_conn import process_client
 from stockpred.settings import get_settings
-from stockpred.tf_runtime import TF_THREADS_ENV
+from stockpred.tf_runtime import TF_THREADS_ENV, thread_budget
 
 log = logging.getLogger(__name__)
 _tokens: dict[str, Any] = {}
@@ -56,6 +56,12 @@ def _after_worker_setup(sender: str, instance: Any, **_: Any) -> None:
     logs.configure_logging(get_settings(), role=sender)
     concurrency = max(1, int(getattr(instance, "concurrency", 1) or 1))
     os.environ.setdefault(TF_THREADS_ENV, str(max(1, (os.cpu_count() or 1) // concurrency)))
+
+
+@signals.worker_process_init.connect
+def _pool_child_init(**_: Any) -> None:
+    """Say what this pool child was given; TensorFlow itself is imported only when needed."""
+    log.info("pool process ready (TensorFlow intra-op threads: %d)", thread_budget())
 
 
 @signals.task_prerun.connect

@@ -134,6 +134,8 @@ def test_every_process_logs_under_persistent_data(running_set: RunningSet) -> No
     everything = (app_logs / "stock-prediction.log").read_text()
     for role in ("inference@", "training@", "maintenance@", "beat", "web"):
         assert f"[{role}" in everything, role
+    schedule = running_set.data_dir / "config" / "celerybeat-schedule"
+    wait_for(lambda: list(schedule.parent.glob(schedule.name + "*")), 10, what="beat's schedule")
 
 
 def test_ctrl_c_stops_every_process_and_redis_flushes_its_aof(running_set: RunningSet) -> None:

@@ -137,3 +137,21 @@ def test_a_job_for_a_task_whose_record_was_cancelled_is_not_resurrected(
     wait_for(lambda: svc.redis.exists(f"celery-task-meta-{job.id}"), 30, what="the task to run")
     loaded = store.get(job.id)
     assert loaded is not None and loaded.state == "cancelled"
+
+
+def test_each_pool_child_gets_its_share_of_cores_for_tensorflow(
+    web_app: Callable[[Settings], Flask], celery_workers: Celery, worker_settings: Settings
+) -> None:
+    import os
+
+    expected = max(1, (os.cpu_count() or 1) // 1)  # the test workers run --concurrency 1
+    log_file = worker_settings.log_file
+
+    def children_ready() -> list[str]:
+        lines = log_file.read_text().splitlines()
+        return [
+            line for line in lines if "[inference@test:" in line and "pool process ready" in line
+        ]
+
+    ready = wait_for(children_ready, 10, what="the inference pool child's start-up line")
+    assert all(f"intra-op threads: {expected})" in line for line in ready)

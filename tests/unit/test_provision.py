@@ -172,3 +172,18 @@ def test_a_bad_setting_stops_the_cli_with_a_clear_message(data_env: dict[str, st
     assert result.returncode != 0
     assert "STOCK_DATA_TTL" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_run_refuses_a_taken_redis_port_before_starting_anything(
+    data_env: dict[str, str],
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("run", env={**data_env, "REDIS_PORT": str(port)})
+    assert result.returncode == 1
+    assert f"REDIS_PORT={port} is already in use" in result.stderr
+    assert "started (pid" not in result.stdout
