@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from celery.schedules import crontab
 from kombu.entity import Queue
 
 from stockpred.queues import QUEUES, QueueName, hard_time_limit
@@ -38,6 +39,7 @@ result_accept_content = ["json"]
 task_queues = tuple(Queue(name, routing_key=name) for name in QUEUES)
 task_default_queue = QueueName.MAINTENANCE.value
 task_create_missing_queues = False
+timezone = "UTC"
 task_routes = {f"{name}.*": {"queue": name, "routing_key": name} for name in QUEUES}
 
 task_acks_late = True
@@ -55,6 +57,12 @@ include = ["tasks.maintenance"]
 
 beat_schedule_filename = str(_settings.config_path / "celerybeat-schedule")
 beat_schedule = {
+    "refresh-prices-after-us-close": {
+        # 22:15 UTC is after the 16:00 New York close in both winter and summer time.
+        "task": "maintenance.refresh_tracked_prices",
+        "schedule": crontab(minute=15, hour=22, day_of_week="mon-fri"),
+        "options": {"expires": 6 * 3600},
+    },
     "check-storage-hourly": {
         "task": "maintenance.check_storage",
         "schedule": timedelta(hours=1),

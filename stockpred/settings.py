@@ -64,6 +64,10 @@ class Settings:
     health_timeout: float = 1.0
     job_ttl: timedelta = timedelta(days=7)
     training_time_limit: timedelta = timedelta(hours=2)
+    stock_data_source: str = "auto"
+    yahoo_timeout: float = 10.0
+    yahoo_rate_limit: float = 10.0
+    historical_wait: float = 8.0
 
     @property
     def redis_dir(self) -> Path:
@@ -213,6 +217,16 @@ def _redis_url(name: str, raw: str) -> str:
     return raw
 
 
+def _choice(*allowed: str) -> Callable[[str, str], str]:
+    def convert(name: str, raw: str) -> str:
+        value = raw.lower()
+        if value not in allowed:
+            raise SettingsError(f"{name}={raw!r} must be one of {', '.join(allowed)}")
+        return value
+
+    return convert
+
+
 def _basic_auth(name: str, raw: str) -> str:
     user, sep, password = raw.partition(":")
     if not sep or not user or not password:
@@ -291,6 +305,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         health_timeout=read.get("HEALTH_TIMEOUT", _positive_float, 1.0),
         job_ttl=read.get("JOB_TTL", parse_duration, timedelta(days=7)),
         training_time_limit=read.get("TRAINING_TIME_LIMIT", parse_duration, timedelta(hours=2)),
+        stock_data_source=read.get(
+            "STOCK_DATA_SOURCE", _choice("auto", "yahoo", "embedded", "csv"), "auto"
+        ),
+        yahoo_timeout=read.get("YAHOO_TIMEOUT", _positive_float, 10.0),
+        yahoo_rate_limit=read.get("YAHOO_RATE_LIMIT", _positive_float, 10.0),
+        historical_wait=read.get("HISTORICAL_WAIT", _positive_float, 8.0),
     )
 
 

@@ -1,19 +1,26 @@
-"""Tasks of the `maintenance` queue: storage upkeep and checks."""
+"""Tasks of the `maintenance` queue: market-data refreshes and storage upkeep."""
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from celery import shared_task
 
+from stockpred.market.errors import RateLimited, SourceUnavailable
+from stockpred.market.factory import build_market_data, tracked_symbols
+from stockpred.market.service import MarketData
+from stockpred.market.symbols import normalize_symbol
 from stockpred.paths import DataTree
 from stockpred.queues import QueueName, hard_time_limit, soft_time_limit
+from stockpred.redis_conn import process_client
 from stockpred.settings import get_settings
 from stockpred.storage.check import check_storage as run_storage_check
 
 log = logging.getLogger(__name__)
 _QUEUE = QueueName.MAINTENANCE
+_market: dict[int, MarketData] = {}
 
 
 def _limits() -> dict[str, int]:
@@ -22,6 +29,15 @@ def _limits() -> dict[str, int]:
         "time_limit": hard_time_limit(_QUEUE, training),
         "soft_time_limit": soft_time_limit(_QUEUE, training),
     }
+
+
+def market_data() -> MarketData:
+    """This process's market-data service (built on first use, after fork)."""
+    pid = os.getpid()
+    if pid not in _market:
+        settings = get_settings()
+        _market[pid] = build_market_data(settings, process_client(settings))
+    return _market[pid]
 
 
 @shared_task(name="maintenance.check_storage", acks_late=True, **_limits())
@@ -33,3 +49,27 @@ def check_storage() -> dict[str, Any]:
     summary = report.to_dict()
     summary.pop("directories")
     return summary
+
+
+@shared_task(
+    name="maintenance.refresh_prices",
+    acks_late=True,
+    autoretry_for=(RateLimited, SourceUnavailable),
+    retry_backoff=2,
+    retry_backoff_max=120,
+    retry_jitter=True,
+    max_retries=3,
+    **_limits(),
+)
+def refresh_prices(symbol: str, force: bool = False) -> dict[str, Any]:
+    """Fetch a symbol's new daily bars into its history and daily cache (no-op when fresh)."""
+    return market_data().refresh(normalize_symbol(symbol), force=force).to_dict()
+
+
+@shared_task(name="maintenance.refresh_tracked_prices", acks_late=True, **_limits())
+def refresh_tracked_prices() -> dict[str, Any]:
+    """Queue a refresh of every symbol with stored prices or a model."""
+    symbols = tracked_symbols(get_settings())
+    for symbol in symbols:
+        refresh_prices.delay(symbol)
+    return {"queued": symbols}

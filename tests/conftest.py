@@ -17,6 +17,7 @@ from stockpred.queues import QUEUES
 from stockpred.settings import Settings, load_settings
 from tests.support import BIN, RedisServer, start_worker, stop_group, wait_for
 
+OFFLINE_PROXY = "http://127.0.0.1:9"
 # Variables the tests set themselves: never inherit them from the shell running pytest.
 _ISOLATED = (
     "STOCKPRED_",
@@ -38,6 +39,11 @@ def clean_environ() -> dict[str, str]:
     """os.environ without any stockpred setting, with the venv's bin first on PATH."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_ISOLATED)}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    # Any request that escapes to the network fails at once (curl_cffi and requests honour it).
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        env[name] = OFFLINE_PROXY
+    env.pop("NO_PROXY", None)
+    env.pop("no_proxy", None)
     return env
 
 

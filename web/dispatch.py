@@ -1,8 +1,10 @@
-"""Submitting work: write the job record, then send the task by name; answer 202."""
+"""Submitting work: write the job record, then send the task by name; wait briefly; answer 202."""
 
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from typing import Any
 
 from flask import Response, jsonify, url_for
@@ -13,19 +15,41 @@ from web.errors import ApiError
 from web.services import services
 
 log = logging.getLogger(__name__)
+DEDUPE_PREFIX = "stockpred:dedupe:"
 # Fail fast when the broker is away: the caller gets a 503 instead of a hung request.
 _PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 
-def submit(*, kind: str, task_name: str, kwargs: dict[str, Any], symbol: str | None = None) -> Job:
-    """Record a job and queue its task; raise ApiError(503) if the broker cannot take it."""
+def submit(
+    *,
+    kind: str,
+    task_name: str,
+    kwargs: dict[str, Any],
+    symbol: str | None = None,
+    dedupe_key: str | None = None,
+    dedupe_seconds: int = 120,
+) -> Job:
+    """Record a job and queue its task; raise ApiError(503) if the broker cannot take it.
+
+    With `dedupe_key`, a job submitted under the same key in the last `dedupe_seconds` is
+    returned instead of queuing the same work again.
+    """
     queue = queue_for_task(task_name)
     if queue is None:
         raise ValueError(f"task {task_name!r} names no declared queue")
     svc = services()
+    job_id = str(uuid.uuid4())
     try:
+        if dedupe_key is not None:
+            key = DEDUPE_PREFIX + dedupe_key
+            if not svc.redis.set(key, job_id, nx=True, ex=dedupe_seconds):
+                existing = svc.redis.get(key)
+                found = svc.jobs.get(str(existing)) if existing else None
+                if found is not None:
+                    return found
+                svc.redis.set(key, job_id, ex=dedupe_seconds)
         job = svc.jobs.create(
-            kind=kind, task_name=task_name, queue=queue, symbol=symbol, params=kwargs
+            kind=kind, task_name=task_name, queue=queue, symbol=symbol, params=kwargs, job_id=job_id
         )
     except Exception as exc:
         raise ApiError(503, "job store unavailable", f"Redis did not answer: {exc}") from exc
@@ -39,11 +63,29 @@ def submit(*, kind: str, task_name: str, kwargs: dict[str, Any], symbol: str | N
             svc.jobs.update(
                 job.id, state="failed", error={"type": "QueueUnavailable", "message": str(exc)}
             )
+            if dedupe_key is not None:
+                svc.redis.delete(DEDUPE_PREFIX + dedupe_key)
         except Exception:
             log.warning("could not mark job %s failed", job.id, exc_info=True)
         raise ApiError(503, "task queue unavailable", str(exc)) from exc
     log.info("queued %s job %s on %s", task_name, job.id, queue)
     return job
+
+
+def wait_for_job(job_id: str, timeout: float) -> Job | None:
+    """Wait up to `timeout` seconds for a job to finish; None if it is still running."""
+    store = services().jobs
+    deadline = time.monotonic() + timeout
+    pause = 0.01
+    while True:
+        job = store.get(job_id)
+        if job is not None and job.finished:
+            return job
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        time.sleep(min(pause, remaining))
+        pause = min(pause * 1.5, 0.1)
 
 
 def accepted(job: Job) -> Response:

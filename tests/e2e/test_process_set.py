@@ -97,6 +97,20 @@ def test_make_run_is_healthy_with_all_three_queues_live_within_90s(running_set: 
     assert all(services[f"worker_{q}"] == "up" for q in ("inference", "training", "maintenance"))
 
 
+def test_historical_prices_are_served_offline_from_the_embedded_data(
+    running_set: RunningSet,
+) -> None:
+    for symbol in ("NVDA", "TSLA", "AAPL"):
+        status, body = http_get(f"{running_set.web}/api/v1/historical/{symbol}?days=5")
+        answer = json.loads(body)
+        assert status == 200, answer
+        assert answer["count"] == 5 and answer["source"] == "embedded"
+    status, body = http_get(f"{running_set.web}/api/v1/historical/NVDA?days=5")
+    assert json.loads(body)["cached"] is True
+    assert http_get(f"{running_set.web}/api/v1/historical/INVALID!!")[0] == 400
+    assert http_get(f"{running_set.web}/api/v1/historical/ZZZZZZ")[0] == 404
+
+
 def test_redis_listens_only_on_the_private_socket(running_set: RunningSet) -> None:
     sock = running_set.data_dir / "redis" / "redis.sock"
     assert sock.is_socket()

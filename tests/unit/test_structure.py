@@ -33,6 +33,7 @@ def test_importing_web_does_not_import_tensorflow() -> None:
     loaded = modules_after_import("import web; web.create_app()")
     assert "tensorflow" not in loaded
     assert "keras" not in loaded
+    assert not {"pandas", "yfinance", "sklearn"} & loaded, "the web stays light"
 
 
 def test_importing_the_workers_and_tasks_does_not_import_tensorflow() -> None:

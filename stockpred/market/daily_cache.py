@@ -1,0 +1,109 @@
+"""The daily cache: one small JSON file per symbol with freshness metadata and recent bars.
+
+Written by workers after every refresh (atomically); read by the web process to answer
+`/api/v1/historical` without pandas. The full history lives in `stockpred.market.history`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from stockpred.market.calendar import is_fresh
+from stockpred.paths import atomic_write
+
+MAX_DAYS = 730
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class CachedPrices:
+    """Recent bars of one symbol and where and when they came from."""
+
+    symbol: str
+    source: str
+    fetched_at: datetime
+    as_of: str
+    first_date: str
+    total_rows: int
+    bars: list[list[Any]]  # [date, open, high, low, close, volume], ascending
+
+    def is_fresh(self, now: datetime, intraday_ttl: timedelta) -> bool:
+        return is_fresh(self.fetched_at, now, intraday_ttl)
+
+    def records(self, days: int) -> list[dict[str, Any]]:
+        """The last `days` bars in the original API's row shape."""
+        return [
+            {
+                "symbol": self.symbol,
+                "timestamp": row[0],
+                "open": row[1],
+                "high": row[2],
+                "low": row[3],
+                "close": row[4],
+                "volume": row[5],
+            }
+            for row in self.bars[-days:]
+        ]
+
+
+class DailyCache:
+    """Reads and writes `<daily_cache>/<SYMBOL>.json`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def path(self, symbol: str) -> Path:
+        return self.directory / f"{symbol}.json"
+
+    def load(self, symbol: str) -> CachedPrices | None:
+        """The cached entry, or None when absent or unreadable (treated as a miss)."""
+        try:
+            raw = json.loads(self.path(symbol).read_text(encoding="utf-8"))
+            if raw.get("schema") != SCHEMA:
+                return None
+            return CachedPrices(
+                symbol=raw["symbol"],
+                source=raw["source"],
+                fetched_at=datetime.fromisoformat(raw["fetched_at"]),
+                as_of=raw["as_of"],
+                first_date=raw["first_date"],
+                total_rows=int(raw["total_rows"]),
+                bars=raw["bars"],
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def store(
+        self,
+        *,
+        symbol: str,
+        source: str,
+        bars: list[list[Any]],
+        first_date: str,
+        total_rows: int,
+        fetched_at: datetime | None = None,
+    ) -> CachedPrices:
+        """Write the entry atomically and return it."""
+        when = fetched_at or datetime.now(UTC)
+        recent = bars[-MAX_DAYS:]
+        entry = CachedPrices(symbol, source, when, recent[-1][0], first_date, total_rows, recent)
+        body = {
+            "schema": SCHEMA,
+            "symbol": symbol,
+            "source": source,
+            "fetched_at": when.isoformat(),
+            "as_of": entry.as_of,
+            "first_date": first_date,
+            "total_rows": total_rows,
+            "bars": recent,
+        }
+        atomic_write(self.path(symbol), json.dumps(body, separators=(",", ":")))
+        return entry
+
+    def symbols(self) -> list[str]:
+        """Symbols with a cache entry."""
+        return sorted(p.stem for p in self.directory.glob("*.json"))

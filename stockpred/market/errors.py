@@ -1,0 +1,37 @@
+"""Why market data could not be had, told apart so callers can answer 404, 503 or retry."""
+
+from __future__ import annotations
+
+
+class MarketDataError(Exception):
+    """Base of every market-data failure."""
+
+    retryable = False
+
+
+class UnknownSymbol(MarketDataError):
+    """The source knows no such symbol (or it is delisted): a 404, never retried."""
+
+
+class NoData(MarketDataError):
+    """No source available here has data for the symbol: a 404."""
+
+
+class RateLimited(MarketDataError):
+    """The source asked us to slow down: retried with backoff."""
+
+    retryable = True
+
+
+class SourceUnavailable(MarketDataError):
+    """The source could not be reached or did not answer in time: retried, then a 503."""
+
+    retryable = True
+
+
+class BadData(MarketDataError):
+    """The source answered with an empty or NaN-ridden frame."""
+
+
+class CsvFormatError(MarketDataError):
+    """An operator's CSV file is malformed; the message names the file and line."""

@@ -1,0 +1,141 @@
+"""Refreshing a symbol's prices: fetch what is new, merge into the history, rewrite the cache.
+
+One refresh per symbol at a time across processes (the history lock); a refresh that finds the
+daily cache still fresh does nothing, so two concurrent requests cost one fetch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from stockpred.market.bars import merge_frames
+from stockpred.market.daily_cache import MAX_DAYS, DailyCache
+from stockpred.market.history import HistoryStore
+from stockpred.market.sources import PriceSource
+
+log = logging.getLogger(__name__)
+OVERLAP = timedelta(days=10)  # refetch a little of what we have, so a fetch never starts empty
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    """What a refresh did."""
+
+    symbol: str
+    source: str
+    refreshed: bool
+    rows: int
+    new_rows: int
+    first_date: str
+    as_of: str
+    fetched_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def to_rows(frame: pd.DataFrame) -> list[list[Any]]:
+    """Frame rows as JSON-ready [date, open, high, low, close, volume] lists."""
+    return [
+        [
+            ts.strftime("%Y-%m-%d"),
+            round(float(o), 6),
+            round(float(h), 6),
+            round(float(lo), 6),
+            round(float(c), 6),
+            int(v),
+        ]
+        for ts, o, h, lo, c, v in zip(
+            frame.index,
+            frame["open"],
+            frame["high"],
+            frame["low"],
+            frame["close"],
+            frame["volume"],
+            strict=True,
+        )
+    ]
+
+
+class MarketData:
+    """Keeps the history and the daily cache of each symbol up to date from a source."""
+
+    def __init__(
+        self,
+        *,
+        source: PriceSource,
+        history: HistoryStore,
+        cache: DailyCache,
+        intraday_ttl: timedelta,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.source = source
+        self.history = history
+        self.cache = cache
+        self.intraday_ttl = intraday_ttl
+        self.clock = clock
+
+    def refresh(self, symbol: str, *, force: bool = False) -> RefreshResult:
+        """Fetch new bars unless the cache is fresh (or `force`); merge and store them."""
+        with self.history.lock(symbol):
+            entry = self.cache.load(symbol)
+            if not force and entry is not None and entry.is_fresh(self.clock(), self.intraday_ttl):
+                return RefreshResult(
+                    symbol,
+                    entry.source,
+                    False,
+                    entry.total_rows,
+                    0,
+                    entry.first_date,
+                    entry.as_of,
+                    entry.fetched_at.isoformat(),
+                )
+            stored = self.history.load(symbol)
+            start = None if stored is None or stored.empty else (stored.index[-1] - OVERLAP).date()
+            fetched = self.source.fetch(symbol, start)
+            merged = merge_frames(stored, fetched.frame)
+            new_rows = len(merged) - (0 if stored is None else len(stored))
+            self.history.save(symbol, merged)
+            entry = self.cache.store(
+                symbol=symbol,
+                source=fetched.source,
+                bars=to_rows(merged.tail(MAX_DAYS)),
+                first_date=merged.index[0].strftime("%Y-%m-%d"),
+                total_rows=len(merged),
+                fetched_at=self.clock(),
+            )
+        log.info(
+            "refreshed %s from %s: %d rows (%d new), last bar %s",
+            symbol,
+            fetched.source,
+            len(merged),
+            new_rows,
+            entry.as_of,
+        )
+        return RefreshResult(
+            symbol,
+            fetched.source,
+            True,
+            len(merged),
+            new_rows,
+            entry.first_date,
+            entry.as_of,
+            entry.fetched_at.isoformat(),
+        )
+
+    def bars(self, symbol: str) -> pd.DataFrame:
+        """The full daily history of `symbol`, refreshed first when stale."""
+        self.refresh(symbol)
+        frame = self.history.load(symbol)
+        assert frame is not None
+        return frame

@@ -1,0 +1,181 @@
+"""Refreshing prices: TTL under a controllable clock, merging, restarts, concurrent refreshes."""
+
+from __future__ import annotations
+
+import multiprocessing
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+from stockpred.market.daily_cache import DailyCache
+from stockpred.market.history import HistoryStore
+from stockpred.market.service import MarketData
+from stockpred.market.sources import SourceFrame
+
+TTL = timedelta(minutes=30)
+
+
+def frame(days: list[str], base: float = 100.0) -> pd.DataFrame:
+    index = pd.DatetimeIndex(pd.to_datetime(days), name="date")
+    closes = [base + i for i in range(len(days))]
+    return pd.DataFrame(
+        {
+            "open": closes,
+            "high": [c + 1 for c in closes],
+            "low": [c - 1 for c in closes],
+            "close": closes,
+            "volume": [1000 + i for i in range(len(days))],
+        },
+        index=index,
+    )
+
+
+class CountingSource:
+    """Serves a fixed frame and records each fetch's start date."""
+
+    name = "fake"
+
+    def __init__(self, data: pd.DataFrame) -> None:
+        self.data = data
+        self.starts: list[date | None] = []
+
+    def fetch(self, symbol: str, start: date | None = None) -> SourceFrame:
+        self.starts.append(start)
+        rows = self.data if start is None else self.data[self.data.index >= pd.Timestamp(start)]
+        return SourceFrame(self.name, rows)
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def market(root: Path, source: CountingSource, clock: Clock) -> MarketData:
+    return MarketData(
+        source=source,
+        history=HistoryStore(root / "historical"),
+        cache=DailyCache(root / "daily_cache"),
+        intraday_ttl=TTL,
+        clock=clock,
+    )
+
+
+def business_days(start: str, count: int) -> list[str]:
+    return [d.strftime("%Y-%m-%d") for d in pd.bdate_range(start, periods=count)]
+
+
+MONDAY_11AM = datetime(2026, 11, 23, 11, 0, tzinfo=ZoneInfo("America/New_York")).astimezone(UTC)
+
+
+def test_a_refresh_within_the_ttl_is_a_no_op_and_after_it_fetches_only_the_tail(
+    tmp_path: Path,
+) -> None:
+    source = CountingSource(frame(business_days("2026-06-01", 120)))
+    clock = Clock(MONDAY_11AM)
+    data = market(tmp_path, source, clock)
+    first = data.refresh("ACME")
+    assert first.refreshed and first.rows == 120 and first.new_rows == 120
+    assert source.starts == [None]
+    clock.now += timedelta(minutes=29)
+    assert not data.refresh("ACME").refreshed
+    assert len(source.starts) == 1
+    clock.now += timedelta(minutes=2)
+    again = data.refresh("ACME")
+    assert again.refreshed and again.new_rows == 0
+    last_day = pd.Timestamp(business_days("2026-06-01", 120)[-1])
+    assert source.starts[-1] == (last_day - timedelta(days=10)).date()
+
+
+def test_closed_days_are_kept_when_the_source_later_returns_less(tmp_path: Path) -> None:
+    days = business_days("2026-01-05", 200)
+    clock = Clock(MONDAY_11AM)
+    market(tmp_path, CountingSource(frame(days)), clock).refresh("ACME")
+    newer = frame(days[-5:] + business_days("2026-10-19", 3)[1:], base=500.0)
+    clock.now += timedelta(hours=1)
+    result = market(tmp_path, CountingSource(newer), clock).refresh("ACME")
+    stored = HistoryStore(tmp_path / "historical").load("ACME")
+    assert stored is not None
+    assert stored.index[0] == pd.Timestamp(days[0])
+    assert result.rows == len(stored) == 202
+    assert stored.loc[days[-1], "close"] == newer.loc[days[-1], "close"]  # newer data wins
+
+
+def test_the_cache_survives_a_restart(tmp_path: Path) -> None:
+    clock = Clock(MONDAY_11AM)
+    market(tmp_path, CountingSource(frame(business_days("2026-06-01", 50))), clock).refresh("ACME")
+    restarted_source = CountingSource(frame(business_days("2026-06-01", 50)))
+    restarted = market(tmp_path, restarted_source, Clock(MONDAY_11AM + timedelta(minutes=5)))
+    assert not restarted.refresh("ACME").refreshed
+    assert restarted_source.starts == []
+    entry = DailyCache(tmp_path / "daily_cache").load("ACME")
+    assert entry is not None and entry.source == "fake" and len(entry.bars) == 50
+    assert entry.records(3)[-1]["timestamp"] == business_days("2026-06-01", 50)[-1]
+
+
+def test_the_daily_cache_keeps_only_the_last_730_bars_but_history_keeps_all(
+    tmp_path: Path,
+) -> None:
+    days = business_days("2020-01-01", 900)
+    market(tmp_path, CountingSource(frame(days)), Clock(MONDAY_11AM)).refresh("ACME")
+    entry = DailyCache(tmp_path / "daily_cache").load("ACME")
+    assert entry is not None
+    assert len(entry.bars) == 730 and entry.total_rows == 900 and entry.first_date == days[0]
+
+
+def _refresh_in_another_process(root: str, log: str) -> None:
+    import time
+
+    class SlowSource(CountingSource):
+        def fetch(self, symbol: str, start: date | None = None) -> SourceFrame:
+            with open(log, "a") as handle:
+                handle.write("fetch\n")
+            time.sleep(0.5)
+            return super().fetch(symbol, start)
+
+    source = SlowSource(frame(business_days("2026-06-01", 30)))
+    market(Path(root), source, Clock(MONDAY_11AM)).refresh("ACME")
+
+
+def test_two_processes_refreshing_one_symbol_fetch_once_and_corrupt_nothing(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "fetches.log"
+    context = multiprocessing.get_context("spawn")
+    procs = [
+        context.Process(target=_refresh_in_another_process, args=(str(tmp_path), str(log)))
+        for _ in range(2)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+        assert proc.exitcode == 0
+    assert log.read_text().splitlines() == ["fetch"]
+    stored = HistoryStore(tmp_path / "historical").load("ACME")
+    assert stored is not None and len(stored) == 30
+    assert not list((tmp_path / "historical" / "ACME").glob("*.tmp"))
+
+
+def test_tracked_symbols_are_those_with_prices_or_a_model(tmp_path: Path) -> None:
+    from stockpred.market.factory import tracked_symbols
+    from stockpred.provision import run_setup
+    from stockpred.settings import load_settings
+
+    settings = load_settings({"STOCKPRED_DATA_DIR": str(tmp_path)})
+    run_setup(settings)
+    market(
+        tmp_path / "persistent",
+        CountingSource(frame(business_days("2026-06-01", 5))),
+        Clock(MONDAY_11AM),
+    )
+    HistoryStore(settings.stock_historical_path).save("AAPL", frame(business_days("2026-06-01", 5)))
+    (settings.stock_data_cache_path / "daily_cache" / "TSLA.json").write_text("{}")
+    (settings.ml_model_path / "NVDA").mkdir()
+    (settings.ml_model_path / "not a symbol!").mkdir()
+    (settings.stock_historical_path / "EMPTY").mkdir()
+    assert tracked_symbols(settings) == ["AAPL", "NVDA", "TSLA"]

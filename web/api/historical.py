@@ -1,0 +1,94 @@
+"""`/api/v1/historical/{symbol}`: daily bars from the cache, refreshed through the queue."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from stockpred.counters import HitCounter
+from stockpred.market.daily_cache import MAX_DAYS, CachedPrices, DailyCache
+from stockpred.market.symbols import InvalidSymbol, normalize_symbol
+from stockpred.paths import DataTree
+from web.dispatch import accepted, submit, wait_for_job
+from web.errors import ApiError
+from web.services import services
+
+bp = Blueprint("historical", __name__, url_prefix="/api/v1/historical")
+DEFAULT_DAYS = 30
+NOT_FOUND_ERRORS = {"UnknownSymbol", "NoData", "InvalidSymbol"}
+
+
+def parse_symbol(raw: str) -> str:
+    """The normalised symbol, or a 400 that says what is allowed."""
+    try:
+        return normalize_symbol(raw)
+    except InvalidSymbol as exc:
+        raise ApiError(400, "invalid symbol", str(exc)) from None
+
+
+def parse_days(raw: str | None) -> int:
+    """`days` as a whole number from 1 to 730 (default 30), or a 400."""
+    if raw is None or raw == "":
+        return DEFAULT_DAYS
+    if not raw.strip().isdigit() or not 1 <= int(raw) <= MAX_DAYS:
+        raise ApiError(400, "invalid days", f"days must be a whole number from 1 to {MAX_DAYS}")
+    return int(raw)
+
+
+def _answer(entry: CachedPrices, days: int, *, cached: bool, stale: bool = False) -> Response:
+    rows = entry.records(days)
+    for row in rows:
+        row["date"] = row["timestamp"]
+        row["timestamp"] = f"{row['timestamp']}T00:00:00Z"
+    body: dict[str, Any] = {
+        "symbol": entry.symbol,
+        "days": days,
+        "data": rows,
+        "count": len(rows),
+        "source": entry.source,
+        "as_of": entry.as_of,
+        "first_date": entry.first_date,
+        "fetched_at": entry.fetched_at.isoformat(),
+        "cached": cached,
+    }
+    if stale:
+        body["stale"] = True
+    return jsonify(body)
+
+
+@bp.get("/<path:symbol>")
+def historical(symbol: str) -> Response:
+    """Daily OHLCV bars of a symbol: ?days=1..730 (default 30), with source and as_of."""
+    sym = parse_symbol(symbol)
+    days = parse_days(request.args.get("days"))
+    svc = services()
+    settings = svc.settings
+    cache = DailyCache(DataTree.from_settings(settings).daily_cache)
+    counter = HitCounter(svc.redis, "market_cache")
+    entry = cache.load(sym)
+    if entry is not None and entry.is_fresh(datetime.now(UTC), settings.stock_data_ttl):
+        counter.hit()
+        return _answer(entry, days, cached=True)
+    counter.miss()
+    job = submit(
+        kind="refresh_prices",
+        task_name="maintenance.refresh_prices",
+        kwargs={"symbol": sym},
+        symbol=sym,
+        dedupe_key=f"refresh_prices:{sym}",
+    )
+    finished = wait_for_job(job.id, settings.historical_wait)
+    if finished is None:
+        return accepted(job)
+    if finished.state == "succeeded":
+        fresh = cache.load(sym)
+        if fresh is not None:
+            return _answer(fresh, days, cached=False)
+    error = finished.error or {}
+    if error.get("type") in NOT_FOUND_ERRORS:
+        raise ApiError(404, "no data for symbol", error.get("message"))
+    if entry is not None:
+        return _answer(entry, days, cached=True, stale=True)
+    raise ApiError(503, "market data unavailable", error.get("message") or finished.state)
