@@ -53,7 +53,7 @@ task_send_sent_event = True
 result_expires = timedelta(days=1)
 result_extended = True
 
-include = ["tasks.maintenance"]
+include = ["tasks.inference", "tasks.training", "tasks.maintenance"]
 
 beat_schedule_filename = str(_settings.config_path / "celerybeat-schedule")
 beat_schedule = {

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from celery import shared_task
 
 from stockpred.market.errors import RateLimited, SourceUnavailable
-from stockpred.market.factory import build_market_data, tracked_symbols
-from stockpred.market.service import MarketData
+from stockpred.market.factory import tracked_symbols
 from stockpred.market.symbols import normalize_symbol
 from stockpred.paths import DataTree
 from stockpred.queues import QueueName, hard_time_limit, soft_time_limit
-from stockpred.redis_conn import process_client
 from stockpred.settings import get_settings
 from stockpred.storage.check import check_storage as run_storage_check
+from tasks import context
 
 log = logging.getLogger(__name__)
 _QUEUE = QueueName.MAINTENANCE
-_market: dict[int, MarketData] = {}
 
 
 def _limits() -> dict[str, int]:
@@ -29,15 +26,6 @@ def _limits() -> dict[str, int]:
         "time_limit": hard_time_limit(_QUEUE, training),
         "soft_time_limit": soft_time_limit(_QUEUE, training),
     }
-
-
-def market_data() -> MarketData:
-    """This process's market-data service (built on first use, after fork)."""
-    pid = os.getpid()
-    if pid not in _market:
-        settings = get_settings()
-        _market[pid] = build_market_data(settings, process_client(settings))
-    return _market[pid]
 
 
 @shared_task(name="maintenance.check_storage", acks_late=True, **_limits())
@@ -63,7 +51,7 @@ def check_storage() -> dict[str, Any]:
 )
 def refresh_prices(symbol: str, force: bool = False) -> dict[str, Any]:
     """Fetch a symbol's new daily bars into its history and daily cache (no-op when fresh)."""
-    return market_data().refresh(normalize_symbol(symbol), force=force).to_dict()
+    return context.market().refresh(normalize_symbol(symbol), force=force).to_dict()
 
 
 @shared_task(name="maintenance.refresh_tracked_prices", acks_late=True, **_limits())

@@ -59,6 +59,16 @@ class DailyCache:
     def path(self, symbol: str) -> Path:
         return self.directory / f"{symbol}.json"
 
+    def meta_path(self, symbol: str) -> Path:
+        return self.directory / f"{symbol}.meta.json"
+
+    def as_of(self, symbol: str) -> str | None:
+        """Date of the last cached bar, from the small sidecar file (no bar parsing)."""
+        try:
+            return str(json.loads(self.meta_path(symbol).read_text(encoding="utf-8"))["as_of"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     def load(self, symbol: str) -> CachedPrices | None:
         """The cached entry, or None when absent or unreadable (treated as a miss)."""
         try:
@@ -102,8 +112,14 @@ class DailyCache:
             "bars": recent,
         }
         atomic_write(self.path(symbol), json.dumps(body, separators=(",", ":")))
+        meta = {k: v for k, v in body.items() if k != "bars"}
+        atomic_write(self.meta_path(symbol), json.dumps(meta, separators=(",", ":")))
         return entry
 
     def symbols(self) -> list[str]:
         """Symbols with a cache entry."""
-        return sorted(p.stem for p in self.directory.glob("*.json"))
+        return sorted(
+            p.name[: -len(".json")]
+            for p in self.directory.glob("*.json")
+            if not p.name.endswith(".meta.json")
+        )

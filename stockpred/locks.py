@@ -1,0 +1,35 @@
+"""Named locks in Redis with an owner (a job id), so a refusal can say who holds the lock."""
+
+from __future__ import annotations
+
+import redis
+
+PREFIX = "stockpred:lock:"
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class OwnedLock:
+    """A lock that expires after `ttl_seconds` unless released by its owner first."""
+
+    def __init__(self, client: redis.Redis, name: str, ttl_seconds: int) -> None:
+        self._redis = client
+        self.key = PREFIX + name
+        self.ttl = ttl_seconds
+        self._release = client.register_script(_RELEASE)
+
+    def acquire(self, owner: str) -> bool:
+        """Take the lock for `owner`; True also when `owner` already holds it (a redelivery)."""
+        if self._redis.set(self.key, owner, nx=True, ex=self.ttl):
+            return True
+        return self.owner() == owner
+
+    def owner(self) -> str | None:
+        value = self._redis.get(self.key)
+        return None if value is None else str(value)
+
+    def release(self, owner: str) -> bool:
+        """Release if `owner` holds it."""
+        return bool(self._release(keys=[self.key], args=[owner]))

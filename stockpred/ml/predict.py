@@ -1,0 +1,172 @@
+"""Predictions: the current model of a symbol, loaded once per process, on its latest bars.
+
+Models are cached by (symbol, version); before every prediction the registry's `current`
+pointer is read (one small file) and a changed version is loaded in place of the old one, so a
+retrain, a rollback or a restore takes effect without restarting workers. Needs TensorFlow.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stockpred.ml.features import compute_features
+from stockpred.ml.forecast import LoadedModel
+from stockpred.ml.prediction_store import PredictionCache, append_prediction, cache_key
+from stockpred.ml.registry import ModelRegistry
+
+log = logging.getLogger(__name__)
+prediction_log = logging.getLogger("stockpred.prediction")
+
+
+class NoModel(LookupError):
+    """The symbol has no published model."""
+
+
+class HorizonUnsupported(ValueError):
+    """The requested horizon exceeds what the model forecasts."""
+
+
+def trading_signal(current: float, predicted: float, buy: float, sell: float) -> str:
+    """BUY when predicted/current ≥ buy, SELL when ≤ sell, else HOLD (the original's rule)."""
+    ratio = predicted / current
+    if ratio >= buy:
+        return "BUY"
+    if ratio <= sell:
+        return "SELL"
+    return "HOLD"
+
+
+def utc_rfc3339() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class ModelCache:
+    """This process's loaded models, one version per symbol."""
+
+    def __init__(
+        self, registry: ModelRegistry, on_load: Callable[[LoadedModel], None] | None = None
+    ) -> None:
+        self.registry = registry
+        self.on_load = on_load
+        self._models: dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    def get(self, symbol: str) -> LoadedModel:
+        """The current version's model, loading it if the pointer moved since last time."""
+        version = self.registry.current_version(symbol)
+        if version is None:
+            raise NoModel(
+                f"no model for {symbol}; train one with POST /api/v1/train/{symbol} "
+                f"or `make train SYMBOL={symbol}`"
+            )
+        with self._lock:
+            loaded = self._models.get(symbol)
+            if loaded is None or loaded.version != version:
+                loaded = LoadedModel.load(self.registry.info(symbol, version))
+                self._models[symbol] = loaded
+                log.info("loaded %s model %s in %.3fs", symbol, version, loaded.load_seconds)
+                if self.on_load is not None:
+                    self.on_load(loaded)
+            return loaded
+
+    def loaded(self) -> dict[str, str]:
+        """symbol → version of what this process holds."""
+        return {symbol: m.version for symbol, m in self._models.items()}
+
+
+class InferenceService:
+    """Answers predictions, caching them in Redis and appending them to the daily log."""
+
+    def __init__(
+        self,
+        *,
+        models: ModelCache,
+        bars: Callable[[str], tuple[pd.DataFrame, str]],
+        cache: PredictionCache,
+        predictions_dir: Any,
+        buy_threshold: float,
+        sell_threshold: float,
+    ) -> None:
+        self.models = models
+        self.bars = bars
+        self.cache = cache
+        self.predictions_dir = predictions_dir
+        self.buy = buy_threshold
+        self.sell = sell_threshold
+
+    def predict(self, symbol: str, horizon: int = 1) -> dict[str, Any]:
+        """A cached or freshly computed prediction of `symbol`, `horizon` trading days ahead."""
+        loaded = self.models.get(symbol)
+        if not 1 <= horizon <= loaded.horizon:
+            raise HorizonUnsupported(
+                f"model {loaded.version} of {symbol} forecasts 1 to {loaded.horizon} days ahead"
+            )
+        frame, source = self.bars(symbol)
+        as_of = frame.index[-1].strftime("%Y-%m-%d")
+        key = cache_key(symbol, horizon, loaded.version, as_of)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return {**cached, "cached": True}
+        result = self._compute(loaded, frame, source, horizon)
+        self.cache.put(key, result)
+        append_prediction(self.predictions_dir, result)
+        prediction_log.info(
+            "%s h=%d %s current=%.4f predicted=%.4f signal=%s confidence=%.3f",
+            symbol,
+            horizon,
+            loaded.version,
+            result["current_price"],
+            result["predicted_price"],
+            result["trading_signal"],
+            result["confidence"],
+        )
+        return {**result, "cached": False}
+
+    def _compute(
+        self, loaded: LoadedModel, frame: pd.DataFrame, source: str, horizon: int
+    ) -> dict[str, Any]:
+        features = compute_features(frame)
+        log_returns = loaded.forecast(features, np.array([len(features) - 1]))[0]
+        current = float(features["close"].iloc[-1])
+        last_day = features.index[-1]
+        dates = pd.bdate_range(last_day + timedelta(days=1), periods=len(log_returns))
+        evaluation = loaded.evaluation
+        rows = []
+        for h in range(1, horizon + 1):
+            price = current * float(np.exp(log_returns[h - 1]))
+            row: dict[str, Any] = {
+                "horizon": h,
+                "date": dates[h - 1].strftime("%Y-%m-%d"),
+                "price": round(price, 4),
+            }
+            if evaluation is not None and h <= len(evaluation.interval_by_horizon):
+                low, high = evaluation.interval_by_horizon[h - 1]
+                row["interval"] = [
+                    round(price * float(np.exp(low)), 4),
+                    round(price * float(np.exp(high)), 4),
+                ]
+                row["confidence"] = round(evaluation.confidence_by_horizon[h - 1], 4)
+            rows.append(row)
+        chosen = rows[-1]
+        return {
+            "symbol": loaded.symbol,
+            "current_price": round(current, 4),
+            "predicted_price": chosen["price"],
+            "trading_signal": trading_signal(current, chosen["price"], self.buy, self.sell),
+            "confidence": chosen.get("confidence", 0.0),
+            "prediction_time": utc_rfc3339(),
+            "model_version": loaded.version,
+            "horizon": horizon,
+            "as_of": last_day.strftime("%Y-%m-%d"),
+            "data_source": source,
+            "predictions": rows,
+            "evaluation": None if evaluation is None else evaluation.summary(),
+            "interval_level": 0.8,
+        }

@@ -1,0 +1,188 @@
+"""The model registry: versions in ml_models/<SYMBOL>/ and scalers/<SYMBOL>/, a `current` pointer.
+
+Layout: `ml_models/<SYMBOL>/<version>/{model.keras, metadata.json}`,
+`scalers/<SYMBOL>/<version>/scaler.joblib`, and `ml_models/<SYMBOL>/current` holding the
+published version's name. A version is written into `.staging-*` folders, renamed into place,
+and only then published by atomically replacing `current`: a crash at any point leaves the
+previously published version in use. No TensorFlow here: the web reads the registry too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from stockpred.paths import DIR_MODE, atomic_write
+
+MODEL_FILE = "model.keras"
+METADATA_FILE = "metadata.json"
+SCALER_FILE = "scaler.joblib"
+CURRENT_FILE = "current"
+
+
+class RegistryError(ValueError):
+    """A registry request that cannot be met (unknown version, nothing to roll back to)."""
+
+
+def new_version(now: datetime | None = None) -> str:
+    """A sortable, unique version name such as 20261123T014512Z-3f9a."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One stored version and its metadata."""
+
+    symbol: str
+    version: str
+    metadata: dict[str, Any]
+    model_path: Path
+    scaler_path: Path
+
+
+class ModelRegistry:
+    """Reads and writes model versions."""
+
+    def __init__(self, models_dir: Path, scalers_dir: Path) -> None:
+        self.models_dir = models_dir
+        self.scalers_dir = scalers_dir
+
+    def _model_dir(self, symbol: str, version: str) -> Path:
+        return self.models_dir / symbol / version
+
+    def _scaler_dir(self, symbol: str, version: str) -> Path:
+        return self.scalers_dir / symbol / version
+
+    def symbols(self) -> list[str]:
+        """Symbols with a published version."""
+        if not self.models_dir.is_dir():
+            return []
+        return sorted(p.parent.name for p in self.models_dir.glob(f"*/{CURRENT_FILE}"))
+
+    def current_version(self, symbol: str) -> str | None:
+        """The published version's name, or None."""
+        try:
+            name = (self.models_dir / symbol / CURRENT_FILE).read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        return name or None
+
+    def versions(self, symbol: str) -> list[str]:
+        """Complete versions (model, metadata and scaler present), oldest first."""
+        folder = self.models_dir / symbol
+        if not folder.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in folder.iterdir()
+            if p.is_dir()
+            and not p.name.startswith(".")
+            and (p / METADATA_FILE).is_file()
+            and (p / MODEL_FILE).is_file()
+            and (self._scaler_dir(symbol, p.name) / SCALER_FILE).is_file()
+        )
+
+    def info(self, symbol: str, version: str) -> VersionInfo:
+        """A version's paths and metadata; RegistryError when it does not exist."""
+        model_dir = self._model_dir(symbol, version)
+        try:
+            metadata = json.loads((model_dir / METADATA_FILE).read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            raise RegistryError(f"{symbol} has no version {version!r}") from None
+        return VersionInfo(
+            symbol,
+            version,
+            metadata,
+            model_dir / MODEL_FILE,
+            self._scaler_dir(symbol, version) / SCALER_FILE,
+        )
+
+    def current(self, symbol: str) -> VersionInfo | None:
+        """The published version, or None when the symbol has no model."""
+        version = self.current_version(symbol)
+        return None if version is None else self.info(symbol, version)
+
+    def write_version(
+        self,
+        symbol: str,
+        version: str,
+        metadata: dict[str, Any],
+        write_files: Callable[[Path, Path], None],
+    ) -> VersionInfo:
+        """Stage a version (write_files(model_path, scaler_path)), then move it into place."""
+        staged_model = self.models_dir / symbol / f".staging-{version}"
+        staged_scaler = self.scalers_dir / symbol / f".staging-{version}"
+        for folder in (staged_model, staged_scaler):
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True, mode=DIR_MODE)
+        try:
+            write_files(staged_model / MODEL_FILE, staged_scaler / SCALER_FILE)
+            atomic_write(staged_model / METADATA_FILE, json.dumps(metadata, indent=2, default=str))
+            for path in (staged_model / MODEL_FILE, staged_scaler / SCALER_FILE):
+                os.chmod(path, 0o644)
+                with path.open("rb") as handle:
+                    os.fsync(handle.fileno())
+            os.rename(staged_scaler, self._scaler_dir(symbol, version))
+            os.rename(staged_model, self._model_dir(symbol, version))
+        finally:
+            shutil.rmtree(staged_model, ignore_errors=True)
+            shutil.rmtree(staged_scaler, ignore_errors=True)
+        return self.info(symbol, version)
+
+    def publish(self, symbol: str, version: str) -> None:
+        """Make `version` current by atomically replacing the pointer."""
+        if version not in self.versions(symbol):
+            raise RegistryError(f"{symbol} has no complete version {version!r}")
+        atomic_write(self.models_dir / symbol / CURRENT_FILE, version + "\n")
+
+    def rollback(self, symbol: str, to_version: str | None = None) -> str:
+        """Publish `to_version`, or the newest version older than the current one."""
+        versions = self.versions(symbol)
+        current = self.current_version(symbol)
+        if to_version is None:
+            older = [v for v in versions if current is None or v < current]
+            if not older:
+                raise RegistryError(f"{symbol} has no version older than {current} to roll back to")
+            to_version = older[-1]
+        if to_version not in versions:
+            raise RegistryError(
+                f"{symbol} has no version {to_version!r}; versions: {', '.join(versions) or 'none'}"
+            )
+        self.publish(symbol, to_version)
+        return to_version
+
+    def prune(self, symbol: str, keep: int) -> list[str]:
+        """Delete all but the newest `keep` versions, never the current one; return removed."""
+        current = self.current_version(symbol)
+        versions = self.versions(symbol)
+        removed = [v for v in versions[:-keep] if v != current] if keep > 0 else []
+        for version in removed:
+            shutil.rmtree(self._model_dir(symbol, version), ignore_errors=True)
+            shutil.rmtree(self._scaler_dir(symbol, version), ignore_errors=True)
+        return removed
+
+    def describe(self, symbol: str) -> dict[str, Any]:
+        """Versions with their metrics, and which is current (for the API and the CLI)."""
+        current = self.current_version(symbol)
+        rows = []
+        for version in reversed(self.versions(symbol)):
+            meta = self.info(symbol, version).metadata
+            rows.append(
+                {
+                    "version": version,
+                    "current": version == current,
+                    "trained_at": meta.get("trained_at"),
+                    "kind": meta.get("kind"),
+                    "data": meta.get("data"),
+                    "evaluation": (meta.get("evaluation") or {}).get("summary"),
+                }
+            )
+        return {"symbol": symbol, "current": current, "versions": rows}

@@ -1,0 +1,43 @@
+"""Tasks of the `inference` queue: predictions from the current model of a symbol."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from stockpred.market.symbols import normalize_symbol
+from stockpred.ml.predict import InferenceService, ModelCache
+from stockpred.ml.prediction_store import PredictionCache
+from stockpred.queues import QueueName, hard_time_limit, soft_time_limit
+from stockpred.redis_conn import process_client
+from tasks import context
+
+_QUEUE = QueueName.INFERENCE
+_LIMITS = {"time_limit": hard_time_limit(_QUEUE, 0), "soft_time_limit": soft_time_limit(_QUEUE, 0)}
+
+
+def service() -> InferenceService:
+    """This process's inference service (models load lazily, after fork)."""
+
+    def build() -> InferenceService:
+        settings = context.settings()
+        models = ModelCache(
+            context.registry(), on_load=lambda _: context.report_loaded(models.loaded())
+        )
+        return InferenceService(
+            models=models,
+            bars=context.bars_with_source,
+            cache=PredictionCache(process_client(settings), settings.ml_prediction_ttl),
+            predictions_dir=context.data_tree().predictions_daily,
+            buy_threshold=settings.buy_threshold,
+            sell_threshold=settings.sell_threshold,
+        )
+
+    return context._memo("inference", build)
+
+
+@shared_task(name="inference.predict", acks_late=True, **_LIMITS)
+def predict(symbol: str, horizon: int = 1) -> dict[str, Any]:
+    """Predict `symbol` `horizon` trading days ahead with its current model."""
+    return service().predict(normalize_symbol(symbol), int(horizon))

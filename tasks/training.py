@@ -1,0 +1,82 @@
+"""Tasks of the `training` queue: train a symbol's model, publish it if it is not worse."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from stockpred.locks import OwnedLock
+from stockpred.market.symbols import normalize_symbol
+from stockpred.ml.training import TrainingCancelled, train_and_publish
+from stockpred.queues import QueueName, hard_time_limit, soft_time_limit
+from stockpred.redis_conn import process_client
+from stockpred.settings import get_settings
+from tasks import context
+
+_QUEUE = QueueName.TRAINING
+_TRAINING_SECONDS = int(get_settings().training_time_limit.total_seconds())
+LOCK_TTL = _TRAINING_SECONDS + 600
+
+
+class TrainingBusy(RuntimeError):
+    """Another job is training this symbol."""
+
+
+def training_lock(symbol: str) -> OwnedLock:
+    """The per-symbol lock, held by the job id of the training in progress."""
+    return OwnedLock(process_client(get_settings()), f"train:{symbol}", LOCK_TTL)
+
+
+@shared_task(
+    name="training.train",
+    bind=True,
+    acks_late=True,
+    time_limit=hard_time_limit(_QUEUE, _TRAINING_SECONDS),
+    soft_time_limit=soft_time_limit(_QUEUE, _TRAINING_SECONDS),
+)
+def train(self: Any, symbol: str, epochs: int | None = None, force: bool = False) -> dict[str, Any]:
+    """Train `symbol`; progress and cancellation go through the job record of this task id."""
+    symbol = normalize_symbol(symbol)
+    job_id = str(self.request.id)
+    lock = training_lock(symbol)
+    if not lock.acquire(job_id):
+        raise TrainingBusy(f"{symbol} is being trained by job {lock.owner()}")
+    store = context.jobs()
+    try:
+        frame, source = context.bars_with_source(symbol)
+
+        def progress(epoch: int, total: int, logs: dict[str, float]) -> None:
+            store.update(
+                job_id,
+                state="progress",
+                progress={
+                    "epoch": epoch,
+                    "epochs": total,
+                    "loss": logs.get("loss"),
+                    "val_loss": logs.get("val_loss"),
+                },
+            )
+
+        def cancelled() -> bool:
+            job = store.get(job_id)
+            return job is not None and job.state == "cancelled"
+
+        settings = context.settings()
+        result = train_and_publish(
+            symbol,
+            frame,
+            config=context.ml_config(),
+            registry=context.registry(),
+            band=settings.buy_threshold - 1,
+            epochs=epochs,
+            force=force,
+            progress=progress,
+            should_stop=cancelled,
+            data_source=source,
+        )
+        return result.to_dict()
+    except TrainingCancelled as exc:
+        return {"symbol": symbol, "cancelled": True, "reason": str(exc)}
+    finally:
+        lock.release(job_id)
