@@ -33,3 +33,8 @@ class OwnedLock:
     def release(self, owner: str) -> bool:
         """Release if `owner` holds it."""
         return bool(self._release(keys=[self.key], args=[owner]))
+
+
+def training_lock(client: redis.Redis, symbol: str, training_limit_seconds: int) -> OwnedLock:
+    """The per-symbol training lock; it outlives the task's hard time limit by ten minutes."""
+    return OwnedLock(client, f"train:{symbol}", training_limit_seconds + 600)

@@ -68,6 +68,8 @@ class Settings:
     yahoo_timeout: float = 10.0
     yahoo_rate_limit: float = 10.0
     historical_wait: float = 8.0
+    predict_wait: float = 10.0
+    auto_train: bool = False
 
     @property
     def redis_dir(self) -> Path:
@@ -217,6 +219,15 @@ def _redis_url(name: str, raw: str) -> str:
     return raw
 
 
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name}={raw!r} must be true or false")
+
+
 def _choice(*allowed: str) -> Callable[[str, str], str]:
     def convert(name: str, raw: str) -> str:
         value = raw.lower()
@@ -311,6 +322,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         yahoo_timeout=read.get("YAHOO_TIMEOUT", _positive_float, 10.0),
         yahoo_rate_limit=read.get("YAHOO_RATE_LIMIT", _positive_float, 10.0),
         historical_wait=read.get("HISTORICAL_WAIT", _positive_float, 8.0),
+        predict_wait=read.get("PREDICT_WAIT", _positive_float, 10.0),
+        auto_train=read.get("AUTO_TRAIN", _bool, False),
     )
 
 

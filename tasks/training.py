@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import shared_task
 
-from stockpred.locks import OwnedLock
+from stockpred.locks import OwnedLock, training_lock
 from stockpred.market.symbols import normalize_symbol
 from stockpred.ml.training import TrainingCancelled, train_and_publish
 from stockpred.queues import QueueName, hard_time_limit, soft_time_limit
@@ -16,16 +16,14 @@ from tasks import context
 
 _QUEUE = QueueName.TRAINING
 _TRAINING_SECONDS = int(get_settings().training_time_limit.total_seconds())
-LOCK_TTL = _TRAINING_SECONDS + 600
 
 
 class TrainingBusy(RuntimeError):
     """Another job is training this symbol."""
 
 
-def training_lock(symbol: str) -> OwnedLock:
-    """The per-symbol lock, held by the job id of the training in progress."""
-    return OwnedLock(process_client(get_settings()), f"train:{symbol}", LOCK_TTL)
+def _lock(symbol: str) -> OwnedLock:
+    return training_lock(process_client(get_settings()), symbol, _TRAINING_SECONDS)
 
 
 @shared_task(
@@ -39,7 +37,7 @@ def train(self: Any, symbol: str, epochs: int | None = None, force: bool = False
     """Train `symbol`; progress and cancellation go through the job record of this task id."""
     symbol = normalize_symbol(symbol)
     job_id = str(self.request.id)
-    lock = training_lock(symbol)
+    lock = _lock(symbol)
     if not lock.acquire(job_id):
         raise TrainingBusy(f"{symbol} is being trained by job {lock.owner()}")
     store = context.jobs()

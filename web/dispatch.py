@@ -28,6 +28,7 @@ def submit(
     symbol: str | None = None,
     dedupe_key: str | None = None,
     dedupe_seconds: int = 120,
+    job_id: str | None = None,
 ) -> Job:
     """Record a job and queue its task; raise ApiError(503) if the broker cannot take it.
 
@@ -38,7 +39,7 @@ def submit(
     if queue is None:
         raise ValueError(f"task {task_name!r} names no declared queue")
     svc = services()
-    job_id = str(uuid.uuid4())
+    job_id = job_id or str(uuid.uuid4())
     try:
         if dedupe_key is not None:
             key = DEDUPE_PREFIX + dedupe_key

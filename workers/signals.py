@@ -91,6 +91,11 @@ def _task_failure(task_id: str, exception: BaseException, **_: Any) -> None:
     _update_job(task_id, state="failed", error=error)
 
 
+@signals.task_revoked.connect
+def _task_revoked(request: Any, **_: Any) -> None:
+    _update_job(getattr(request, "id", None), state="cancelled")
+
+
 @signals.task_retry.connect
 def _task_retry(request: Any, reason: Any, **_: Any) -> None:
     _update_job(request.id, state="queued", error={"type": "Retry", "message": str(reason)})

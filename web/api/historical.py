@@ -9,32 +9,15 @@ from flask import Blueprint, Response, jsonify, request
 
 from stockpred.counters import HitCounter
 from stockpred.market.daily_cache import MAX_DAYS, CachedPrices, DailyCache
-from stockpred.market.symbols import InvalidSymbol, normalize_symbol
 from stockpred.paths import DataTree
 from web.dispatch import accepted, submit, wait_for_job
 from web.errors import ApiError
+from web.params import parse_int, parse_symbol
 from web.services import services
 
 bp = Blueprint("historical", __name__, url_prefix="/api/v1/historical")
 DEFAULT_DAYS = 30
 NOT_FOUND_ERRORS = {"UnknownSymbol", "NoData", "InvalidSymbol"}
-
-
-def parse_symbol(raw: str) -> str:
-    """The normalised symbol, or a 400 that says what is allowed."""
-    try:
-        return normalize_symbol(raw)
-    except InvalidSymbol as exc:
-        raise ApiError(400, "invalid symbol", str(exc)) from None
-
-
-def parse_days(raw: str | None) -> int:
-    """`days` as a whole number from 1 to 730 (default 30), or a 400."""
-    if raw is None or raw == "":
-        return DEFAULT_DAYS
-    if not raw.strip().isdigit() or not 1 <= int(raw) <= MAX_DAYS:
-        raise ApiError(400, "invalid days", f"days must be a whole number from 1 to {MAX_DAYS}")
-    return int(raw)
 
 
 def _answer(entry: CachedPrices, days: int, *, cached: bool, stale: bool = False) -> Response:
@@ -62,7 +45,8 @@ def _answer(entry: CachedPrices, days: int, *, cached: bool, stale: bool = False
 def historical(symbol: str) -> Response:
     """Daily OHLCV bars of a symbol: ?days=1..730 (default 30), with source and as_of."""
     sym = parse_symbol(symbol)
-    days = parse_days(request.args.get("days"))
+    days = parse_int("days", request.args.get("days"), 1, MAX_DAYS, DEFAULT_DAYS)
+    assert days is not None
     svc = services()
     settings = svc.settings
     cache = DailyCache(DataTree.from_settings(settings).daily_cache)

@@ -6,6 +6,8 @@ import re
 
 from flask import Blueprint, Response, jsonify
 
+from stockpred.jobs import Job
+from stockpred.locks import training_lock
 from web.errors import ApiError
 from web.services import services
 
@@ -13,12 +15,37 @@ bp = Blueprint("jobs", __name__, url_prefix="/api/v1/tasks")
 _TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
-@bp.get("/<task_id>")
-def get_task(task_id: str) -> Response:
-    """State, progress, result or error of a submitted job."""
+def _job(task_id: str) -> Job:
     if not _TASK_ID.match(task_id):
         raise ApiError(400, "invalid task id", "task ids are up to 64 letters, digits, - and _")
     job = services().jobs.get(task_id)
     if job is None:
         raise ApiError(404, "unknown task id", f"no job {task_id!r} (never submitted, or expired)")
-    return jsonify(job.to_dict())
+    return job
+
+
+@bp.get("/<task_id>")
+def get_task(task_id: str) -> Response:
+    """State, progress, result or error of a submitted job."""
+    return jsonify(_job(task_id).to_dict())
+
+
+@bp.delete("/<task_id>")
+def cancel_task(task_id: str) -> Response:
+    """Cancel a job: dropped if still queued, stopped between epochs if training."""
+    job = _job(task_id)
+    if job.finished:
+        raise ApiError(409, "job already finished", f"job {task_id} is {job.state}")
+    svc = services()
+    svc.jobs.update(task_id, state="cancelled")
+    svc.celery.control.revoke(task_id)  # a queued task is discarded; a running one is not killed
+    if job.kind == "train" and job.symbol and job.state == "queued":
+        limit = int(svc.settings.training_time_limit.total_seconds())
+        training_lock(svc.redis, job.symbol, limit).release(task_id)
+    return jsonify(
+        {
+            "id": task_id,
+            "state": "cancelled",
+            "message": "queued work is dropped; a running training stops after its epoch",
+        }
+    )

@@ -1,0 +1,71 @@
+"""`/api/v1/models`: versions, metrics and the current pointer; rollback."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from stockpred.ml.prediction_store import PredictionCache
+from stockpred.ml.registry import ModelRegistry, RegistryError
+from stockpred.paths import DataTree
+from web.errors import ApiError
+from web.params import json_body, parse_symbol
+from web.services import services
+
+bp = Blueprint("models", __name__, url_prefix="/api/v1/models")
+
+
+def registry() -> ModelRegistry:
+    tree = DataTree.from_settings(services().settings)
+    return ModelRegistry(tree.ml_models, tree.scalers)
+
+
+@bp.get("")
+def list_models() -> Response:
+    """Every symbol with a model: current version, when trained, hold-out summary."""
+    reg = registry()
+    rows = []
+    for symbol in reg.symbols():
+        info = reg.current(symbol)
+        meta = info.metadata if info else {}
+        rows.append(
+            {
+                "symbol": symbol,
+                "current": info.version if info else None,
+                "versions": len(reg.versions(symbol)),
+                "trained_at": meta.get("trained_at"),
+                "kind": meta.get("kind"),
+                "evaluation": (meta.get("evaluation") or {}).get("summary"),
+            }
+        )
+    return jsonify({"models": rows, "count": len(rows)})
+
+
+@bp.get("/<path:symbol>")
+def get_model(symbol: str) -> Response:
+    """A symbol's versions (newest first) with their metrics, and which is current."""
+    sym = parse_symbol(symbol)
+    described = registry().describe(sym)
+    if not described["versions"]:
+        raise ApiError(404, "no model for symbol", f"{sym} has no trained model")
+    return jsonify(described)
+
+
+@bp.post("/<path:symbol>/rollback")
+def rollback(symbol: str) -> Response:
+    """Publish an earlier version (body {"version": ...}; default: the one before current)."""
+    sym = parse_symbol(symbol)
+    target = json_body().get("version")
+    if target is not None and not isinstance(target, str):
+        raise ApiError(400, "invalid version", "version must be a string")
+    reg = registry()
+    previous = reg.current_version(sym)
+    if previous is None:
+        raise ApiError(404, "no model for symbol", f"{sym} has no trained model")
+    try:
+        current = reg.rollback(sym, target)
+    except RegistryError as exc:
+        status = 404 if target is not None else 409
+        raise ApiError(status, "cannot roll back", str(exc)) from None
+    svc = services()
+    PredictionCache(svc.redis, svc.settings.ml_prediction_ttl).clear(sym)
+    return jsonify({"symbol": sym, "current": current, "previous": previous})

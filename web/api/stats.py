@@ -1,0 +1,83 @@
+"""`POST /api/v1/cache/clear` and `GET /api/v1/stats`, in the original's shapes."""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from stockpred.counters import HitCounter
+from stockpred.jobs import utcnow_iso
+from stockpred.ml.prediction_store import PredictionCache
+from stockpred.ml.registry import ModelRegistry
+from stockpred.paths import DataTree
+from stockpred.queues import QUEUES
+from web.params import json_body, parse_symbol
+from web.services import services
+
+bp = Blueprint("stats", __name__, url_prefix="/api/v1")
+LOADED_PREFIX = "stockpred:loaded:"
+
+
+@bp.post("/cache/clear")
+def clear_cache() -> Response:
+    """Drop cached predictions (all, or ?symbol= / body {"symbol"})."""
+    raw = request.args.get("symbol") or json_body().get("symbol")
+    symbol = parse_symbol(str(raw)) if raw else None
+    svc = services()
+    deleted = PredictionCache(svc.redis, svc.settings.ml_prediction_ttl).clear(symbol)
+    scope = f"for {symbol}" if symbol else "for all symbols"
+    return jsonify(
+        {
+            "message": f"prediction cache cleared {scope}",
+            "time": utcnow_iso(),
+            "deleted": deleted,
+            "symbol": symbol,
+        }
+    )
+
+
+def _ratio(counts: dict[str, int]) -> float:
+    total = counts["hits"] + counts["misses"]
+    return round(counts["hits"] / total, 4) if total else 0.0
+
+
+@bp.get("/stats")
+def stats() -> Response:
+    """Cache hits/misses/size, models and loaded versions, uptime, memory and queue depths."""
+    svc = services()
+    client = svc.redis
+    predictions = HitCounter(client, "prediction_cache").counts()
+    market = HitCounter(client, "market_cache").counts()
+    tree = DataTree.from_settings(svc.settings)
+    registry = ModelRegistry(tree.ml_models, tree.scalers)
+    loaded: dict[str, Any] = {}
+    for key in client.scan_iter(match=f"{LOADED_PREFIX}*", count=200):
+        raw = client.get(key)
+        if raw:
+            loaded[str(key)[len(LOADED_PREFIX) :]] = json.loads(raw)
+    return jsonify(
+        {
+            "cache": {
+                **predictions,
+                "hit_ratio": _ratio(predictions),
+                "size": PredictionCache(client, svc.settings.ml_prediction_ttl).size(),
+                "market_data": {**market, "hit_ratio": _ratio(market)},
+            },
+            "model": {
+                "models": registry.symbols(),
+                "versions": {s: registry.current_version(s) for s in registry.symbols()},
+                "loaded": loaded,
+            },
+            "system": {
+                "uptime_seconds": round(time.time() - svc.started_at, 1),
+                "memory_max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                "queue_depths": {q: int(client.llen(q)) for q in QUEUES},
+                "redis_used_memory": int(client.info("memory").get("used_memory", 0)),
+                "time": utcnow_iso(),
+            },
+        }
+    )
