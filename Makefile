@@ -11,7 +11,7 @@ CELERY_WORKER := $(BIN)/celery -A workers worker --task-events --loglevel $(LOGL
 
 .PHONY: help install redis-check setup run test lint format lock web worker-inference \
         worker-training worker-maintenance beat flower redis storage-setup storage-test \
-        check-routes clean
+        check-routes clean train predict
 
 help: ## List every target with what it does
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -91,3 +91,11 @@ check-routes: install ## Check every task and beat entry routes to a declared qu
 clean: ## Remove caches and build files (keeps .venv and persistent_data)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
 	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+train: install ## Train a model through the running service: make train SYMBOL=NVDA [EPOCHS=5]
+	@test -n "$(SYMBOL)" || { echo "usage: make train SYMBOL=NVDA [EPOCHS=5]" >&2; exit 2; }
+	$(BIN)/stockpred train $(SYMBOL) $(if $(EPOCHS),--epochs $(EPOCHS))
+
+predict: install ## Ask the running service for a prediction: make predict SYMBOL=NVDA [HORIZON=1]
+	@test -n "$(SYMBOL)" || { echo "usage: make predict SYMBOL=NVDA [HORIZON=1]" >&2; exit 2; }
+	$(BIN)/stockpred predict $(SYMBOL) --horizon $(or $(HORIZON),1)

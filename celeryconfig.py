@@ -63,6 +63,12 @@ beat_schedule = {
         "schedule": crontab(minute=15, hour=22, day_of_week="mon-fri"),
         "options": {"expires": 6 * 3600},
     },
+    "retrain-stale-models-weekly": {
+        # The original's policy: older than max_age_days, or hold-out MAPE over the threshold.
+        "task": "maintenance.queue_stale_retraining",
+        "schedule": crontab(minute=0, hour=4, day_of_week="sun"),
+        "options": {"expires": 6 * 3600},
+    },
     "check-storage-hourly": {
         "task": "maintenance.check_storage",
         "schedule": timedelta(hours=1),

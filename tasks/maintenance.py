@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
-from celery import shared_task
+from celery import current_app, shared_task
 
 from stockpred.market.errors import RateLimited, SourceUnavailable
+from stockpred.locks import training_lock
 from stockpred.market.factory import tracked_symbols
+from stockpred.ml.policy import retrain_reason
 from stockpred.market.symbols import normalize_symbol
 from stockpred.paths import DataTree
 from stockpred.queues import QueueName, hard_time_limit, soft_time_limit
+from stockpred.redis_conn import process_client
 from stockpred.settings import get_settings
 from stockpred.storage.check import check_storage as run_storage_check
 from tasks import context
@@ -52,6 +57,40 @@ def check_storage() -> dict[str, Any]:
 def refresh_prices(symbol: str, force: bool = False) -> dict[str, Any]:
     """Fetch a symbol's new daily bars into its history and daily cache (no-op when fresh)."""
     return context.market().refresh(normalize_symbol(symbol), force=force).to_dict()
+
+
+@shared_task(name="maintenance.queue_stale_retraining", acks_late=True, **_limits())
+def queue_stale_retraining() -> dict[str, Any]:
+    """Queue training for every model the retraining policy calls stale (age or MAPE)."""
+    settings = get_settings()
+    config = context.ml_config()
+    registry = context.registry()
+    store = context.jobs()
+    now = datetime.now(UTC)
+    queued, skipped = [], {}
+    limit = int(settings.training_time_limit.total_seconds())
+    for symbol in registry.symbols():
+        info = registry.current(symbol)
+        reason = retrain_reason(info.metadata if info else {}, config, now)
+        if reason is None:
+            continue
+        job_id = str(uuid.uuid4())
+        lock = training_lock(process_client(settings), symbol, limit)
+        if not lock.acquire(job_id):
+            skipped[symbol] = f"job {lock.owner()} is already training it"
+            continue
+        store.create(
+            kind="train",
+            task_name="training.train",
+            queue=QueueName.TRAINING,
+            symbol=symbol,
+            params={"symbol": symbol, "reason": reason},
+            job_id=job_id,
+        )
+        current_app.send_task("training.train", kwargs={"symbol": symbol}, task_id=job_id)
+        log.info("queued retraining of %s (job %s): %s", symbol, job_id, reason)
+        queued.append({"symbol": symbol, "job_id": job_id, "reason": reason})
+    return {"queued": queued, "skipped": skipped}
 
 
 @shared_task(name="maintenance.refresh_tracked_prices", acks_late=True, **_limits())
