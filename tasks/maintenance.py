@@ -9,11 +9,11 @@ from typing import Any
 
 from celery import current_app, shared_task
 
-from stockpred.market.errors import RateLimited, SourceUnavailable
 from stockpred.locks import training_lock
+from stockpred.market.errors import RateLimited, SourceUnavailable
 from stockpred.market.factory import tracked_symbols
-from stockpred.ml.policy import retrain_reason
 from stockpred.market.symbols import normalize_symbol
+from stockpred.ml.policy import retrain_reason
 from stockpred.paths import DataTree
 from stockpred.queues import QueueName, hard_time_limit, soft_time_limit
 from stockpred.redis_conn import process_client
