@@ -11,7 +11,7 @@ CELERY_WORKER := $(BIN)/celery -A workers worker --task-events --loglevel $(LOGL
 
 .PHONY: help install redis-check setup run test lint format lock web worker-inference \
         worker-training worker-maintenance beat flower redis storage-setup storage-test \
-        check-routes clean train predict
+        check-routes clean train predict bench
 
 help: ## List every target with what it does
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -99,3 +99,6 @@ train: install ## Train a model through the running service: make train SYMBOL=N
 predict: install ## Ask the running service for a prediction: make predict SYMBOL=NVDA [HORIZON=1]
 	@test -n "$(SYMBOL)" || { echo "usage: make predict SYMBOL=NVDA [HORIZON=1]" >&2; exit 2; }
 	$(BIN)/stockpred predict $(SYMBOL) --horizon $(or $(HORIZON),1)
+
+bench: install ## Measure the performance figures (JSON on stdout and in persistent_data/monitoring/)
+	$(BIN)/python -m tests.bench

@@ -27,7 +27,8 @@ def service() -> InferenceService:
         )
         return InferenceService(
             models=models,
-            bars=context.bars_with_source,
+            refresh=context.market().refresh,
+            history=context.market().history.load,
             cache=PredictionCache(process_client(settings), settings.ml_prediction_ttl),
             predictions_dir=context.data_tree().predictions_daily,
             buy_threshold=settings.buy_threshold,

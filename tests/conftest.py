@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tempfile
@@ -18,6 +19,15 @@ from stockpred.settings import Settings, load_settings
 from tests.support import BIN, RedisServer, start_worker, stop_group, wait_for
 
 OFFLINE_PROXY = "http://127.0.0.1:9"
+SMALL_ML_CONFIG = {
+    "sequence_length": 60,
+    "lstm_units": [16, 8],
+    "epochs": 2,
+    "batch_size": 32,
+    "max_horizon": 5,
+    "keep_versions": 3,
+    "seed": 7,
+}
 # Variables the tests set themselves: never inherit them from the shell running pytest.
 _ISOLATED = (
     "STOCKPRED_",
@@ -93,6 +103,8 @@ def worker_env(redis_server: RedisServer) -> Iterator[dict[str, str]]:
         env["STOCKPRED_DATA_DIR"] = str(Path(directory) / "persistent_data")
         env["REDIS_URL"] = redis_server.url
         run_setup(load_settings(env))
+        # Small, real trainings: a 60-day window as in production, a small network, 2 epochs.
+        (Path(env["STOCKPRED_DATA_DIR"]) / "ml_config.json").write_text(json.dumps(SMALL_ML_CONFIG))
         yield env
 
 

@@ -20,6 +20,21 @@ SCHEMA = 1
 
 
 @dataclass(frozen=True)
+class CacheMeta:
+    """When and where a symbol's cached bars came from."""
+
+    symbol: str
+    source: str
+    fetched_at: datetime
+    as_of: str
+    first_date: str
+    total_rows: int
+
+    def is_fresh(self, now: datetime, intraday_ttl: timedelta) -> bool:
+        return is_fresh(self.fetched_at, now, intraday_ttl)
+
+
+@dataclass(frozen=True)
 class CachedPrices:
     """Recent bars of one symbol and where and when they came from."""
 
@@ -62,12 +77,25 @@ class DailyCache:
     def meta_path(self, symbol: str) -> Path:
         return self.directory / f"{symbol}.meta.json"
 
-    def as_of(self, symbol: str) -> str | None:
-        """Date of the last cached bar, from the small sidecar file (no bar parsing)."""
+    def meta(self, symbol: str) -> CacheMeta | None:
+        """Freshness record from the small sidecar file (no bar parsing), or None."""
         try:
-            return str(json.loads(self.meta_path(symbol).read_text(encoding="utf-8"))["as_of"])
+            raw = json.loads(self.meta_path(symbol).read_text(encoding="utf-8"))
+            return CacheMeta(
+                raw["symbol"],
+                raw["source"],
+                datetime.fromisoformat(raw["fetched_at"]),
+                raw["as_of"],
+                raw["first_date"],
+                int(raw["total_rows"]),
+            )
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+    def as_of(self, symbol: str) -> str | None:
+        """Date of the last cached bar."""
+        meta = self.meta(symbol)
+        return None if meta is None else meta.as_of
 
     def load(self, symbol: str) -> CachedPrices | None:
         """The cached entry, or None when absent or unreadable (treated as a miss)."""

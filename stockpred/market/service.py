@@ -87,19 +87,11 @@ class MarketData:
 
     def refresh(self, symbol: str, *, force: bool = False) -> RefreshResult:
         """Fetch new bars unless the cache is fresh (or `force`); merge and store them."""
+        if not force and (unchanged := self._fresh(symbol)) is not None:
+            return unchanged  # fast path: no lock, so readers never wait behind a slow fetch
         with self.history.lock(symbol):
-            entry = self.cache.load(symbol)
-            if not force and entry is not None and entry.is_fresh(self.clock(), self.intraday_ttl):
-                return RefreshResult(
-                    symbol,
-                    entry.source,
-                    False,
-                    entry.total_rows,
-                    0,
-                    entry.first_date,
-                    entry.as_of,
-                    entry.fetched_at.isoformat(),
-                )
+            if not force and (unchanged := self._fresh(symbol)) is not None:
+                return unchanged
             stored = self.history.load(symbol)
             start = None if stored is None or stored.empty else (stored.index[-1] - OVERLAP).date()
             fetched = self.source.fetch(symbol, start)
@@ -131,6 +123,21 @@ class MarketData:
             entry.first_date,
             entry.as_of,
             entry.fetched_at.isoformat(),
+        )
+
+    def _fresh(self, symbol: str) -> RefreshResult | None:
+        meta = self.cache.meta(symbol)
+        if meta is None or not meta.is_fresh(self.clock(), self.intraday_ttl):
+            return None
+        return RefreshResult(
+            symbol,
+            meta.source,
+            False,
+            meta.total_rows,
+            0,
+            meta.first_date,
+            meta.as_of,
+            meta.fetched_at.isoformat(),
         )
 
     def bars(self, symbol: str) -> pd.DataFrame:

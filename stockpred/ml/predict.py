@@ -88,14 +88,17 @@ class InferenceService:
         self,
         *,
         models: ModelCache,
-        bars: Callable[[str], tuple[pd.DataFrame, str]],
+        refresh: Callable[[str], Any],
+        history: Callable[[str], pd.DataFrame | None],
         cache: PredictionCache,
         predictions_dir: Any,
         buy_threshold: float,
         sell_threshold: float,
     ) -> None:
         self.models = models
-        self.bars = bars
+        self.refresh = refresh
+        self.history = history
+        self._features: dict[str, tuple[str, pd.DataFrame]] = {}
         self.cache = cache
         self.predictions_dir = predictions_dir
         self.buy = buy_threshold
@@ -108,13 +111,12 @@ class InferenceService:
             raise HorizonUnsupported(
                 f"model {loaded.version} of {symbol} forecasts 1 to {loaded.horizon} days ahead"
             )
-        frame, source = self.bars(symbol)
-        as_of = frame.index[-1].strftime("%Y-%m-%d")
-        key = cache_key(symbol, horizon, loaded.version, as_of)
+        data = self.refresh(symbol)  # refetches only when stale; returns as_of and source
+        key = cache_key(symbol, horizon, loaded.version, data.as_of)
         cached = self.cache.get(key)
         if cached is not None:
             return {**cached, "cached": True}
-        result = self._compute(loaded, frame, source, horizon)
+        result = self._compute(loaded, self.features(symbol, data.as_of), data.source, horizon)
         self.cache.put(key, result)
         append_prediction(self.predictions_dir, result)
         prediction_log.info(
@@ -129,10 +131,21 @@ class InferenceService:
         )
         return {**result, "cached": False}
 
-    def _compute(
-        self, loaded: LoadedModel, frame: pd.DataFrame, source: str, horizon: int
-    ) -> dict[str, Any]:
+    def features(self, symbol: str, as_of: str) -> pd.DataFrame:
+        """Features of the symbol's history, computed once per new last bar in this process."""
+        held = self._features.get(symbol)
+        if held is not None and held[0] == as_of:
+            return held[1]
+        frame = self.history(symbol)
+        if frame is None:
+            raise NoModel(f"no price history for {symbol}")
         features = compute_features(frame)
+        self._features[symbol] = (as_of, features)
+        return features
+
+    def _compute(
+        self, loaded: LoadedModel, features: pd.DataFrame, source: str, horizon: int
+    ) -> dict[str, Any]:
         log_returns = loaded.forecast(features, np.array([len(features) - 1]))[0]
         current = float(features["close"].iloc[-1])
         last_day = features.index[-1]

@@ -111,6 +111,31 @@ def test_historical_prices_are_served_offline_from_the_embedded_data(
     assert http_get(f"{running_set.web}/api/v1/historical/ZZZZZZ")[0] == 404
 
 
+def test_train_then_predict_through_the_running_service(running_set: RunningSet) -> None:
+    token = read_env_file(running_set.data_dir / "config" / "persistent.env")["STOCKPRED_API_TOKEN"]
+    request = urllib.request.Request(
+        f"{running_set.web}/api/v1/train/NVDA",
+        data=b'{"epochs": 1}',
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 202
+        task_url = running_set.web + json.loads(response.read())["status_url"]
+
+    def finished() -> dict[str, object] | None:
+        body = json.loads(http_get(task_url)[1])
+        return body if body["state"] in ("succeeded", "failed") else None
+
+    job = wait_for(finished, 240, interval=1, what="the NVDA training job")
+    assert job["state"] == "succeeded", job
+    status, body = http_get(f"{running_set.web}/api/v1/predict/NVDA")
+    prediction = json.loads(body)
+    assert status == 200, prediction
+    assert prediction["cached"] is False and "skill" in prediction["evaluation"]
+    assert json.loads(http_get(f"{running_set.web}/api/v1/predict/NVDA")[1])["cached"] is True
+
+
 def test_redis_listens_only_on_the_private_socket(running_set: RunningSet) -> None:
     sock = running_set.data_dir / "redis" / "redis.sock"
     assert sock.is_socket()

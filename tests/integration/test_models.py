@@ -1,0 +1,247 @@
+"""Training and inference through real workers with real TensorFlow, over the HTTP API."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+import pytest
+from celery import Celery
+from flask import Flask
+from flask.testing import FlaskClient
+
+from stockpred.ml.registry import ModelRegistry
+from stockpred.settings import Settings
+from tests.support import wait_for
+from web import create_app
+
+SYMBOL = "TSLA"
+
+
+@pytest.fixture(scope="module")
+def api(celery_workers: Celery, worker_settings: Settings) -> Iterator[FlaskClient]:
+    """A test client of the web app on the session workers' Redis and data root."""
+    app: Flask = create_app({"STOCKPRED_SETTINGS": worker_settings, "TESTING": True})
+    yield app.test_client()
+    app.extensions["stockpred"].close()
+
+
+@pytest.fixture(scope="module")
+def auth(worker_settings: Settings) -> dict[str, str]:
+    return {"Authorization": f"Bearer {worker_settings.api_token}"}
+
+
+def registry(settings: Settings) -> ModelRegistry:
+    return ModelRegistry(settings.ml_model_path, settings.scalers_path)
+
+
+def job(api: FlaskClient, task_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = api.get(f"/api/v1/tasks/{task_id}").get_json()
+    return body
+
+
+def finish(api: FlaskClient, task_id: str, timeout: float = 180) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        body = job(api, task_id)
+        return body if body["state"] in {"succeeded", "failed", "cancelled"} else None
+
+    return wait_for(done, timeout, interval=0.2, what=f"job {task_id}")
+
+
+def train(api: FlaskClient, auth: dict[str, str], **body: Any) -> str:
+    response = api.post(f"/api/v1/train/{SYMBOL}", json=body, headers=auth)
+    assert response.status_code == 202, response.get_json()
+    assert response.headers["Location"] == response.get_json()["status_url"]
+    return str(response.get_json()["task_id"])
+
+
+@pytest.fixture(scope="module")
+def first_version(api: FlaskClient, auth: dict[str, str], worker_settings: Settings) -> str:
+    """A model trained through the real training worker."""
+    assert api.get(f"/api/v1/predict/{SYMBOL}").status_code == 404
+    done = finish(api, train(api, auth))
+    assert done["state"] == "succeeded", done
+    assert done["progress"]["epoch"] == done["progress"]["epochs"] == 2
+    assert done["result"]["published"] is True
+    version = registry(worker_settings).current_version(SYMBOL)
+    assert version == done["result"]["version"]
+    return version
+
+
+def test_a_trained_model_predicts_with_its_skill_and_then_hits_the_cache(
+    api: FlaskClient, first_version: str
+) -> None:
+    first = api.get(f"/api/v1/predict/{SYMBOL}?horizon=3")
+    body = first.get_json()
+    assert first.status_code == 200, body
+    for key in (
+        "symbol",
+        "current_price",
+        "predicted_price",
+        "trading_signal",
+        "confidence",
+        "prediction_time",
+        "model_version",
+        "horizon",
+        "predictions",
+        "evaluation",
+    ):
+        assert key in body, key
+    assert body["model_version"] == first_version and body["cached"] is False
+    assert body["trading_signal"] in {"BUY", "SELL", "HOLD"}
+    assert 0 <= body["confidence"] <= 1
+    assert len(body["predictions"]) == 3
+    low, high = body["predictions"][0]["interval"]
+    assert low < body["predictions"][0]["price"] < high
+    assert {"rmse", "naive_rmse", "skill", "direction_accuracy"} <= set(body["evaluation"])
+    again = api.get(f"/api/v1/predict/{SYMBOL}?horizon=3").get_json()
+    assert again["cached"] is True and again["predicted_price"] == body["predicted_price"]
+
+
+def test_models_endpoints_show_versions_and_metrics(api: FlaskClient, first_version: str) -> None:
+    listed = api.get("/api/v1/models").get_json()
+    assert SYMBOL in [m["symbol"] for m in listed["models"]]
+    detail = api.get(f"/api/v1/models/{SYMBOL}").get_json()
+    assert detail["current"] == first_version
+    assert detail["versions"][0]["evaluation"]["skill"] is not None
+    assert api.get("/api/v1/models/ZZZZZZ").status_code == 404
+
+
+def test_a_second_training_of_the_same_symbol_is_409_naming_the_running_job(
+    api: FlaskClient, auth: dict[str, str], first_version: str
+) -> None:
+    running = train(api, auth, epochs=400)
+    conflict = api.post(f"/api/v1/train/{SYMBOL}", json={}, headers=auth)
+    assert conflict.status_code == 409
+    assert conflict.get_json()["task_id"] == running
+    assert running in conflict.get_json()["detail"]
+    wait_for(
+        lambda: (job(api, running)["progress"] or {}).get("epoch", 0) >= 1,
+        120,
+        what="the first epoch",
+    )
+    cancel = api.delete(f"/api/v1/tasks/{running}", headers=auth)
+    assert cancel.status_code == 200, cancel.get_json()
+    ended = finish(api, running)
+    assert ended["state"] == "cancelled"
+    assert ended["progress"]["epoch"] < 400
+    assert api.delete(f"/api/v1/tasks/{running}", headers=auth).status_code == 409
+    followed = train(api, auth)  # the lock was released
+    assert finish(api, followed)["state"] == "succeeded"
+
+
+def test_a_new_version_is_picked_up_without_restart_and_changes_the_cache_key(
+    api: FlaskClient, auth: dict[str, str], worker_settings: Settings, first_version: str
+) -> None:
+    before = api.get(f"/api/v1/predict/{SYMBOL}").get_json()
+    done = finish(api, train(api, auth, force=True))
+    assert done["result"]["published"] and done["result"]["reason"] == "forced"
+    newer = done["result"]["version"]
+    after = api.get(f"/api/v1/predict/{SYMBOL}").get_json()
+    assert after["model_version"] == newer != before["model_version"]
+    assert after["cached"] is False
+    rolled = api.post(
+        f"/api/v1/models/{SYMBOL}/rollback", json={"version": before["model_version"]}, headers=auth
+    )
+    assert rolled.status_code == 200 and rolled.get_json()["current"] == before["model_version"]
+    assert (
+        api.get(f"/api/v1/predict/{SYMBOL}").get_json()["model_version"] == before["model_version"]
+    )
+
+
+def _training_pool_child() -> psutil.Process:
+    matching = [
+        p for p in psutil.process_iter(["cmdline"]) if "training@test" in (p.info["cmdline"] or [])
+    ]
+    pids = {p.pid for p in matching}
+    mains = [p for p in matching if p.ppid() not in pids]
+    assert len(mains) == 1
+    children = mains[0].children()
+    assert len(children) == 1
+    return children[0]
+
+
+def test_a_killed_training_leaves_the_published_model_and_the_redelivered_run_completes(
+    api: FlaskClient, auth: dict[str, str], worker_settings: Settings, first_version: str
+) -> None:
+    reg = registry(worker_settings)
+    published = reg.current_version(SYMBOL)
+    versions = reg.versions(SYMBOL)
+    task_id = train(api, auth, epochs=30, force=True)
+    wait_for(
+        lambda: (job(api, task_id)["progress"] or {}).get("epoch", 0) >= 1,
+        120,
+        what="the first epoch",
+    )
+    child = _training_pool_child()
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(10)
+    assert reg.current_version(SYMBOL) == published
+    assert reg.versions(SYMBOL) == versions
+    done = finish(api, task_id, timeout=240)
+    assert done["state"] == "succeeded", done
+    assert reg.current_version(SYMBOL) == done["result"]["version"] != published
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("get", "/api/v1/predict/ZZZZZZ", None, 404),
+        ("get", "/api/v1/predict/TSLA?horizon=0", None, 400),
+        ("get", "/api/v1/predict/TSLA?horizon=31", None, 400),
+        ("get", "/api/v1/predict/BAD!!", None, 400),
+        ("post", "/api/v1/train/TSLA", {"epochs": 0}, 400),
+        ("post", "/api/v1/train/TSLA", {"epochs": "x"}, 400),
+        ("post", "/api/v1/train/TSLA", {"force": "perhaps"}, 400),
+        ("post", "/api/v1/models/ZZZZZZ/rollback", {}, 404),
+        ("delete", "/api/v1/tasks/nope-1", None, 404),
+    ],
+)
+def test_bad_requests_get_clear_errors(
+    api: FlaskClient,
+    auth: dict[str, str],
+    first_version: str,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None,
+    status: int,
+) -> None:
+    response = getattr(api, method)(path, json=body, headers=auth)
+    assert response.status_code == status, response.get_json()
+    assert response.get_json()["error"]
+
+
+def test_training_without_a_token_is_refused(api: FlaskClient) -> None:
+    assert api.post(f"/api/v1/train/{SYMBOL}", json={}).status_code == 401
+
+
+def test_stats_and_cache_clear_keep_the_original_shapes(
+    api: FlaskClient, auth: dict[str, str], first_version: str
+) -> None:
+    api.get(f"/api/v1/predict/{SYMBOL}")
+    stats = api.get("/api/v1/stats").get_json()
+    assert {"cache", "model", "system"} <= set(stats)
+    assert {"hits", "misses", "hit_ratio", "size"} <= set(stats["cache"])
+    assert SYMBOL in stats["model"]["models"]
+    assert set(stats["system"]["queue_depths"]) == {"inference", "training", "maintenance"}
+    cleared = api.post("/api/v1/cache/clear", json={"symbol": SYMBOL}, headers=auth).get_json()
+    assert {"message", "time"} <= set(cleared) and cleared["deleted"] >= 1
+    assert api.get(f"/api/v1/predict/{SYMBOL}").get_json()["cached"] is False
+
+
+def test_the_weekly_policy_queues_training_for_a_stale_model(
+    api: FlaskClient, celery_workers: Celery, worker_settings: Settings, first_version: str
+) -> None:
+    reg = registry(worker_settings)
+    current = reg.current(SYMBOL)
+    assert current is not None
+    stale = {**current.metadata, "trained_at": "2020-01-01T00:00:00+00:00"}
+    (current.model_path.parent / "metadata.json").write_text(__import__("json").dumps(stale))
+    outcome = celery_workers.send_task("maintenance.queue_stale_retraining").get(timeout=60)
+    queued = {q["symbol"]: q for q in outcome["queued"]}
+    assert SYMBOL in queued and "days ago" in queued[SYMBOL]["reason"]
+    done = finish(api, queued[SYMBOL]["job_id"])
+    assert done["state"] == "succeeded" and done["kind"] == "train"
