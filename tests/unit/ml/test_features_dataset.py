@@ -58,7 +58,7 @@ def test_the_split_is_chronological_and_purged(bars: pd.DataFrame) -> None:
 
 
 def test_scalers_do_not_see_the_holdout(bars: pd.DataFrame) -> None:
-    features, split = split_of(bars)
+    _, split = split_of(bars)
     scalers = Scalers.fit(split.train, FEATURES)
     crazy = bars.copy()
     late = crazy.index >= split.holdout.anchor_dates[0]
