@@ -23,6 +23,8 @@ class ApiClient:
         self.token = settings.api_token
         if not self.base.startswith(("http://", "https://")):
             raise ValueError(f"the API URL must be http(s), got {self.base!r}")
+        # Our own service is local: never send its calls (and token) through HTTP(S)_PROXY.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def call(
         self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 30
@@ -35,7 +37,7 @@ class ApiClient:
         if self.token and method != "GET":
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            with self._opener.open(request, timeout=timeout) as response:
                 return response.status, json.loads(response.read() or b"{}")
         except urllib.error.HTTPError as err:
             try:

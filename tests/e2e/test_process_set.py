@@ -136,6 +136,28 @@ def test_train_then_predict_through_the_running_service(running_set: RunningSet)
     assert json.loads(http_get(f"{running_set.web}/api/v1/predict/NVDA")[1])["cached"] is True
 
 
+def test_the_cli_trains_with_progress_and_predicts_through_the_service(
+    running_set: RunningSet,
+) -> None:
+    import subprocess
+
+    from tests.support import BIN
+
+    trained = subprocess.run([str(BIN / "stockpred"), "train", "TSLA", "--epochs", "2"],
+                             env=running_set.env, capture_output=True, text=True, timeout=300,
+                             check=False)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert "queued training job" in trained.stdout and '"published": true' in trained.stdout
+    predicted = subprocess.run([str(BIN / "stockpred"), "predict", "TSLA", "--horizon", "2"],
+                               env=running_set.env, capture_output=True, text=True, timeout=120,
+                               check=False)
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    assert json.loads(predicted.stdout)["horizon"] == 2
+    listed = subprocess.run([str(ROOT / "manage_ml_models.sh"), "list"], env=running_set.env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert listed.returncode == 0 and "TSLA" in listed.stdout
+
+
 def test_redis_listens_only_on_the_private_socket(running_set: RunningSet) -> None:
     sock = running_set.data_dir / "redis" / "redis.sock"
     assert sock.is_socket()

@@ -245,3 +245,21 @@ def test_the_weekly_policy_queues_training_for_a_stale_model(
     assert SYMBOL in queued and "days ago" in queued[SYMBOL]["reason"]
     done = finish(api, queued[SYMBOL]["job_id"])
     assert done["state"] == "succeeded" and done["kind"] == "train"
+
+
+def test_auto_train_answers_202_with_a_training_job_for_a_symbol_without_model(
+    celery_workers: Celery, worker_settings: Settings, auth: dict[str, str]
+) -> None:
+    from dataclasses import replace
+
+    app = create_app({"STOCKPRED_SETTINGS": replace(worker_settings, auto_train=True)})
+    client = app.test_client()
+    try:
+        response = client.get("/api/v1/predict/AAPL")
+        assert response.status_code == 202, response.get_json()
+        task_id = response.get_json()["task_id"]
+        assert job(client, task_id)["kind"] == "train"
+        client.delete(f"/api/v1/tasks/{task_id}", headers=auth)
+        assert finish(client, task_id)["state"] == "cancelled"
+    finally:
+        app.extensions["stockpred"].close()
