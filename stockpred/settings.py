@@ -70,6 +70,13 @@ class Settings:
     historical_wait: float = 8.0
     predict_wait: float = 10.0
     auto_train: bool = False
+    backup_keep: int = 10
+    backup_encryption_key: str | None = field(default=None, repr=False)
+    backup_log_days: int = 7
+    backup_max_age: timedelta = timedelta(hours=26)
+    cleanup_cache_days: int = 1
+    cleanup_log_days: int = 30
+    cleanup_prediction_days: int = 7
 
     @property
     def redis_dir(self) -> Path:
@@ -219,6 +226,22 @@ def _redis_url(name: str, raw: str) -> str:
     return raw
 
 
+def _fernet_key(name: str, raw: str) -> str:
+    import base64
+    import binascii
+
+    try:
+        ok = len(base64.urlsafe_b64decode(raw.encode())) == 32
+    except (binascii.Error, ValueError):
+        ok = False
+    if not ok:
+        raise SettingsError(
+            f"{name} must be a Fernet key (32 url-safe base64 bytes); make one with "
+            "`stockpred storage keygen`"
+        )
+    return raw
+
+
 def _bool(name: str, raw: str) -> bool:
     value = raw.strip().lower()
     if value in {"1", "true", "yes", "on"}:
@@ -324,6 +347,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         historical_wait=read.get("HISTORICAL_WAIT", _positive_float, 8.0),
         predict_wait=read.get("PREDICT_WAIT", _positive_float, 10.0),
         auto_train=read.get("AUTO_TRAIN", _bool, False),
+        backup_keep=read.get("BACKUP_KEEP", _int_in(1, 1000), 10),
+        backup_encryption_key=read.get("BACKUP_ENCRYPTION_KEY", _fernet_key, None),
+        backup_log_days=read.get("BACKUP_LOG_DAYS", _int_in(1, 3650), 7),
+        backup_max_age=read.get("BACKUP_MAX_AGE", parse_duration, timedelta(hours=26)),
+        cleanup_cache_days=read.get("CLEANUP_CACHE_DAYS", _int_in(1, 3650), 1),
+        cleanup_log_days=read.get("CLEANUP_LOG_DAYS", _int_in(1, 3650), 30),
+        cleanup_prediction_days=read.get("CLEANUP_PREDICTION_DAYS", _int_in(1, 3650), 7),
     )
 
 

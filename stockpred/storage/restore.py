@@ -1,0 +1,357 @@
+"""Verify and restore backups: every checksum first, then an atomic swap of each file.
+
+Verification reads every archive a restore needs (an incremental backup and the archives its
+unchanged files live in) and checks each stored file's sha256 against the manifest; anything
+wrong (a flipped byte, a truncated file, a wrong key, a member that is not a plain file under
+`data/`, an absolute path or `..`) refuses the restore before live data is touched. Then a safety
+backup of the categories being restored is taken, and each file is written to a temporary name
+beside its target and renamed over it, model `current` pointers last, so running workers switch
+to restored models at their next prediction with no restart. Files that exist live but not in
+the backup are left alone. The Redis snapshot is not swapped under a running server: it is
+staged in backups/ with instructions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from stockpred.paths import FILE_MODE, DataTree
+from stockpred.storage.backup import (
+    CATEGORIES,
+    DATA_PREFIX,
+    MANIFEST,
+    BackupError,
+    BackupInfo,
+    FileEntry,
+    _sha256_file,
+    create_backup,
+    list_backups,
+    load_info,
+    open_archive,
+    read_manifest,
+)
+
+REDIS_SNAPSHOT = "redis/dump.rdb"
+
+
+class UnsafeArchive(BackupError):
+    """An archive member that could write outside the data tree, or is not a plain file."""
+
+
+@dataclass
+class VerifyResult:
+    """The outcome of checking one backup and the archives it depends on."""
+
+    name: str
+    ok: bool
+    archives: list[str]
+    files: int
+    bytes: int
+    seconds: float
+    problems: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _safe_member_path(name: str) -> str:
+    """The data-root-relative path of a member, or UnsafeArchive."""
+    if not name.startswith(DATA_PREFIX):
+        raise UnsafeArchive(f"member {name!r} is outside data/")
+    relative = PurePosixPath(name[len(DATA_PREFIX) :])
+    if relative.is_absolute() or not relative.parts or ".." in relative.parts:
+        raise UnsafeArchive(f"member {name!r} has an absolute or parent path")
+    return str(relative)
+
+
+def _check_archive(
+    archive: Path, key: str | None, expected: dict[str, FileEntry], name: str
+) -> tuple[int, int, list[str]]:
+    """Read every member; compare stored files with the manifest. (files, bytes, problems)."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    files = total = 0
+    with open_archive(archive, key) as tar:
+        try:
+            for member in tar:
+                if member.name == MANIFEST:
+                    continue
+                if not member.isreg():
+                    raise UnsafeArchive(
+                        f"member {member.name!r} is not a regular file "
+                        "(links and devices are refused)"
+                    )
+                relative = _safe_member_path(member.name)
+                handle = tar.extractfile(member)
+                assert handle is not None
+                digest = _sha256_stream(handle)
+                entry = expected.get(relative)
+                if entry is None:
+                    problems.append(f"{name}: {relative} is not in the manifest")
+                elif digest.hexdigest() != entry.sha256:
+                    problems.append(f"{name}: {relative} does not match its checksum")
+                seen.add(relative)
+                files += 1
+                total += member.size
+        except (OSError, EOFError) as exc:
+            problems.append(f"{name}: the archive is truncated or corrupt ({exc})")
+    missing = sorted(set(expected) - seen)
+    if missing:
+        problems.append(f"{name}: {len(missing)} file(s) missing, e.g. {missing[0]}")
+    return files, total, problems
+
+
+def _sha256_stream(handle: Any) -> Any:
+    digest = hashlib.sha256()
+    while chunk := handle.read(1 << 20):
+        digest.update(chunk)
+    return digest
+
+
+def verify_backup(backups: Path, name: str | None, key: str | None) -> VerifyResult:
+    """Check a backup (default: the newest) and every archive it depends on."""
+    started = time.perf_counter()
+    info = _resolve(backups, name)
+    problems: list[str] = []
+    files = total = 0
+    archives = [info.name, *info.depends_on]
+    try:
+        manifest = read_manifest(backups / info.file, key)
+    except (BackupError, KeyError, ValueError) as exc:
+        return VerifyResult(
+            info.name,
+            False,
+            archives,
+            0,
+            0,
+            time.perf_counter() - started,
+            [f"{info.name}: manifest unreadable ({exc})"],
+        )
+    by_archive: dict[str, dict[str, FileEntry]] = {}
+    for entry in manifest:
+        by_archive.setdefault(entry.stored_in, {})[entry.path] = entry
+    for archive_name in archives:
+        try:
+            archive_info = load_info(backups, archive_name)
+        except BackupError as exc:
+            problems.append(str(exc))
+            continue
+        path = backups / archive_info.file
+        if not path.is_file():
+            problems.append(f"{archive_name}: archive file {path.name} is missing")
+            continue
+        if _sha256_file(path) != archive_info.sha256:
+            problems.append(f"{archive_name}: the archive's checksum does not match its metadata")
+            continue
+        try:
+            count, size, found = _check_archive(
+                path, key, by_archive.get(archive_name, {}), archive_name
+            )
+        except BackupError as exc:
+            problems.append(str(exc))
+            continue
+        if archive_name != info.name:
+            # A base also stores files this backup does not use: check only what is used.
+            found = [p for p in found if "is not in the manifest" not in p]
+        files, total, problems = files + count, total + size, problems + found
+    return VerifyResult(
+        info.name, not problems, archives, files, total, time.perf_counter() - started, problems
+    )
+
+
+def _resolve(backups: Path, name: str | None) -> BackupInfo:
+    if name:
+        return load_info(backups, name)
+    found = [i for i in list_backups(backups) if i.kind != "safety"]
+    if not found:
+        raise BackupError(f"there are no backups in {backups}")
+    return found[-1]
+
+
+@dataclass
+class RestoreResult:
+    """What a restore changed (or, dry-run, would change)."""
+
+    name: str
+    dry_run: bool
+    categories: list[str]
+    changed: list[str]
+    added: list[str]
+    unchanged: int
+    safety_backup: str | None
+    staged: list[str]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def restore_backup(
+    tree: DataTree,
+    *,
+    name: str | None = None,
+    categories: list[str] | None = None,
+    dry_run: bool = False,
+    key: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RestoreResult:
+    """Restore a verified backup (default: the newest) into the live tree."""
+    started = time.perf_counter()
+    info = _resolve(tree.backups, name)
+    chosen = list(categories or info.categories)
+    unknown = [c for c in chosen if c not in CATEGORIES]
+    if unknown:
+        raise BackupError(f"unknown categories {unknown}; choose from {list(CATEGORIES)}")
+    check = verify_backup(tree.backups, info.name, key)
+    if not check.ok:
+        raise BackupError(
+            f"{info.name} failed verification; nothing was restored: "
+            + "; ".join(check.problems[:5])
+        )
+    wanted = [e for e in read_manifest(tree.backups / info.file, key) if e.category in chosen]
+    changed, added, same = _differences(tree, wanted)
+    if dry_run:
+        return RestoreResult(
+            info.name, True, chosen, changed, added, same, None, [], time.perf_counter() - started
+        )
+    safety = None
+    if changed:
+        safety = create_backup(
+            tree, categories=[c for c in chosen if c != "redis"], kind="safety"
+        ).info.name
+    todo = set(changed) | set(added)
+    staged = _apply(tree, info.name, [e for e in wanted if e.path in todo], key, progress)
+    return RestoreResult(
+        info.name,
+        False,
+        chosen,
+        changed,
+        added,
+        same,
+        safety,
+        staged,
+        time.perf_counter() - started,
+    )
+
+
+def _differences(tree: DataTree, wanted: list[FileEntry]) -> tuple[list[str], list[str], int]:
+    """(changed, added, unchanged count) of the live tree against the backup's files."""
+    changed, added, same = [], [], 0
+    for entry in wanted:
+        live = tree.root / entry.path
+        if not live.is_file():
+            added.append(entry.path)
+        elif live.stat().st_size != entry.size or _sha256_file(live) != entry.sha256:
+            changed.append(entry.path)
+        else:
+            same += 1
+    return changed, added, same
+
+
+def _apply(
+    tree: DataTree,
+    name: str,
+    entries: list[FileEntry],
+    key: str | None,
+    progress: Callable[[int, int], None] | None,
+) -> list[str]:
+    """Swap each file in atomically, model `current` pointers last; return staged files."""
+    by_archive: dict[str, dict[str, FileEntry]] = {}
+    for entry in entries:
+        by_archive.setdefault(entry.stored_in, {})[DATA_PREFIX + entry.path] = entry
+    staged: list[str] = []
+    pointers: list[tuple[FileEntry, bytes]] = []
+    done = 0
+
+    def write(entry: FileEntry, data: bytes) -> None:
+        nonlocal done
+        target = tree.root / entry.path
+        if entry.path == REDIS_SNAPSHOT:
+            # A running Redis would overwrite it; stage it for the operator instead.
+            target = tree.backups / f"restored-{name}-dump.rdb"
+            staged.append(str(target))
+        _replace(target, data, entry.mtime)
+        done += 1
+        if progress is not None:
+            progress(done, len(entries))
+
+    for archive_name, members in by_archive.items():
+        with open_archive(tree.backups / load_info(tree.backups, archive_name).file, key) as tar:
+            for member in tar:
+                found = members.get(member.name)
+                if found is None:
+                    continue
+                handle = tar.extractfile(member)
+                assert handle is not None
+                if Path(found.path).name == "current":
+                    pointers.append((found, handle.read()))
+                else:
+                    write(found, handle.read())
+    for entry, data in pointers:
+        write(entry, data)
+    return staged
+
+
+def _replace(target: Path, data: bytes, mtime: float) -> None:
+    """Write `data` to a temp file beside `target`, then rename it over `target`."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, FILE_MODE)
+        os.utime(tmp, (mtime, mtime))
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def describe_history(backups: Path, now_iso: str | None = None) -> list[dict[str, Any]]:
+    """Backups newest first with size, age, kind and when each was last verified."""
+    from datetime import UTC, datetime
+
+    now = datetime.fromisoformat(now_iso) if now_iso else datetime.now(UTC)
+    rows = []
+    for info in reversed(list_backups(backups)):
+        age = now - datetime.fromisoformat(info.created_at)
+        rows.append(
+            {
+                "name": info.name,
+                "file": info.file,
+                "kind": info.kind,
+                "size": info.size,
+                "created_at": info.created_at,
+                "age_seconds": int(age.total_seconds()),
+                "files": info.files,
+                "encrypted": info.encrypted,
+                "base": info.base,
+                "depends_on": info.depends_on,
+                "verified_at": info.verified_at,
+                "categories": info.categories,
+                "skipped": info.skipped,
+            }
+        )
+    return rows
+
+
+def mark_verified(backups: Path, name: str, when: str) -> None:
+    """Record a successful verification in the backup's metadata."""
+    from stockpred.paths import atomic_write
+    from stockpred.storage.backup import metadata_path
+
+    info = load_info(backups, name)
+    info.verified_at = when
+    atomic_write(metadata_path(backups, name), json.dumps(info.to_dict(), indent=2))
