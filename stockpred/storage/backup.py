@@ -473,7 +473,8 @@ def _add_file(
     member.size, member.mtime, member.mode = stat.st_size, int(stat.st_mtime), FILE_MODE
     with path.open("rb") as handle:
         reader = _HashingReader(handle, advance)
-        tar.addfile(member, reader)  # type: ignore[arg-type]  (tarfile only calls read())
+        # tarfile only calls read() on the file object it is given.
+        tar.addfile(member, reader)  # type: ignore[arg-type]
     if reader.count != stat.st_size:
         raise BackupError(f"{relative} changed size while being backed up; try again")
     return FileEntry(
