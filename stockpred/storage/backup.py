@@ -474,7 +474,7 @@ def _add_file(
     with path.open("rb") as handle:
         reader = _HashingReader(handle, advance)
         # tarfile only calls read() on the file object it is given.
-        tar.addfile(member, reader)  # type: ignore[arg-type]
+        tar.addfile(member, reader)
     if reader.count != stat.st_size:
         raise BackupError(f"{relative} changed size while being backed up; try again")
     return FileEntry(
