@@ -11,7 +11,8 @@ CELERY_WORKER := $(BIN)/celery -A workers worker --task-events --loglevel $(LOGL
 
 .PHONY: help install redis-check setup run test lint format lock web worker-inference \
         worker-training worker-maintenance beat flower redis storage-setup storage-test \
-        check-routes clean train predict bench
+        check-routes clean train predict bench storage-backup storage-restore \
+        storage-cleanup storage-monitor
 
 help: ## List every target with what it does
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -102,3 +103,15 @@ predict: install ## Ask the running service for a prediction: make predict SYMBO
 
 bench: install ## Measure the performance figures (JSON on stdout and in persistent_data/monitoring/)
 	$(BIN)/python -m tests.bench
+
+storage-backup: install ## Back up persistent_data (ARGS="--incremental", "--categories models,config", …)
+	$(BIN)/stockpred storage backup $(ARGS)
+
+storage-restore: install ## Verify then restore a backup: make storage-restore BACKUP=file.tar.gz [ARGS=--dry-run]
+	$(BIN)/stockpred storage restore $(BACKUP) $(ARGS)
+
+storage-cleanup: install ## Remove expired caches, old logs and predictions (ARGS=--dry-run to preview)
+	$(BIN)/stockpred storage cleanup $(ARGS)
+
+storage-monitor: install ## Storage usage and health report (exit 1 when unhealthy)
+	$(BIN)/stockpred storage monitor $(ARGS)

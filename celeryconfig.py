@@ -69,10 +69,30 @@ beat_schedule = {
         "schedule": crontab(minute=0, hour=4, day_of_week="sun"),
         "options": {"expires": 6 * 3600},
     },
-    "check-storage-hourly": {
-        "task": "maintenance.check_storage",
-        "schedule": timedelta(hours=1),
-        "options": {"expires": 3000},
+    # The original's crontab, as beat entries (UTC). Scheduled storage runs skip, never wait,
+    # when another storage run holds the lock.
+    "backup-daily": {
+        "task": "maintenance.backup",
+        "schedule": crontab(minute=0, hour=2),
+        "kwargs": {"scheduled": True, "incremental": False},
+        "options": {"expires": 6 * 3600},
+    },
+    "storage-monitor-every-6h": {
+        "task": "maintenance.monitor",
+        "schedule": crontab(minute=0, hour="*/6"),
+        "options": {"expires": 3 * 3600},
+    },
+    "cleanup-weekly": {
+        "task": "maintenance.cleanup",
+        "schedule": crontab(minute=0, hour=3, day_of_week="sun"),
+        "kwargs": {"scheduled": True, "scope": "all"},
+        "options": {"expires": 6 * 3600},
+    },
+    "cache-cleanup": {
+        "task": "maintenance.cleanup",
+        "schedule": _settings.cache_cleanup_interval,
+        "kwargs": {"scheduled": True, "scope": "caches"},
+        "options": {"expires": int(_settings.cache_cleanup_interval.total_seconds())},
     },
 }
 

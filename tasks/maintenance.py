@@ -19,6 +19,7 @@ from stockpred.queues import QueueName, hard_time_limit, soft_time_limit
 from stockpred.redis_conn import process_client
 from stockpred.settings import get_settings
 from stockpred.storage.check import check_storage as run_storage_check
+from stockpred.storage.service import StorageBusy, StorageService
 from tasks import context
 
 log = logging.getLogger(__name__)
@@ -100,3 +101,69 @@ def refresh_tracked_prices() -> dict[str, Any]:
     for symbol in symbols:
         refresh_prices.delay(symbol)
     return {"queued": symbols}
+
+
+def _storage() -> StorageService:
+    settings = get_settings()
+    return context._memo("storage", lambda: StorageService(settings, process_client(settings)))
+
+
+def _skip_if_busy(run: Any) -> dict[str, Any]:
+    try:
+        result: dict[str, Any] = run()
+    except StorageBusy as exc:
+        log.warning("skipped: %s", exc)
+        return {"skipped": True, "reason": str(exc)}
+    return result
+
+
+@shared_task(name="maintenance.backup", acks_late=True, **_limits())
+def backup(
+    categories: list[str] | None = None,
+    base: str | None = None,
+    incremental: bool = False,
+    encrypt: bool | None = None,
+    scheduled: bool = False,
+) -> dict[str, Any]:
+    """Back up persistent_data (a scheduled run is skipped if another storage run is active)."""
+    return _skip_if_busy(
+        lambda: _storage().backup(
+            categories=categories,
+            base=base,
+            incremental=incremental,
+            encrypt=encrypt,
+            scheduled=scheduled,
+        )
+    )
+
+
+@shared_task(name="maintenance.restore", acks_late=True, **_limits())
+def restore(
+    backup: str | None = None, categories: list[str] | None = None, dry_run: bool = False
+) -> dict[str, Any]:
+    """Verify and restore a backup (default: the newest); dry_run lists what would change."""
+    return _storage().restore(name=backup, categories=categories, dry_run=dry_run)
+
+
+@shared_task(name="maintenance.verify_backup", acks_late=True, **_limits())
+def verify_backup(backup: str | None = None) -> dict[str, Any]:
+    """Check every checksum of a backup and the archives it depends on."""
+    return _storage().verify(backup)
+
+
+@shared_task(name="maintenance.cleanup", acks_late=True, **_limits())
+def cleanup(dry_run: bool = False, scope: str = "all", scheduled: bool = False) -> dict[str, Any]:
+    """Remove expired caches, logs, stored predictions and orphaned temp files."""
+    return _skip_if_busy(
+        lambda: _storage().cleanup(dry_run=dry_run, scope=scope, scheduled=scheduled)
+    )
+
+
+@shared_task(name="maintenance.monitor", acks_late=True, **_limits())
+def monitor() -> dict[str, Any]:
+    """Measure persistent_data and run the storage health checks; keep the report."""
+    report = _storage().monitor()
+    for check in report["checks"]:
+        if not check["ok"]:
+            log.error("storage check %s failed: %s", check["name"], check["detail"])
+    return report

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 
 from stockpred.settings import Settings, get_settings
-from web.api import historical, jobs, meta, models, predictions, stats, training
+from web.api import historical, jobs, meta, models, predictions, stats, storage, training
 from web.errors import register_error_handlers
 from web.middleware import install_middleware
 from web.services import EXTENSION_KEY, Services
@@ -35,4 +35,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(training.bp)
     app.register_blueprint(models.bp)
     app.register_blueprint(stats.bp)
+    app.register_blueprint(storage.bp)
     return app

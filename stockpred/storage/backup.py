@@ -44,6 +44,10 @@ class BackupError(RuntimeError):
     """A backup could not be made or read; the message says why."""
 
 
+class StorageBusy(BackupError):
+    """Another backup, restore or cleanup holds the storage lock (a scheduled run skips)."""
+
+
 class InsufficientSpace(BackupError):
     """Not enough free disk for the backup."""
 
@@ -140,7 +144,7 @@ def storage_lock(backups: Path, wait: bool = True) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
-            raise BackupError("another backup, restore or cleanup is running") from None
+            raise StorageBusy("another backup, restore or cleanup is running") from None
         yield
     finally:
         os.close(fd)
@@ -304,7 +308,12 @@ def _plan(
             skipped["redis"] = "no Redis connection: no consistent snapshot could be taken"
         else:
             try:
-                snapshot_redis(redis_client)
+                where = Path(str(redis_client.config_get("dir").get("dir", "")))
+                if where.resolve() != tree.redis.resolve():
+                    skipped["redis"] = (f"the Redis server keeps its data in {where}, outside "
+                                        "this data tree: back it up where it runs")
+                else:
+                    snapshot_redis(redis_client)
             except Exception as exc:
                 skipped["redis"] = f"Redis snapshot failed: {exc}"
     files = collect_files(tree, [c for c in chosen if c not in skipped], log_days)

@@ -7,8 +7,8 @@ wrong (a flipped byte, a truncated file, a wrong key, a member that is not a pla
 backup of the categories being restored is taken, and each file is written to a temporary name
 beside its target and renamed over it, model `current` pointers last, so running workers switch
 to restored models at their next prediction with no restart. Files that exist live but not in
-the backup are left alone. The Redis snapshot is not swapped under a running server: it is
-staged in backups/ with instructions.
+the backup are left alone, and logs are restored only when named. The Redis snapshot is not
+swapped under a running server: it is staged in backups/ with instructions.
 """
 
 from __future__ import annotations
@@ -207,7 +207,9 @@ def restore_backup(
     """Restore a verified backup (default: the newest) into the live tree."""
     started = time.perf_counter()
     info = _resolve(tree.backups, name)
-    chosen = list(categories or info.categories)
+    # Logs are an audit trail, not state: rewinding them would drop lines written since the
+    # backup, so they are restored only when asked for by name.
+    chosen = list(categories or [c for c in info.categories if c != "logs"])
     unknown = [c for c in chosen if c not in CATEGORIES]
     if unknown:
         raise BackupError(f"unknown categories {unknown}; choose from {list(CATEGORIES)}")

@@ -1,0 +1,249 @@
+"""The storage monitor: usage per folder, free disk, backups, cache sizes, and health checks.
+
+Produces a JSON report (kept as `monitoring/storage-report.json`), a readable table, and the
+same figures as Prometheus gauges in `monitoring/storage.prom` (text exposition format).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from stockpred.ml.registry import ModelRegistry, RegistryError
+from stockpred.paths import DataTree, atomic_write, check_tree, directory_usage
+from stockpred.storage.backup import list_backups
+from stockpred.storage.check import human_bytes
+from stockpred.storage.cleanup import last_cleanup
+
+REPORT_FILE = "storage-report.json"
+METRICS_FILE = "storage.prom"
+TOP_LEVEL = (
+    "ml_models",
+    "ml_cache",
+    "scalers",
+    "stock_data",
+    "logs",
+    "config",
+    "backups",
+    "redis",
+    "prometheus",
+    "grafana",
+    "monitoring",
+    "frontend",
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One health check."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class StorageReport:
+    """Everything the monitor measured."""
+
+    generated_at: str
+    root: str
+    total_bytes: int
+    total_files: int
+    free_bytes: int
+    disk_bytes: int
+    directories: dict[str, dict[str, int]]
+    backup_count: int
+    newest_backup: str | None
+    newest_backup_age_seconds: int | None
+    cache_entries: dict[str, int | None]
+    last_cleanup_bytes_freed: int | None
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["ok"] = self.ok
+        return out
+
+    def table(self) -> str:
+        """The readable form, like the original's monitor script."""
+        lines = [
+            "Stock Prediction Service - Data Usage Report",
+            f"Overall usage: {human_bytes(self.total_bytes)} in {self.total_files} files "
+            f"(free: {human_bytes(self.free_bytes)} of {human_bytes(self.disk_bytes)})",
+            "Directory breakdown:",
+        ]
+        for name, usage in self.directories.items():
+            lines.append(f"   {name:12} {human_bytes(usage['bytes']):>8} ({usage['files']} files)")
+        age = self.newest_backup_age_seconds
+        lines.append(
+            f"Backups: {self.backup_count}; newest: {self.newest_backup or 'none'}"
+            + ("" if age is None else f" ({age // 3600}h {age % 3600 // 60}m old)")
+        )
+        lines.append(
+            "Cache entries: "
+            + ", ".join(f"{k}={'n/a' if v is None else v}" for k, v in self.cache_entries.items())
+        )
+        lines.append("Health checks:")
+        for check in self.checks:
+            lines.append(f"   {'ok  ' if check.ok else 'FAIL'} {check.name:22} {check.detail}")
+        lines.append("All systems healthy" if self.ok else "Storage needs attention")
+        return "\n".join(lines)
+
+
+def _redis_check(client: Any) -> Check:
+    if client is None:
+        return Check("redis_persistence", True, "not checked (no Redis connection)")
+    try:
+        info = client.info("persistence")
+    except Exception as exc:
+        return Check("redis_persistence", False, f"Redis did not answer: {exc}")
+    aof_ok = info.get("aof_enabled") and info.get("aof_last_write_status") == "ok"
+    rdb_ok = info.get("rdb_last_bgsave_status") == "ok"
+    detail = (
+        f"aof_enabled={info.get('aof_enabled')} aof_last_write="
+        f"{info.get('aof_last_write_status')} rdb_last_bgsave={info.get('rdb_last_bgsave_status')}"
+    )
+    return Check("redis_persistence", bool(aof_ok and rdb_ok), detail)
+
+
+def _model_check(tree: DataTree) -> Check:
+    registry = ModelRegistry(tree.ml_models, tree.scalers)
+    broken = []
+    symbols = registry.symbols()
+    for symbol in symbols:
+        try:
+            info = registry.current(symbol)
+            if info is None or not info.model_path.is_file() or not info.scaler_path.is_file():
+                broken.append(symbol)
+        except RegistryError:
+            broken.append(symbol)
+    if broken:
+        return Check("models_metadata", False, f"unreadable current model of {', '.join(broken)}")
+    return Check("models_metadata", True, f"{len(symbols)} current model(s) readable")
+
+
+def build_report(
+    tree: DataTree,
+    *,
+    max_backup_age: timedelta,
+    redis_client: Any = None,
+    now: datetime | None = None,
+) -> StorageReport:
+    """Measure the tree and run every health check."""
+    moment = now or datetime.now(UTC)
+    directories = {}
+    for name in TOP_LEVEL:
+        used, files = directory_usage(tree.root / name) if (tree.root / name).exists() else (0, 0)
+        directories[name] = {"bytes": used, "files": files}
+    total, files = directory_usage(tree.root)
+    disk = shutil.disk_usage(tree.root)
+    backups = list_backups(tree.backups)
+    newest = backups[-1] if backups else None
+    age = (
+        None
+        if newest is None
+        else int((moment - datetime.fromisoformat(newest.created_at)).total_seconds())
+    )
+    prediction_keys = None
+    if redis_client is not None:
+        try:
+            prediction_keys = sum(
+                1 for _ in redis_client.scan_iter(match="stockpred:prediction:*", count=500)
+            )
+        except Exception:
+            prediction_keys = None
+    cleanup = last_cleanup(tree)
+    checks = [Check(f"dir:{d.name}", d.ok, d.problem or "ok") for d in check_tree(tree)]
+    if age is None:
+        checks.append(Check("backup_fresh", False, "no backup yet"))
+    else:
+        limit = int(max_backup_age.total_seconds())
+        checks.append(
+            Check(
+                "backup_fresh",
+                age <= limit,
+                f"newest backup is {age // 3600}h old (limit {limit // 3600}h)",
+            )
+        )
+    checks += [_model_check(tree), _redis_check(redis_client)]
+    return StorageReport(
+        generated_at=moment.isoformat(),
+        root=str(tree.root),
+        total_bytes=total,
+        total_files=files,
+        free_bytes=disk.free,
+        disk_bytes=disk.total,
+        directories=directories,
+        backup_count=len(backups),
+        newest_backup=None if newest is None else newest.name,
+        newest_backup_age_seconds=age,
+        cache_entries={
+            "daily_cache": len(list(tree.daily_cache.glob("*.meta.json"))),
+            "predictions_cache_files": sum(
+                1 for p in tree.predictions_cache.rglob("*") if p.is_file()
+            ),
+            "prediction_keys": prediction_keys,
+        },
+        last_cleanup_bytes_freed=None if cleanup is None else int(cleanup["bytes_freed"]),
+        checks=checks,
+    )
+
+
+def prometheus_text(report: StorageReport) -> str:
+    """The report's figures as Prometheus gauges (text exposition format)."""
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+    registry = CollectorRegistry()
+    used = Gauge(
+        "stockpred_storage_bytes",
+        "Bytes used per persistent_data folder",
+        ["directory"],
+        registry=registry,
+    )
+    count = Gauge(
+        "stockpred_storage_files",
+        "Files per persistent_data folder",
+        ["directory"],
+        registry=registry,
+    )
+    for name, usage in report.directories.items():
+        used.labels(name).set(usage["bytes"])
+        count.labels(name).set(usage["files"])
+    Gauge(
+        "stockpred_storage_free_bytes", "Free bytes on the data file system", registry=registry
+    ).set(report.free_bytes)
+    Gauge("stockpred_backup_count", "Backups kept", registry=registry).set(report.backup_count)
+    age = Gauge(
+        "stockpred_backup_age_seconds", "Age of the newest backup (-1: none)", registry=registry
+    )
+    age.set(-1 if report.newest_backup_age_seconds is None else report.newest_backup_age_seconds)
+    Gauge(
+        "stockpred_cleanup_last_freed_bytes", "Bytes freed by the last cleanup", registry=registry
+    ).set(report.last_cleanup_bytes_freed or 0)
+    Gauge(
+        "stockpred_storage_healthy", "1 when every storage health check passes", registry=registry
+    ).set(1 if report.ok else 0)
+    return generate_latest(registry).decode()
+
+
+def save_report(tree: DataTree, report: StorageReport) -> None:
+    """Keep the report and its gauges under monitoring/ (atomically)."""
+    atomic_write(tree.monitoring / REPORT_FILE, json.dumps(report.to_dict(), indent=1))
+    atomic_write(tree.monitoring / METRICS_FILE, prometheus_text(report))
+
+
+def latest_report(tree: DataTree) -> dict[str, Any] | None:
+    """The last saved report, if any."""
+    try:
+        found: dict[str, Any] = json.loads((tree.monitoring / REPORT_FILE).read_text())
+        return found
+    except (OSError, ValueError):
+        return None

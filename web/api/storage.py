@@ -1,0 +1,129 @@
+"""`/api/v1/storage/*`: status, backup history, and queued backup, restore, cleanup, verify."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from stockpred.paths import DataTree
+from stockpred.storage.backup import CATEGORIES, BackupError, load_info
+from stockpred.storage.monitor import latest_report
+from stockpred.storage.restore import describe_history
+from web.dispatch import accepted, submit, wait_for_job
+from web.errors import ApiError
+from web.params import json_body, parse_bool
+from web.services import services
+
+bp = Blueprint("storage", __name__, url_prefix="/api/v1/storage")
+
+
+def _tree() -> DataTree:
+    return DataTree.from_settings(services().settings)
+
+
+def _categories(raw: Any) -> list[str] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not raw or any(c not in CATEGORIES for c in raw):
+        raise ApiError(
+            400,
+            "invalid categories",
+            f"categories must be a non-empty list drawn from {list(CATEGORIES)}",
+        )
+    return list(dict.fromkeys(raw))
+
+
+def _backup_name(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw or "/" in raw or raw.startswith("."):
+        raise ApiError(
+            400,
+            "invalid backup",
+            "backup must be a backup name such as stock_prediction_backup_20250801_120000(.tar.gz)",
+        )
+    try:
+        return load_info(_tree().backups, raw).name
+    except BackupError as exc:
+        raise ApiError(404, "unknown backup", str(exc)) from None
+
+
+@bp.get("/status")
+def status() -> Response:
+    """The latest storage monitor report; ?refresh=true measures again first."""
+    refresh = parse_bool("refresh", request.args.get("refresh"))
+    report = None if refresh else latest_report(_tree())
+    if report is not None:
+        return jsonify(report)
+    job = submit(
+        kind="storage-monitor",
+        task_name="maintenance.monitor",
+        kwargs={},
+        dedupe_key="storage-monitor",
+        dedupe_seconds=10,
+    )
+    finished = wait_for_job(job.id, services().settings.predict_wait)
+    if finished is None:
+        return accepted(job)
+    if finished.state != "succeeded" or not isinstance(finished.result, dict):
+        raise ApiError(503, "storage monitor failed", (finished.error or {}).get("message"))
+    return jsonify(finished.result)
+
+
+@bp.get("/backup")
+def history() -> Response:
+    """Backups, newest first: size, age, kind, base, encryption, last verification."""
+    rows = describe_history(_tree().backups)
+    return jsonify({"backups": rows, "count": len(rows), "keep": services().settings.backup_keep})
+
+
+@bp.post("/backup")
+def start_backup() -> Response:
+    """Queue a backup: {"categories": [...], "incremental": bool, "base": name, "encrypt": bool}."""
+    body = json_body()
+    kwargs: dict[str, Any] = {
+        "categories": _categories(body.get("categories")),
+        "base": _backup_name(body.get("base")),
+        "incremental": parse_bool("incremental", body.get("incremental")),
+    }
+    if "encrypt" in body:
+        encrypt = parse_bool("encrypt", body.get("encrypt"))
+        if encrypt and not services().settings.backup_encryption_key:
+            raise ApiError(
+                400,
+                "encryption unavailable",
+                "set BACKUP_ENCRYPTION_KEY first (make one with `stockpred storage keygen`)",
+            )
+        kwargs["encrypt"] = encrypt
+    return accepted(submit(kind="backup", task_name="maintenance.backup", kwargs=kwargs))
+
+
+@bp.post("/restore")
+def start_restore() -> Response:
+    """Queue a verified restore: {"backup": name (default newest), "categories", "dry_run"}."""
+    body = json_body()
+    kwargs = {
+        "backup": _backup_name(body.get("backup")),
+        "categories": _categories(body.get("categories")),
+        "dry_run": parse_bool("dry_run", body.get("dry_run")),
+    }
+    return accepted(submit(kind="restore", task_name="maintenance.restore", kwargs=kwargs))
+
+
+@bp.post("/cleanup")
+def start_cleanup() -> Response:
+    """Queue a cleanup: {"dry_run": bool, "scope": "all" | "caches"}."""
+    body = json_body()
+    scope = body.get("scope", "all")
+    if scope not in ("all", "caches"):
+        raise ApiError(400, "invalid scope", "scope must be all or caches")
+    kwargs = {"dry_run": parse_bool("dry_run", body.get("dry_run")), "scope": scope}
+    return accepted(submit(kind="cleanup", task_name="maintenance.cleanup", kwargs=kwargs))
+
+
+@bp.post("/verify")
+def start_verify() -> Response:
+    """Queue a verification of every checksum of a backup: {"backup": name (default newest)}."""
+    kwargs = {"backup": _backup_name(json_body().get("backup"))}
+    return accepted(submit(kind="verify", task_name="maintenance.verify_backup", kwargs=kwargs))
