@@ -1,6 +1,8 @@
 """Backups of persistent_data: full or incremental `.tar.gz`, optional encryption, rotation.
 
-An archive holds the files under `data/<path relative to the data root>` and, as its last member,
+An incremental backup stores only files whose content changed since its base: a file with the
+base's size and mtime counts as unchanged, any other is compared by sha256. An archive holds the
+files under `data/<path relative to the data root>` and, as its last member,
 `manifest.json`: every file of the backed-up state with its size, mtime, sha256 and category, and
 for an incremental backup the name of the archive that stores each unchanged file. Checksums are
 computed from the very bytes written into the archive (one read per file). A metadata JSON sits
@@ -36,6 +38,7 @@ CATEGORIES = ("models", "ml_cache", "stock_data", "config", "logs", "redis", "mo
 MANIFEST = "manifest.json"
 DATA_PREFIX = "data/"
 CHUNK = 1 << 20
+GZIP_LEVEL = 6
 SPACE_MARGIN = 50 * 1024 * 1024
 Progress = Callable[[int, int], None]
 
@@ -310,8 +313,10 @@ def _plan(
             try:
                 where = Path(str(redis_client.config_get("dir").get("dir", "")))
                 if where.resolve() != tree.redis.resolve():
-                    skipped["redis"] = (f"the Redis server keeps its data in {where}, outside "
-                                        "this data tree: back it up where it runs")
+                    skipped["redis"] = (
+                        f"the Redis server keeps its data in {where}, outside "
+                        "this data tree: back it up where it runs"
+                    )
                 else:
                     snapshot_redis(redis_client)
             except Exception as exc:
@@ -351,7 +356,11 @@ def _write_archive(
         if progress is not None:
             progress(done, plan.total)
 
-    with open(tmp, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
+    # Level 6 is gzip's (and `tar czf`'s) default; tarfile's own default of 9 is ~3x slower.
+    with (
+        open(tmp, "wb") as raw,
+        tarfile.open(fileobj=raw, mode="w:gz", compresslevel=GZIP_LEVEL) as tar,
+    ):
         for category, path in plan.files:
             entries.append(
                 _add_file(
@@ -472,11 +481,16 @@ def _add_file(
     stat = path.stat()
     previous = base_state.get(relative)
     if previous is not None and previous.size == stat.st_size:
-        digest = _sha256_file(path)
-        if digest == previous.sha256:
+        # Same size and mtime: unchanged (rsync's quick check); otherwise compare checksums.
+        if previous.mtime == stat.st_mtime or _sha256_file(path) == previous.sha256:
             advance(stat.st_size)
             return FileEntry(
-                relative, stat.st_size, stat.st_mtime, digest, category, previous.stored_in
+                relative,
+                stat.st_size,
+                stat.st_mtime,
+                previous.sha256,
+                category,
+                previous.stored_in,
             )
     member = tarfile.TarInfo(DATA_PREFIX + relative)
     member.size, member.mtime, member.mode = stat.st_size, int(stat.st_mtime), FILE_MODE
