@@ -480,18 +480,16 @@ def _add_file(
 ) -> FileEntry:
     stat = path.stat()
     previous = base_state.get(relative)
-    if previous is not None and previous.size == stat.st_size:
-        # Same size and mtime: unchanged (rsync's quick check); otherwise compare checksums.
-        if previous.mtime == stat.st_mtime or _sha256_file(path) == previous.sha256:
-            advance(stat.st_size)
-            return FileEntry(
-                relative,
-                stat.st_size,
-                stat.st_mtime,
-                previous.sha256,
-                category,
-                previous.stored_in,
-            )
+    # Same size and mtime: unchanged (rsync's quick check); otherwise compare checksums.
+    if (
+        previous is not None
+        and previous.size == stat.st_size
+        and (previous.mtime == stat.st_mtime or _sha256_file(path) == previous.sha256)
+    ):
+        advance(stat.st_size)
+        return FileEntry(
+            relative, stat.st_size, stat.st_mtime, previous.sha256, category, previous.stored_in
+        )
     member = tarfile.TarInfo(DATA_PREFIX + relative)
     member.size, member.mtime, member.mode = stat.st_size, int(stat.st_mtime), FILE_MODE
     with path.open("rb") as handle:
