@@ -48,7 +48,7 @@ def json_body() -> dict[str, Any]:
     """The request's JSON object body ({} when empty); a 400 for anything else."""
     if not request.get_data():
         return {}
-    body = request.get_json(silent=True)
+    body = request.get_json(silent=True, force=True)  # clients often omit the Content-Type
     if not isinstance(body, dict):
         raise ApiError(400, "invalid body", "the body must be a JSON object")
     return body

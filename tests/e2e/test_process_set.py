@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tarfile
 import tempfile
 import time
 import urllib.error
@@ -143,19 +145,79 @@ def test_the_cli_trains_with_progress_and_predicts_through_the_service(
 
     from tests.support import BIN
 
-    trained = subprocess.run([str(BIN / "stockpred"), "train", "TSLA", "--epochs", "2"],
-                             env=running_set.env, capture_output=True, text=True, timeout=300,
-                             check=False)
+    trained = subprocess.run(
+        [str(BIN / "stockpred"), "train", "TSLA", "--epochs", "2"],
+        env=running_set.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert "queued training job" in trained.stdout and '"published": true' in trained.stdout
-    predicted = subprocess.run([str(BIN / "stockpred"), "predict", "TSLA", "--horizon", "2"],
-                               env=running_set.env, capture_output=True, text=True, timeout=120,
-                               check=False)
+    predicted = subprocess.run(
+        [str(BIN / "stockpred"), "predict", "TSLA", "--horizon", "2"],
+        env=running_set.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     assert json.loads(predicted.stdout)["horizon"] == 2
-    listed = subprocess.run([str(ROOT / "manage_ml_models.sh"), "list"], env=running_set.env,
-                            capture_output=True, text=True, timeout=120, check=False)
+    listed = subprocess.run(
+        [str(ROOT / "manage_ml_models.sh"), "list"],
+        env=running_set.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert listed.returncode == 0 and "TSLA" in listed.stdout
+
+
+def make(target: str, running_set: RunningSet, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "--no-print-directory", target, *args],
+        cwd=ROOT,
+        env=running_set.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_backup_delete_models_restore_and_predict_again_without_restart(
+    running_set: RunningSet,
+) -> None:
+    backup = make("storage-backup", running_set)
+    assert backup.returncode == 0, backup.stderr[-2000:]
+    archive = sorted((running_set.data_dir / "backups").glob("*.tar.gz"))[-1]
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert "data/redis/dump.rdb" in names, "make run's Redis snapshot is in the backup"
+    shutil.rmtree(running_set.data_dir / "ml_models")
+    token = read_env_file(running_set.data_dir / "config" / "persistent.env")["STOCKPRED_API_TOKEN"]
+    clear = urllib.request.Request(
+        f"{running_set.web}/api/v1/cache/clear",
+        data=b"{}",
+        method="POST",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    urllib.request.urlopen(clear, timeout=10).close()
+    assert http_get(f"{running_set.web}/api/v1/predict/NVDA")[0] == 404
+    restored = make("storage-restore", running_set, f"BACKUP={archive.name}")
+    assert restored.returncode == 0, restored.stderr[-2000:]
+    status, body = http_get(f"{running_set.web}/api/v1/predict/NVDA")
+    assert status == 200, body
+    flipped = bytearray(archive.read_bytes())
+    flipped[len(flipped) // 2] ^= 0x01
+    archive.write_bytes(bytes(flipped))
+    before = sorted(p.name for p in (running_set.data_dir / "ml_models").rglob("*"))
+    refused = make("storage-restore", running_set, f"BACKUP={archive.name}")
+    assert refused.returncode != 0 and "failed verification" in refused.stderr
+    assert sorted(p.name for p in (running_set.data_dir / "ml_models").rglob("*")) == before
 
 
 def test_redis_listens_only_on_the_private_socket(running_set: RunningSet) -> None:
