@@ -8,6 +8,7 @@ never moves a cancelled job back to running. Records expire `JOB_TTL` after thei
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,8 +31,13 @@ if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
 if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'state', ARGV[1]) end
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
+if ARGV[1] == 'succeeded' or ARGV[1] == 'failed' or ARGV[1] == 'cancelled' then
+  redis.call('RPUSH', KEYS[2], ARGV[1])
+  redis.call('EXPIRE', KEYS[2], 60)
+end
 return 1
 """
+DONE_PREFIX = "stockpred:jobdone:"
 
 
 def utcnow_iso() -> str:
@@ -162,8 +168,28 @@ class JobStore:
         flat: list[str] = []
         for name, value in self._encode(fields).items():
             flat += [name, value]
-        outcome = self._update(keys=[self.key(job_id)], args=[state or "", now, self._ttl, *flat])
+        outcome = self._update(
+            keys=[self.key(job_id), DONE_PREFIX + job_id], args=[state or "", now, self._ttl, *flat]
+        )
         return int(outcome) == 1
+
+    def wait_finished(self, job_id: str, timeout: float) -> Job | None:
+        """Block until the job is final (woken by Redis, no polling); on timeout return it as is."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            if job is None or job.finished:
+                return job
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return job
+            # Bounded below the client's socket timeout; the wake-up itself is immediate.
+            woke = self._redis.blpop([DONE_PREFIX + job_id], timeout=min(remaining, 2.0))
+            if woke:  # put it back for any other request waiting on the same job
+                pipe = self._redis.pipeline()
+                pipe.rpush(DONE_PREFIX + job_id, woke[1])
+                pipe.expire(DONE_PREFIX + job_id, 60)
+                pipe.execute()
 
     @staticmethod
     def _encode(fields: dict[str, Any]) -> dict[str, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from typing import Any
 
@@ -75,18 +74,8 @@ def submit(
 
 def wait_for_job(job_id: str, timeout: float) -> Job | None:
     """Wait up to `timeout` seconds for a job to finish; None if it is still running."""
-    store = services().jobs
-    deadline = time.monotonic() + timeout
-    pause = 0.01
-    while True:
-        job = store.get(job_id)
-        if job is not None and job.finished:
-            return job
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        time.sleep(min(pause, remaining))
-        pause = min(pause * 1.5, 0.1)
+    job = services().jobs.wait_finished(job_id, timeout)
+    return job if job is not None and job.finished else None
 
 
 def accepted(job: Job) -> Response:

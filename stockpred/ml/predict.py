@@ -8,8 +8,10 @@ retrain, a rollback or a restore takes effect without restarting workers. Needs 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -99,6 +101,7 @@ class InferenceService:
         self.refresh = refresh
         self.history = history
         self._features: dict[str, tuple[str, pd.DataFrame]] = {}
+        self._prepared: dict[str, _Prepared] = {}
         self.cache = cache
         self.predictions_dir = predictions_dir
         self.buy = buy_threshold
@@ -116,7 +119,9 @@ class InferenceService:
         cached = self.cache.get(key)
         if cached is not None:
             return {**cached, "cached": True}
-        result = self._compute(loaded, self.features(symbol, data.as_of), data.source, horizon)
+        result = self._compute(
+            loaded, self._prepare(symbol, loaded, data.as_of), data.source, horizon
+        )
         self.cache.put(key, result)
         append_prediction(self.predictions_dir, result)
         prediction_log.info(
@@ -143,27 +148,45 @@ class InferenceService:
         self._features[symbol] = (as_of, features)
         return features
 
-    def _compute(
-        self, loaded: LoadedModel, features: pd.DataFrame, source: str, horizon: int
-    ) -> dict[str, Any]:
-        log_returns = loaded.forecast(features, np.array([len(features) - 1]))[0]
-        current = float(features["close"].iloc[-1])
+    def _prepare(self, symbol: str, loaded: LoadedModel, as_of: str) -> _Prepared:
+        """The model input for the latest window: built once per (version, last bar)."""
+        held = self._prepared.get(symbol)
+        if held is not None and (held.version, held.as_of) == (loaded.version, as_of):
+            return held
+        features = self.features(symbol, as_of)
+        anchor = np.array([len(features) - 1])
         last_day = features.index[-1]
-        dates = pd.bdate_range(last_day + timedelta(days=1), periods=len(log_returns))
+        dates = pd.bdate_range(last_day + timedelta(days=1), periods=loaded.horizon)
+        prepared = _Prepared(
+            version=loaded.version,
+            as_of=as_of,
+            x=loaded.prepare(features, anchor),
+            anchor_close=features["close"].to_numpy(dtype="float64")[anchor],
+            dates=[d.strftime("%Y-%m-%d") for d in dates],
+            last_day=last_day.strftime("%Y-%m-%d"),
+        )
+        self._prepared[symbol] = prepared
+        return prepared
+
+    def _compute(
+        self, loaded: LoadedModel, prepared: _Prepared, source: str, horizon: int
+    ) -> dict[str, Any]:
+        log_returns = loaded.predict_prepared(prepared.x, prepared.anchor_close)[0]
+        current = float(prepared.anchor_close[0])
         evaluation = loaded.evaluation
         rows = []
         for h in range(1, horizon + 1):
-            price = current * float(np.exp(log_returns[h - 1]))
+            price = current * math.exp(float(log_returns[h - 1]))
             row: dict[str, Any] = {
                 "horizon": h,
-                "date": dates[h - 1].strftime("%Y-%m-%d"),
+                "date": prepared.dates[h - 1],
                 "price": round(price, 4),
             }
             if evaluation is not None and h <= len(evaluation.interval_by_horizon):
                 low, high = evaluation.interval_by_horizon[h - 1]
                 row["interval"] = [
-                    round(price * float(np.exp(low)), 4),
-                    round(price * float(np.exp(high)), 4),
+                    round(price * math.exp(low), 4),
+                    round(price * math.exp(high), 4),
                 ]
                 row["confidence"] = round(evaluation.confidence_by_horizon[h - 1], 4)
             rows.append(row)
@@ -177,9 +200,21 @@ class InferenceService:
             "prediction_time": utc_rfc3339(),
             "model_version": loaded.version,
             "horizon": horizon,
-            "as_of": last_day.strftime("%Y-%m-%d"),
+            "as_of": prepared.last_day,
             "data_source": source,
             "predictions": rows,
             "evaluation": None if evaluation is None else evaluation.summary(),
             "interval_level": 0.8,
         }
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """The latest window of a symbol, ready for the model, and what formatting needs."""
+
+    version: str
+    as_of: str
+    x: np.ndarray
+    anchor_close: np.ndarray
+    dates: list[str]
+    last_day: str

@@ -31,6 +31,11 @@ class PredictionCache:
         self._redis = client
         self._ttl = int(ttl.total_seconds())
 
+    def get_raw(self, key: str) -> str | None:
+        """The cached result as stored (a JSON object string)."""
+        raw = self._redis.get(key)
+        return None if raw is None else str(raw)
+
     def get(self, key: str) -> dict[str, Any] | None:
         raw = self._redis.get(key)
         return None if raw is None else json.loads(raw)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from stockpred.counters import HitCounter
+from stockpred.filememo import FileMemo
 from stockpred.market.daily_cache import DailyCache
-from stockpred.ml.prediction_store import PredictionCache, cache_key
-from stockpred.ml.registry import ModelRegistry
+from stockpred.ml.prediction_store import cache_key
+from stockpred.ml.registry import CURRENT_FILE
 from stockpred.paths import DataTree
 from web.api.training import start_training
 from web.dispatch import accepted, submit, wait_for_job
@@ -21,6 +22,20 @@ NOT_FOUND = {"NoModel", "UnknownSymbol", "NoData", "InvalidSymbol"}
 BAD_REQUEST = {"HorizonUnsupported"}
 
 
+_memo = FileMemo()
+
+
+def _current_version(tree: DataTree, symbol: str) -> str | None:
+    """The published version, re-read only when the pointer file changes."""
+    pointer = tree.ml_models / symbol / CURRENT_FILE
+    return _memo.read(pointer, lambda p: p.read_text(encoding="utf-8").strip() or None)
+
+
+def _as_of(cache: DailyCache, symbol: str) -> str | None:
+    """The date of the symbol's last cached bar, re-read only when the sidecar changes."""
+    return _memo.read(cache.meta_path(symbol), lambda _: cache.as_of(symbol))
+
+
 @bp.get("/<path:symbol>")
 def predict(symbol: str) -> Response:
     """Prediction for ?horizon=1..30 trading days (default 1); ?async=true always answers 202."""
@@ -31,7 +46,7 @@ def predict(symbol: str) -> Response:
     svc = services()
     settings = svc.settings
     tree = DataTree.from_settings(settings)
-    version = ModelRegistry(tree.ml_models, tree.scalers).current_version(sym)
+    version = _current_version(tree, sym)
     if version is None:
         if settings.auto_train:
             return start_training(sym, epochs=None, force=False)
@@ -42,15 +57,18 @@ def predict(symbol: str) -> Response:
             f"(or `make train SYMBOL={sym}`), or set AUTO_TRAIN=true",
         )
     counter = HitCounter(svc.redis, "prediction_cache")
-    as_of = DailyCache(tree.daily_cache).as_of(sym)
+    as_of = _as_of(DailyCache(tree.daily_cache), sym)
+    looked_up = False
     if as_of is not None and not run_async:
-        cached = PredictionCache(svc.redis, settings.ml_prediction_ttl).get(
-            cache_key(sym, horizon, version, as_of)
-        )
-        if cached is not None:
-            counter.hit()
-            return jsonify({**cached, "cached": True})
-    counter.miss()
+        pipe = svc.redis.pipeline()
+        pipe.get(cache_key(sym, horizon, version, as_of))
+        counter.count_lookup(pipe)
+        raw = pipe.execute()[0]
+        looked_up = True
+        if raw is not None:
+            # Served as stored: the cached JSON object gains "cached": true, unparsed.
+            return Response(str(raw)[:-1] + ',"cached":true}', mimetype="application/json")
+    counter.miss(looked_up=looked_up)
     job = submit(
         kind="predict",
         task_name="inference.predict",
