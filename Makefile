@@ -12,7 +12,7 @@ CELERY_WORKER := $(BIN)/celery -A workers worker --task-events --loglevel $(LOGL
 .PHONY: help install redis-check setup run test lint format lock web worker-inference \
         worker-training worker-maintenance beat flower redis storage-setup storage-test \
         check-routes clean train predict bench storage-backup storage-restore \
-        storage-cleanup storage-monitor
+        storage-cleanup storage-monitor metrics
 
 help: ## List every target with what it does
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -115,3 +115,6 @@ storage-cleanup: install ## Remove expired caches, old logs and predictions (ARG
 
 storage-monitor: install ## Storage usage and health report (exit 1 when unhealthy)
 	$(BIN)/stockpred storage monitor $(ARGS)
+
+metrics: install ## Run the metrics exporter alone (worker metrics and facts on METRICS_PORT)
+	$(BIN)/stockpred exporter

@@ -1,11 +1,16 @@
 """gunicorn settings for the web app from stockpred's settings (WEB_HOST, WEB_PORT, WEB_WORKERS)."""
 
+import os
+import shutil
 from typing import Any
 
 from stockpred.logs import configure_logging
 from stockpred.settings import get_settings
 
 _settings = get_settings()
+# Every gunicorn worker writes its metrics to files here; /metrics aggregates them. Must be set
+# before the app (and prometheus_client) is imported.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_settings.metrics_dir / "web"))
 
 wsgi_app = "web:create_app()"
 bind = [f"{_settings.web_host}:{_settings.web_port}"]
@@ -21,7 +26,16 @@ proc_name = "stockpred-web"
 
 def on_starting(server: Any) -> None:
     configure_logging(_settings, role="web")
+    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(folder, ignore_errors=True)  # values of a previous run's workers are stale
+    os.makedirs(folder, exist_ok=True)
 
 
 def post_fork(server: Any, worker: Any) -> None:
     configure_logging(_settings, role="web")
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+
+    GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)

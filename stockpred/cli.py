@@ -329,6 +329,24 @@ def storage_keygen() -> None:
     click.echo(Fernet.generate_key().decode())
 
 
+@main.command()
+def exporter() -> None:
+    """Serve worker metrics and queue, data, model and storage facts on METRICS_PORT."""
+    import time
+
+    from prometheus_client import start_http_server
+
+    from stockpred.exporter import exporter_registry
+    from stockpred.redis_conn import connect
+
+    settings = _settings()
+    registry = exporter_registry(settings, connect(settings), settings.metrics_dir / "workers")
+    start_http_server(settings.metrics_port, addr=settings.metrics_address, registry=registry)
+    click.echo(f"metrics on http://{settings.metrics_address}:{settings.metrics_port}/metrics")
+    while True:
+        time.sleep(3600)
+
+
 @main.command("redis-server")
 def redis_server() -> None:
     """Run the project's redis-server in the foreground (Unix socket, or REDIS_PORT)."""

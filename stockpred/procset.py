@@ -7,6 +7,7 @@ redis entry when REDIS_URL names an external server) and checks ports before any
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -38,7 +39,12 @@ def selected_entries(settings: Settings, procfile: Path) -> dict[str, str]:
 def preflight(settings: Settings) -> None:
     """Fail with a clear message when a port the set needs is taken."""
     check_redis_listener(settings)
-    for name, port in (("WEB_PORT", settings.web_port), ("FLOWER_PORT", settings.flower_port)):
+    ports = (
+        ("WEB_PORT", settings.web_port),
+        ("FLOWER_PORT", settings.flower_port),
+        ("METRICS_PORT", settings.metrics_port),
+    )
+    for name, port in ports:
         if port_in_use(port):
             raise PreflightError(f"{name}={port} is already in use on 127.0.0.1; choose another")
 
@@ -53,10 +59,19 @@ def child_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
+def reset_metrics_dirs(settings: Settings) -> None:
+    """Start multi-process metrics afresh: files of a previous run's processes are stale."""
+    for name in ("web", "workers"):
+        folder = settings.metrics_dir / name
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+
+
 def run_process_set(settings: Settings, procfile: Path | None = None) -> int:
     """Start every selected process and block; Ctrl-C or SIGTERM stops them all."""
     procfile = procfile or PROJECT_ROOT / "Procfile"
     preflight(settings)
+    reset_metrics_dirs(settings)
     manager = Manager(Printer(sys.stdout, colour=sys.stdout.isatty(), prefix=True))
     env = child_environment(settings)
     for name, command in selected_entries(settings, procfile).items():

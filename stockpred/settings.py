@@ -71,6 +71,8 @@ class Settings:
     predict_wait: float = 10.0
     auto_train: bool = False
     backup_keep: int = 10
+    metrics_address: str = "127.0.0.1"
+    metrics_port: int = 9105
     backup_encryption_key: str | None = field(default=None, repr=False)
     backup_log_days: int = 7
     backup_max_age: timedelta = timedelta(hours=26)
@@ -110,6 +112,11 @@ class Settings:
     def manages_redis(self) -> bool:
         """True when this project starts its own redis-server (no REDIS_URL given)."""
         return not self.redis_url
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Multi-process metric files: `web/` for gunicorn workers, `workers/` for Celery."""
+        return self.data_dir / "monitoring" / "metrics"
 
     @property
     def redis_conf(self) -> Path:
@@ -348,6 +355,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         predict_wait=read.get("PREDICT_WAIT", _positive_float, 10.0),
         auto_train=read.get("AUTO_TRAIN", _bool, False),
         backup_keep=read.get("BACKUP_KEEP", _int_in(1, 1000), 10),
+        metrics_address=read.get("METRICS_ADDRESS", _text, "127.0.0.1"),
+        metrics_port=read.get("METRICS_PORT", _int_in(1, 65535), 9105),
         backup_encryption_key=read.get("BACKUP_ENCRYPTION_KEY", _fernet_key, None),
         backup_log_days=read.get("BACKUP_LOG_DAYS", _int_in(1, 3650), 7),
         backup_max_age=read.get("BACKUP_MAX_AGE", parse_duration, timedelta(hours=26)),

@@ -8,6 +8,7 @@ from celery import shared_task
 
 from stockpred.locks import OwnedLock, training_lock
 from stockpred.market.symbols import normalize_symbol
+from stockpred.metrics import worker_metrics
 from stockpred.ml.training import TrainingCancelled, train_and_publish
 from stockpred.queues import QueueName, hard_time_limit, soft_time_limit
 from stockpred.redis_conn import process_client
@@ -45,6 +46,7 @@ def train(self: Any, symbol: str, epochs: int | None = None, force: bool = False
         frame, source = context.bars_with_source(symbol)
 
         def progress(epoch: int, total: int, logs: dict[str, float]) -> None:
+            worker_metrics().training_epochs.labels(symbol).inc()
             store.update(
                 job_id,
                 state="progress",
@@ -73,6 +75,7 @@ def train(self: Any, symbol: str, epochs: int | None = None, force: bool = False
             should_stop=cancelled,
             data_source=source,
         )
+        worker_metrics().training_duration.labels(symbol).observe(result.seconds)
         return result.to_dict()
     except TrainingCancelled as exc:
         return {"symbol": symbol, "cancelled": True, "reason": str(exc)}

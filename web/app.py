@@ -11,6 +11,7 @@ from flask import Flask
 from stockpred.settings import Settings, get_settings
 from web.api import historical, jobs, meta, models, predictions, stats, storage, training
 from web.errors import register_error_handlers
+from web.metrics import install_metrics
 from web.middleware import install_middleware
 from web.services import EXTENSION_KEY, Services
 
@@ -26,6 +27,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         settings: Settings = app.config.get("STOCKPRED_SETTINGS") or get_settings()
         svc = Services(settings=settings, started_at=time.time())
     app.extensions[EXTENSION_KEY] = svc
+    install_metrics(app, svc)
     register_error_handlers(app)
     install_middleware(app)
     app.register_blueprint(meta.bp)

@@ -11,6 +11,7 @@ from flask import Flask, Response, g, request
 
 from stockpred.logs import API_LOGGER
 from web.errors import ApiError
+from web.metrics import web_metrics
 from web.services import services
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -58,7 +59,15 @@ def _finish_request(response: Response) -> Response:
             response.headers["Access-Control-Allow-Headers"] = "Content-Type"
             response.headers["Access-Control-Max-Age"] = "600"
     response.headers["X-Request-ID"] = g.get("request_id", "")
-    elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+    elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+    elapsed_ms = elapsed * 1000
+    endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    status = str(response.status_code)
+    metrics = web_metrics()
+    metrics.requests.labels(request.method, endpoint, status).inc()
+    metrics.duration.labels(request.method, endpoint, status).observe(elapsed)
+    if response.status_code >= 400:
+        metrics.errors.labels(endpoint, status).inc()
     access_log.info(
         '%s %s %s %.1fms client=%s request_id=%s agent="%s"',
         request.method,

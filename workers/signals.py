@@ -10,18 +10,22 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from typing import Any
 
 from celery import signals
 
 from stockpred import logs
 from stockpred.jobs import JobStore
+from stockpred.metrics import worker_metrics
+from stockpred.observability import stamp_published_at
 from stockpred.redis_conn import process_client
 from stockpred.settings import get_settings
 from stockpred.tf_runtime import TF_THREADS_ENV, thread_budget
 
 log = logging.getLogger(__name__)
 _tokens: dict[str, Any] = {}
+_started: dict[str, float] = {}
 _stores: dict[int, JobStore] = {}
 
 
@@ -64,17 +68,36 @@ def _pool_child_init(**_: Any) -> None:
     log.info("pool process ready (TensorFlow intra-op threads: %d)", thread_budget())
 
 
+signals.before_task_publish.connect(stamp_published_at, weak=False)
+
+
+@signals.worker_process_shutdown.connect
+def _pool_child_exit(pid: int | None = None, **_: Any) -> None:
+    """Drop this child's live gauges from the multi-process metrics."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid or os.getpid())
+
+
 @signals.task_prerun.connect
 def _task_prerun(
     task_id: str, task: Any, args: tuple[Any, ...], kwargs: dict[str, Any], **_: Any
 ) -> None:
     symbol = kwargs.get("symbol") or (args[0] if args and isinstance(args[0], str) else None)
     _tokens[task_id] = logs.set_log_context(task=task.name, task_id=task_id, symbol=symbol)
+    _started[task_id] = time.perf_counter()
     _update_job(task_id, state="started")
 
 
 @signals.task_postrun.connect
-def _task_postrun(task_id: str, **_: Any) -> None:
+def _task_postrun(task_id: str, task: Any = None, state: str | None = None, **_: Any) -> None:
+    started = _started.pop(task_id, None)
+    if task is not None:
+        metrics = worker_metrics()
+        metrics.tasks.labels(task.name, state or "UNKNOWN").inc()
+        if started is not None:
+            metrics.task_runtime.labels(task.name).observe(time.perf_counter() - started)
     token = _tokens.pop(task_id, None)
     if token is not None:
         logs.reset_log_context(token)
@@ -97,5 +120,7 @@ def _task_revoked(request: Any, **_: Any) -> None:
 
 
 @signals.task_retry.connect
-def _task_retry(request: Any, reason: Any, **_: Any) -> None:
+def _task_retry(request: Any, reason: Any, sender: Any = None, **_: Any) -> None:
+    if sender is not None:
+        worker_metrics().retries.labels(sender.name).inc()
     _update_job(request.id, state="queued", error={"type": "Retry", "message": str(reason)})

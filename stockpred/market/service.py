@@ -7,6 +7,7 @@ daily cache still fresh does nothing, so two concurrent requests cost one fetch.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -94,7 +95,7 @@ class MarketData:
                 return unchanged
             stored = self.history.load(symbol)
             start = None if stored is None or stored.empty else (stored.index[-1] - OVERLAP).date()
-            fetched = self.source.fetch(symbol, start)
+            fetched = self._fetch(symbol, start)
             merged = merge_frames(stored, fetched.frame)
             new_rows = len(merged) - (0 if stored is None else len(stored))
             self.history.save(symbol, merged)
@@ -124,6 +125,22 @@ class MarketData:
             entry.as_of,
             entry.fetched_at.isoformat(),
         )
+
+    def _fetch(self, symbol: str, start: Any) -> Any:
+        """Fetch from the source, counting fetches, failures and latency."""
+        from stockpred.market.errors import MarketDataError
+        from stockpred.metrics import worker_metrics
+
+        metrics = worker_metrics()
+        started = time.perf_counter()
+        try:
+            fetched = self.source.fetch(symbol, start)
+        except MarketDataError as exc:
+            metrics.data_errors.labels(type(exc).__name__).inc()
+            raise
+        metrics.data_fetches.labels(fetched.source).inc()
+        metrics.data_latency.labels(fetched.source).observe(time.perf_counter() - started)
+        return fetched
 
     def _fresh(self, symbol: str) -> RefreshResult | None:
         meta = self.cache.meta(symbol)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from stockpred.metrics import worker_metrics
 from stockpred.ml.features import compute_features
 from stockpred.ml.forecast import LoadedModel
 from stockpred.ml.prediction_store import PredictionCache, append_prediction, cache_key
@@ -74,6 +75,9 @@ class ModelCache:
                 loaded = LoadedModel.load(self.registry.info(symbol, version))
                 self._models[symbol] = loaded
                 log.info("loaded %s model %s in %.3fs", symbol, version, loaded.load_seconds)
+                metrics = worker_metrics()
+                metrics.model_load.observe(loaded.load_seconds)
+                metrics.models_loaded.set(len(self._models))
                 if self.on_load is not None:
                     self.on_load(loaded)
             return loaded

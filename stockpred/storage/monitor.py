@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from stockpred.ml.registry import ModelRegistry, RegistryError
 from stockpred.paths import DataTree, atomic_write, check_tree, directory_usage
@@ -197,40 +202,65 @@ def build_report(
     )
 
 
+def storage_families(
+    report: dict[str, Any],
+    skip: frozenset[str] | set[str] = frozenset(),
+) -> Iterator[Metric]:
+    """The report's figures as Prometheus gauge families."""
+    families: list[Metric] = []
+    used = GaugeMetricFamily(
+        "stockpred_storage_bytes", "Bytes used per persistent_data folder", labels=["directory"]
+    )
+    files = GaugeMetricFamily(
+        "stockpred_storage_files", "Files per persistent_data folder", labels=["directory"]
+    )
+    for name, usage in report["directories"].items():
+        used.add_metric([name], usage["bytes"])
+        files.add_metric([name], usage["files"])
+    families += [used, files]
+    age = report["newest_backup_age_seconds"]
+    for name, text, value in (
+        (
+            "stockpred_storage_free_bytes",
+            "Free bytes on the data file system",
+            report["free_bytes"],
+        ),
+        ("stockpred_storage_disk_bytes", "Size of the data file system", report["disk_bytes"]),
+        ("stockpred_backup_count", "Backups kept", report["backup_count"]),
+        (
+            "stockpred_backup_age_seconds",
+            "Age of the newest backup (-1: none)",
+            -1 if age is None else age,
+        ),
+        (
+            "stockpred_cleanup_last_freed_bytes",
+            "Bytes freed by the last cleanup",
+            report["last_cleanup_bytes_freed"] or 0,
+        ),
+        (
+            "stockpred_storage_healthy",
+            "1 when every storage health check passes",
+            1 if report["ok"] else 0,
+        ),
+    ):
+        family = GaugeMetricFamily(name, text)
+        family.add_metric([], value)
+        families.append(family)
+    return iter([f for f in families if f.name not in skip])
+
+
+class _Families(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
+
+
 def prometheus_text(report: StorageReport) -> str:
     """The report's figures as Prometheus gauges (text exposition format)."""
-    from prometheus_client import CollectorRegistry, Gauge, generate_latest
-
     registry = CollectorRegistry()
-    used = Gauge(
-        "stockpred_storage_bytes",
-        "Bytes used per persistent_data folder",
-        ["directory"],
-        registry=registry,
-    )
-    count = Gauge(
-        "stockpred_storage_files",
-        "Files per persistent_data folder",
-        ["directory"],
-        registry=registry,
-    )
-    for name, usage in report.directories.items():
-        used.labels(name).set(usage["bytes"])
-        count.labels(name).set(usage["files"])
-    Gauge(
-        "stockpred_storage_free_bytes", "Free bytes on the data file system", registry=registry
-    ).set(report.free_bytes)
-    Gauge("stockpred_backup_count", "Backups kept", registry=registry).set(report.backup_count)
-    age = Gauge(
-        "stockpred_backup_age_seconds", "Age of the newest backup (-1: none)", registry=registry
-    )
-    age.set(-1 if report.newest_backup_age_seconds is None else report.newest_backup_age_seconds)
-    Gauge(
-        "stockpred_cleanup_last_freed_bytes", "Bytes freed by the last cleanup", registry=registry
-    ).set(report.last_cleanup_bytes_freed or 0)
-    Gauge(
-        "stockpred_storage_healthy", "1 when every storage health check passes", registry=registry
-    ).set(1 if report.ok else 0)
+    registry.register(_Families(list(storage_families(report.to_dict()))))
     return generate_latest(registry).decode()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, Response, jsonify, request
 
 from stockpred.counters import HitCounter
@@ -13,6 +15,7 @@ from stockpred.paths import DataTree
 from web.api.training import start_training
 from web.dispatch import accepted, submit, wait_for_job
 from web.errors import ApiError
+from web.metrics import web_metrics
 from web.params import parse_bool, parse_int, parse_symbol
 from web.services import services
 
@@ -39,6 +42,22 @@ def _as_of(cache: DailyCache, symbol: str) -> str | None:
 @bp.get("/<path:symbol>")
 def predict(symbol: str) -> Response:
     """Prediction for ?horizon=1..30 trading days (default 1); ?async=true always answers 202."""
+    started = time.perf_counter()
+    try:
+        response = _predict(symbol)
+    except ApiError as exc:
+        if exc.status >= 500 or exc.error == "no prediction for symbol":
+            web_metrics().prediction_errors.labels(exc.error).inc()
+        raise
+    if response.status_code == 200:
+        cached = "true" if response.headers.get("X-Cache") == "hit" else "false"
+        metrics = web_metrics()
+        metrics.predictions.labels(cached).inc()
+        metrics.prediction_latency.labels(cached).observe(time.perf_counter() - started)
+    return response
+
+
+def _predict(symbol: str) -> Response:
     sym = parse_symbol(symbol)
     horizon = parse_int("horizon", request.args.get("horizon"), 1, MAX_HORIZON, 1) or 1
     parse_int("days", request.args.get("days"), 1, 365, None)  # the original's lookback; unused
@@ -67,7 +86,11 @@ def predict(symbol: str) -> Response:
         looked_up = True
         if raw is not None:
             # Served as stored: the cached JSON object gains "cached": true, unparsed.
-            return Response(str(raw)[:-1] + ',"cached":true}', mimetype="application/json")
+            return Response(
+                str(raw)[:-1] + ',"cached":true}',
+                mimetype="application/json",
+                headers={"X-Cache": "hit"},
+            )
     counter.miss(looked_up=looked_up)
     job = submit(
         kind="predict",

@@ -1,0 +1,146 @@
+"""`stockpred exporter`: one /metrics for the workers and for the facts Flower does not have.
+
+Aggregates the Celery pool children's multi-process metric files (task counts, runtimes,
+retries, training epochs and durations, model load times, models loaded per process, market-data
+fetches) and adds, read at scrape time: queue depth and the age of the oldest waiting task per
+queue, data freshness per symbol, model age, skill and hold-out MAPE per symbol, and the storage
+gauges (usage per folder, free disk, backup age and count, last cleanup).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from stockpred.market.daily_cache import DailyCache
+from stockpred.ml.registry import ModelRegistry, RegistryError
+from stockpred.observability import oldest_waiting_ages, queue_depths
+from stockpred.paths import DataTree
+from stockpred.settings import Settings
+from stockpred.storage.backup import list_backups
+from stockpred.storage.monitor import latest_report, storage_families
+
+
+class FactsCollector(Collector):
+    """Gauges computed from Redis and persistent_data at each scrape."""
+
+    def __init__(self, settings: Settings, redis_client: Any) -> None:
+        self.tree = DataTree.from_settings(settings)
+        self.redis = redis_client
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._queues()
+        yield from self._data()
+        yield from self._models()
+        yield from self._storage()
+
+    def _queues(self) -> Iterator[Metric]:
+        depth = GaugeMetricFamily(
+            "stockpred_queue_depth", "Tasks waiting per queue", labels=["queue"]
+        )
+        age = GaugeMetricFamily(
+            "stockpred_queue_oldest_age_seconds",
+            "How long the oldest waiting task has waited",
+            labels=["queue"],
+        )
+        up = GaugeMetricFamily("stockpred_redis_up", "1 when Redis answered this scrape")
+        try:
+            for queue, count in queue_depths(self.redis).items():
+                depth.add_metric([queue], count)
+            for queue, seconds in oldest_waiting_ages(self.redis).items():
+                age.add_metric([queue], seconds)
+            up.add_metric([], 1)
+        except Exception:
+            up.add_metric([], 0)
+        yield from (depth, age, up)
+
+    def _data(self) -> Iterator[Metric]:
+        cache = DailyCache(self.tree.daily_cache)
+        fetched = GaugeMetricFamily(
+            "stockpred_data_fetched_timestamp_seconds",
+            "When a symbol's prices were last fetched",
+            labels=["symbol"],
+        )
+        last_bar = GaugeMetricFamily(
+            "stockpred_data_last_bar_timestamp_seconds",
+            "Date of a symbol's last daily bar",
+            labels=["symbol", "source"],
+        )
+        for symbol in cache.symbols():
+            meta = cache.meta(symbol)
+            if meta is None:
+                continue
+            fetched.add_metric([symbol], meta.fetched_at.timestamp())
+            bar = datetime.fromisoformat(meta.as_of).replace(tzinfo=UTC).timestamp()
+            last_bar.add_metric([symbol, meta.source], bar)
+        yield from (fetched, last_bar)
+
+    def _models(self) -> Iterator[Metric]:
+        registry = ModelRegistry(self.tree.ml_models, self.tree.scalers)
+        age = GaugeMetricFamily(
+            "stockpred_model_age_seconds", "Age of the current model", labels=["symbol"]
+        )
+        skill = GaugeMetricFamily(
+            "stockpred_model_skill",
+            "1 - RMSE_model / RMSE_naive on the hold-out",
+            labels=["symbol"],
+        )
+        mape = GaugeMetricFamily(
+            "stockpred_model_holdout_mape_percent",
+            "Hold-out MAPE of the current model",
+            labels=["symbol"],
+        )
+        now = time.time()
+        for symbol in registry.symbols():
+            try:
+                info = registry.current(symbol)
+            except RegistryError:
+                continue
+            if info is None:
+                continue
+            trained = info.metadata.get("trained_at")
+            if trained:
+                age.add_metric([symbol], now - datetime.fromisoformat(str(trained)).timestamp())
+            summary = (info.metadata.get("evaluation") or {}).get("summary") or {}
+            if summary.get("skill") is not None:
+                skill.add_metric([symbol], float(summary["skill"]))
+            if summary.get("mape") is not None:
+                mape.add_metric([symbol], float(summary["mape"]))
+        yield from (age, skill, mape)
+
+    def _storage(self) -> Iterator[Metric]:
+        backups = list_backups(self.tree.backups)
+        count = GaugeMetricFamily("stockpred_backup_count", "Backups kept")
+        count.add_metric([], len(backups))
+        age = GaugeMetricFamily(
+            "stockpred_backup_age_seconds", "Age of the newest backup (-1: none)"
+        )
+        newest = backups[-1].created_at if backups else None
+        age.add_metric(
+            [], -1 if newest is None else time.time() - datetime.fromisoformat(newest).timestamp()
+        )
+        yield from (count, age)
+        report = latest_report(self.tree)
+        if report is not None:
+            yield from storage_families(
+                report, skip={"stockpred_backup_count", "stockpred_backup_age_seconds"}
+            )
+
+
+def exporter_registry(
+    settings: Settings, redis_client: Any, multiproc_dir: Path
+) -> CollectorRegistry:
+    """The registry /metrics serves: worker metric files plus the facts."""
+    registry = CollectorRegistry()
+    multiproc_dir.mkdir(parents=True, exist_ok=True)
+    MultiProcessCollector(registry, path=str(multiproc_dir))  # type: ignore[no-untyped-call]
+    registry.register(FactsCollector(settings, redis_client))
+    return registry

@@ -1,0 +1,48 @@
+"""Facts about the running system read straight from Redis, shared by /api/v1/stats and /metrics.
+
+Queue depth is the length of each queue's Redis list. The age of the oldest waiting task comes
+from a `stockpred_published_at` header every publisher adds (see `stamp_published_at`): kombu
+pushes new messages on the left and workers take from the right, so the oldest is at index -1.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from stockpred.queues import QUEUES
+
+PUBLISHED_HEADER = "stockpred_published_at"
+
+
+def stamp_published_at(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """A `before_task_publish` handler: record when the message was sent."""
+    if headers is not None:
+        headers.setdefault(PUBLISHED_HEADER, time.time())
+
+
+def queue_depths(client: Any) -> dict[str, int]:
+    """Waiting messages per queue."""
+    pipe = client.pipeline()
+    for queue in QUEUES:
+        pipe.llen(queue)
+    return {q: int(n) for q, n in zip(QUEUES, pipe.execute(), strict=True)}
+
+
+def oldest_waiting_ages(client: Any, now: float | None = None) -> dict[str, float]:
+    """Seconds the oldest waiting message of each queue has waited (0 when none waits)."""
+    moment = now or time.time()
+    pipe = client.pipeline()
+    for queue in QUEUES:
+        pipe.lindex(queue, -1)
+    ages = {}
+    for queue, raw in zip(QUEUES, pipe.execute(), strict=True):
+        published = None
+        if raw:
+            try:
+                published = json.loads(raw).get("headers", {}).get(PUBLISHED_HEADER)
+            except (ValueError, AttributeError):
+                published = None
+        ages[queue] = max(0.0, moment - float(published)) if published else 0.0
+    return ages
