@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 LOGLEVEL ?= INFO
 CELERY_WORKER := $(BIN)/celery -A workers worker --task-events --loglevel $(LOGLEVEL)
 
-.PHONY: help install redis-check setup run test lint format lock web worker-inference \
+.PHONY: help install system-deps setup run test lint format lock web worker-inference \
         worker-training worker-maintenance beat flower redis storage-setup storage-test \
         check-routes clean train predict bench storage-backup storage-restore \
         storage-cleanup storage-monitor metrics
@@ -24,16 +24,21 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP) redis-check ## Create .venv, install the locked packages and redis-server if missing
+install: $(STAMP) system-deps ## Create .venv, install the locked packages and system tools if missing
 
-redis-check: ## Install redis-server with apt-get when it is missing (root), or say how
-	@command -v redis-server >/dev/null 2>&1 || { \
+SYSTEM_TOOLS := redis-server:redis-server promtool:prometheus nginx:nginx-light
+system-deps: ## Install redis-server, promtool (prometheus) and nginx with apt-get when missing (root)
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || test -x /usr/sbin/$${pair%%:*} || missing="$$missing $${pair##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing redis-server (apt-get)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	    echo "installing$$missing (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "redis-server is missing: install it (e.g. sudo apt-get install redis-server)" >&2; exit 1; \
-	  fi; }
+	    echo "missing system packages:$$missing (e.g. sudo apt-get install$$missing)" >&2; exit 1; \
+	  fi; \
+	fi
 
 setup: install storage-setup ## Install everything and create persistent_data (alias of install + storage-setup)
 

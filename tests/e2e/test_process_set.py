@@ -12,10 +12,12 @@ import tarfile
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -57,6 +59,7 @@ def running_set() -> Iterator[RunningSet]:
             STOCKPRED_DATA_DIR=str(data_dir),
             WEB_PORT=str(free_port()),
             FLOWER_PORT=str(free_port()),
+            METRICS_PORT=str(free_port()),
         )
         output = Path(directory) / "make-run.log"
         with output.open("wb") as log:
@@ -218,6 +221,75 @@ def test_backup_delete_models_restore_and_predict_again_without_restart(
     refused = make("storage-restore", running_set, f"BACKUP={archive.name}")
     assert refused.returncode != 0 and "failed verification" in refused.stderr
     assert sorted(p.name for p in (running_set.data_dir / "ml_models").rglob("*")) == before
+
+
+def test_a_real_prometheus_scrapes_predictions_and_queue_depth(
+    running_set: RunningSet, tmp_path: Path
+) -> None:
+    import yaml
+
+    config = yaml.safe_load((ROOT / "docker" / "prometheus" / "prometheus.yml").read_text())
+    local = {
+        "web": running_set.web,
+        "workers": f"http://127.0.0.1:{running_set.env['METRICS_PORT']}",
+        "flower": running_set.flower,
+    }
+    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    config["rule_files"] = [str(ROOT / "docker" / "prometheus" / "alerts.yml")]
+    config["scrape_configs"] = [
+        {**job, "static_configs": [{"targets": [local[job["job_name"]].split("//")[1]]}]}
+        for job in config["scrape_configs"]
+        if job["job_name"] in local
+    ]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    for url in local.values():  # every /metrics output is valid exposition format
+        status, body = http_get(f"{url}/metrics")
+        assert status == 200, url
+        checked = subprocess.run(
+            ["promtool", "check", "metrics"],
+            input=body,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert b"error" not in (checked.stdout + checked.stderr).lower(), (
+            url,
+            checked.stderr[-2000:],
+        )
+    port = free_port()
+    with (tmp_path / "prometheus.log").open("wb") as log:
+        prometheus = subprocess.Popen(
+            [
+                "prometheus",
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    api = f"http://127.0.0.1:{port}/api/v1"
+    try:
+
+        def all_up() -> bool:
+            targets = json.loads(http_get(f"{api}/targets")[1])["data"]["activeTargets"]
+            return len(targets) == 3 and all(t["health"] == "up" for t in targets)
+
+        wait_for(all_up, 60, interval=0.5, what="every scrape target up")
+        assert http_get(f"{running_set.web}/api/v1/predict/NVDA")[0] == 200
+
+        def query(expr: str) -> list[dict[str, Any]]:
+            body = json.loads(http_get(f"{api}/query?query={urllib.parse.quote(expr)}")[1])
+            result: list[dict[str, Any]] = body["data"]["result"]
+            return result
+
+        wait_for(lambda: query("sum(predictions_total) > 0"), 30, what="the prediction counter")
+        depth = wait_for(lambda: query("stockpred_queue_depth"), 30, what="queue depth")
+        assert {row["metric"]["queue"] for row in depth} == {"inference", "training", "maintenance"}
+        assert query("flower_worker_online")
+    finally:
+        stop_group(prometheus)
 
 
 def test_redis_listens_only_on_the_private_socket(running_set: RunningSet) -> None:
