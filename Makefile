@@ -12,7 +12,7 @@ CELERY_WORKER := $(BIN)/celery -A workers worker --task-events --loglevel $(LOGL
 .PHONY: help install system-deps setup run test lint format lock web worker-inference \
         worker-training worker-maintenance beat flower redis storage-setup storage-test \
         check-routes clean train predict bench storage-backup storage-restore \
-        storage-cleanup storage-monitor metrics
+        storage-cleanup storage-monitor metrics docker-up docker-down docker-logs
 
 help: ## List every target with what it does
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "stockpred needs Python >= 3.11 (set PYTHON=python3.11)")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev]'
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[ml,dev]'
 	@touch $(STAMP)
 
 install: $(STAMP) system-deps ## Create .venv, install the locked packages and system tools if missing
@@ -60,7 +60,7 @@ format: install ## Rewrite files with ruff's formatter and safe fixes
 lock: ## Re-resolve dependencies from pyproject.toml into constraints.txt
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install --quiet --upgrade pip
-	.lock-venv/bin/pip install --quiet '.[dev]'
+	.lock-venv/bin/pip install --quiet '.[ml,dev]'
 	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^stockpred' > constraints.txt
 	rm -rf .lock-venv
 
@@ -123,3 +123,13 @@ storage-monitor: install ## Storage usage and health report (exit 1 when unhealt
 
 metrics: install ## Run the metrics exporter alone (worker metrics and facts on METRICS_PORT)
 	$(BIN)/stockpred exporter
+
+COMPOSE := docker compose -f docker-compose-persistent.yml
+docker-up: storage-setup ## Build and start the docker compose stack (needs a Docker engine)
+	$(COMPOSE) up -d --build
+
+docker-down: ## Stop the docker compose stack (data stays in persistent_data)
+	$(COMPOSE) down
+
+docker-logs: ## Follow the docker compose stack's logs
+	$(COMPOSE) logs -f --tail 100

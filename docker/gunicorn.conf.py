@@ -11,6 +11,7 @@ _settings = get_settings()
 # Every gunicorn worker writes its metrics to files here; /metrics aggregates them. Must be set
 # before the app (and prometheus_client) is imported.
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_settings.metrics_dir / "web"))
+os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 wsgi_app = "web:create_app()"
 bind = [f"{_settings.web_host}:{_settings.web_port}"]

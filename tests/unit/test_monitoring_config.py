@@ -27,8 +27,13 @@ def promtool() -> str:
 
 
 def test_alert_rules_pass_promtool() -> None:
-    out = subprocess.run([promtool(), "check", "rules", str(PROMETHEUS_DIR / "alerts.yml")],
-                         capture_output=True, text=True, timeout=60, check=False)
+    out = subprocess.run(
+        [promtool(), "check", "rules", str(PROMETHEUS_DIR / "alerts.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "7 rules found" in out.stdout
 
@@ -37,8 +42,13 @@ def test_the_scrape_config_passes_promtool(tmp_path: Path) -> None:
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     config["rule_files"] = [str(PROMETHEUS_DIR / "alerts.yml")]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    out = subprocess.run([promtool(), "check", "config", str(tmp_path / "prometheus.yml")],
-                         capture_output=True, text=True, timeout=60, check=False)
+    out = subprocess.run(
+        [promtool(), "check", "config", str(tmp_path / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     jobs = {job["job_name"] for job in config["scrape_configs"]}
     assert {"web", "workers", "flower"} <= jobs
@@ -48,18 +58,31 @@ def exported_metric_names() -> set[str]:
     names = set(FLOWER_METRICS)
     for folder in ("stockpred", "web"):
         for path in (ROOT / folder).rglob("*.py"):
-            names |= set(re.findall(r'"((?:stockpred|api|prediction|predictions|cache|stock_data)'
-                                    r'_[a-z_]+)"', path.read_text()))
+            names |= set(
+                re.findall(
+                    r'"((?:stockpred|api|prediction|predictions|cache|stock_data)'
+                    r'_[a-z_]+)"',
+                    path.read_text(),
+                )
+            )
     return names
 
 
 def test_every_alert_uses_metrics_the_system_exports() -> None:
     rules = yaml.safe_load((PROMETHEUS_DIR / "alerts.yml").read_text())["groups"][0]["rules"]
     known = exported_metric_names()
-    wanted = {"WorkerOffline", "QueueBackingUp", "TaskFailureRatioHigh", "BackupTooOld",
-              "DiskNearlyFull", "PredictionLatencyHigh", "DataStale"}
+    wanted = {
+        "WorkerOffline",
+        "QueueBackingUp",
+        "TaskFailureRatioHigh",
+        "BackupTooOld",
+        "DiskNearlyFull",
+        "PredictionLatencyHigh",
+        "DataStale",
+    }
     assert {r["alert"] for r in rules} == wanted
     for rule in rules:
-        for name in re.findall(r"\b((?:stockpred|flower|prediction|api|cache)_[a-z_]+)", rule["expr"]):
+        pattern = r"\b((?:stockpred|flower|prediction|api|cache)_[a-z_]+)"
+        for name in re.findall(pattern, rule["expr"]):
             base = re.sub(r"_(bucket|count|sum|total)$", "", name)
             assert name in known or base in known, f"{rule['alert']}: {name} is not exported"
