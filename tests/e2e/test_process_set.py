@@ -308,8 +308,16 @@ def test_flower_is_bound_to_loopback_and_asks_for_basic_auth(running_set: Runnin
     assert http_get(running_set.flower)[0] == 401
     auth = read_env_file(running_set.data_dir / "config" / "persistent.env")["FLOWER_BASIC_AUTH"]
     token = base64.b64encode(auth.encode()).decode()
-    status, _ = http_get(f"{running_set.flower}/workers", {"Authorization": f"Basic {token}"})
-    assert status == 200
+    headers = {"Authorization": f"Basic {token}"}
+    assert http_get(f"{running_set.flower}/workers", headers)[0] == 200
+
+    def three_workers() -> set[str] | None:
+        status, body = http_get(f"{running_set.flower}/api/workers?refresh=1", headers)
+        names = {name.split("@")[0] for name in json.loads(body)} if status == 200 else set()
+        return names if {"inference", "training", "maintenance"} <= names else None
+
+    wait_for(three_workers, 30, interval=1, what="Flower to list the three workers")
+    assert http_get(f"{running_set.flower}/api/workers")[0] == 401
     listeners = {
         (c.laddr.ip, c.laddr.port)
         for c in psutil.net_connections("tcp")
