@@ -19,6 +19,7 @@ import gzip
 import hashlib
 import io
 import json
+import logging
 import os
 import socket
 import tarfile
@@ -33,6 +34,7 @@ from typing import Any
 
 from stockpred.paths import FILE_MODE, DataTree, atomic_write, free_bytes
 
+log = logging.getLogger(__name__)
 PREFIX = "stock_prediction_backup_"
 CATEGORIES = ("models", "ml_cache", "stock_data", "config", "logs", "redis", "monitoring")
 MANIFEST = "manifest.json"
@@ -95,6 +97,8 @@ class BackupInfo:
     host: str = ""
     skipped: dict[str, str] = field(default_factory=dict)
     verified_at: str | None = None
+    manifest_file: str | None = None
+    manifest_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,7 +117,10 @@ def load_info(backups: Path, name: str) -> BackupInfo:
         raise BackupError(f"no backup named {name!r} in {backups}") from None
     except ValueError as exc:
         raise BackupError(f"the metadata of {name} is unreadable: {exc}") from None
-    return BackupInfo(**raw)
+    try:
+        return BackupInfo(**raw)
+    except TypeError as exc:
+        raise BackupError(f"the metadata of {name} is incomplete: {exc}") from None
 
 
 def strip_suffix(name: str) -> str:
@@ -129,6 +136,8 @@ def list_backups(backups: Path) -> list[BackupInfo]:
     """Every backup with metadata and an archive, oldest first."""
     found = []
     for meta in sorted(backups.glob(f"{PREFIX}*.json")):
+        if meta.name.endswith(".manifest.json"):
+            continue
         try:
             info = load_info(backups, meta.stem)
         except BackupError:
@@ -235,6 +244,24 @@ def snapshot_redis(client: Any, timeout: float = 60.0) -> None:
     raise BackupError(f"Redis did not finish its BGSAVE within {timeout:g}s")
 
 
+def base_manifest(backups: Path, info: BackupInfo, key: str | None) -> list[FileEntry]:
+    """A backup's manifest for planning an incremental: the sidecar copy when it is intact
+    (no need to decompress the archive), else the one inside the archive."""
+    if info.manifest_file and info.manifest_sha256:
+        try:
+            data = (backups / info.manifest_file).read_bytes()
+            if hashlib.sha256(data).hexdigest() == info.manifest_sha256:
+                if info.encrypted:
+                    from cryptography.fernet import Fernet
+
+                    assert key is not None
+                    data = Fernet(key.encode()).decrypt(data)
+                return [FileEntry(**entry) for entry in json.loads(data)["files"]]
+        except Exception as exc:  # a damaged sidecar or wrong key: the archive path decides
+            log.debug("manifest sidecar of %s unusable (%s); reading the archive", info.name, exc)
+    return read_manifest(backups / info.file, key if info.encrypted else None)
+
+
 def read_manifest(archive: Path, key: str | None) -> list[FileEntry]:
     """The manifest of an archive (the archive must be decryptable with `key` if encrypted)."""
     with open_archive(archive, key) as tar:
@@ -326,8 +353,7 @@ def _plan(
     depends: list[str] = []
     if base is not None:
         base_info = load_info(backups, base)
-        manifest = read_manifest(backups / base_info.file, key if base_info.encrypted else None)
-        base_state = {e.path: e for e in manifest}
+        base_state = {e.path: e for e in base_manifest(backups, base_info, key)}
         depends = sorted({base_info.name, *base_info.depends_on})
     total = sum(p.stat().st_size for _, p in files)
     needed = int(total * 1.1) + SPACE_MARGIN
@@ -444,6 +470,14 @@ def create_backup(
             tmp.unlink()
         raise
     stored = [e for e in entries if e.stored_in == plan.name]
+    sidecar = json.dumps({"files": [asdict(e) for e in entries]}).encode()
+    if encrypt:
+        from cryptography.fernet import Fernet
+
+        assert key is not None
+        sidecar = Fernet(key.encode()).encrypt(sidecar)
+    sidecar_name = f"{plan.name}.manifest.json" + (".enc" if encrypt else "")
+    atomic_write(tree.backups / sidecar_name, sidecar)
     info = BackupInfo(
         name=plan.name,
         file=plan.final.name,
@@ -463,6 +497,8 @@ def create_backup(
         tool_version=tool_version(),
         host=socket.gethostname(),
         skipped=plan.skipped,
+        manifest_file=sidecar_name,
+        manifest_sha256=hashlib.sha256(sidecar).hexdigest(),
     )
     atomic_write(metadata_path(tree.backups, plan.name), json.dumps(info.to_dict(), indent=2))
     return BackupResult(info, plan.final, time.perf_counter() - started)
@@ -529,6 +565,9 @@ def rotate(backups: Path, keep: int) -> list[str]:
                 (backups / info.file).unlink()
             with contextlib.suppress(FileNotFoundError):
                 metadata_path(backups, info.name).unlink()
+            if info.manifest_file:
+                with contextlib.suppress(FileNotFoundError):
+                    (backups / info.manifest_file).unlink()
             removed.append(info.name)
     return removed
 

@@ -253,3 +253,15 @@ def test_logs_older_than_the_window_are_left_out(tree: DataTree) -> None:
     info = create_backup(tree, categories=["logs"], log_days=7).info
     assert info.files == 1
     assert load_info(tree.backups, info.name).categories == ["logs"]
+
+
+def test_a_damaged_manifest_sidecar_falls_back_to_the_archive(tree: DataTree) -> None:
+    full = create_backup(tree, now=at(0)).info
+    assert full.manifest_file is not None
+    (tree.backups / full.manifest_file).write_text('{"files": []}')
+    (tree.stock_historical / "NVDA" / "daily.parquet").write_bytes(b"changed" * 10)
+    incremental = create_backup(tree, base=full.name, now=at(1)).info
+    assert incremental.stored_files == 1, "the intact archive manifest was used"
+    rotate(tree.backups, keep=1)
+    names = {p.name for p in tree.backups.iterdir()}
+    assert full.manifest_file in names, "a kept base keeps its sidecar"
