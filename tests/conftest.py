@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import redis
 from celery import Celery
+from flask import Flask
+from flask.testing import FlaskClient
 
 from stockpred.provision import run_setup
 from stockpred.queues import QUEUES
@@ -143,3 +145,19 @@ def celery_workers(worker_env: dict[str, str], worker_settings: Settings) -> Ite
     client.close()
     for proc in procs:
         stop_group(proc)
+
+
+@pytest.fixture(scope="module")
+def api(celery_workers: Celery, worker_settings: Settings) -> Iterator[FlaskClient]:
+    """A test client of the web app on the session workers' Redis and data root."""
+    from web import create_app
+
+    app: Flask = create_app({"STOCKPRED_SETTINGS": worker_settings, "TESTING": True})
+    yield app.test_client()
+    app.extensions["stockpred"].close()
+
+
+@pytest.fixture(scope="module")
+def auth(worker_settings: Settings) -> dict[str, str]:
+    """The bearer header mutating routes need."""
+    return {"Authorization": f"Bearer {worker_settings.api_token}"}

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from celery import Celery
-from flask import Flask
 from flask.testing import FlaskClient
 
 from stockpred.ml.registry import ModelRegistry
@@ -17,18 +14,6 @@ from tests.support import wait_for
 from web import create_app
 
 SYMBOL = "TSLA"
-
-
-@pytest.fixture(scope="module")
-def api(celery_workers: Celery, worker_settings: Settings) -> Iterator[FlaskClient]:
-    app: Flask = create_app({"STOCKPRED_SETTINGS": worker_settings, "TESTING": True})
-    yield app.test_client()
-    app.extensions["stockpred"].close()
-
-
-@pytest.fixture(scope="module")
-def auth(worker_settings: Settings) -> dict[str, str]:
-    return {"Authorization": f"Bearer {worker_settings.api_token}"}
 
 
 def run_job(
