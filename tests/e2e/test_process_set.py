@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -82,7 +83,22 @@ def running_set() -> Iterator[RunningSet]:
         try:
             yield running
         finally:
-            stop_group(proc, signal.SIGKILL)
+            shut_down(proc)
+
+
+def shut_down(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the set as Ctrl-C does, then kill anything left: honcho starts each process in a
+    session of its own, so signalling make's group alone would orphan them."""
+    if proc.poll() is None:
+        try:
+            family = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            family = []
+        stop_group(proc, signal.SIGINT, timeout=30)
+        _, alive = psutil.wait_procs(family, timeout=10)
+        for leftover in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                leftover.kill()
 
 
 def test_make_run_is_healthy_with_all_three_queues_live_within_90s(running_set: RunningSet) -> None:
