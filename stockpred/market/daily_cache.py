@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from stockpred.filememo import FileMemo
 from stockpred.market.calendar import is_fresh
 from stockpred.paths import atomic_write
 
@@ -70,6 +71,7 @@ class DailyCache:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._memo = FileMemo()
 
     def path(self, symbol: str) -> Path:
         return self.directory / f"{symbol}.json"
@@ -78,7 +80,10 @@ class DailyCache:
         return self.directory / f"{symbol}.meta.json"
 
     def meta(self, symbol: str) -> CacheMeta | None:
-        """Freshness record from the small sidecar file (no bar parsing), or None."""
+        """Freshness record from the small sidecar file (re-read only when it changes)."""
+        return self._memo.read(self.meta_path(symbol), lambda _: self._read_meta(symbol))
+
+    def _read_meta(self, symbol: str) -> CacheMeta | None:
         try:
             raw = json.loads(self.meta_path(symbol).read_text(encoding="utf-8"))
             return CacheMeta(

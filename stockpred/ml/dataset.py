@@ -145,15 +145,17 @@ class Scalers:
             columns,
         )
 
+    # Plain arithmetic on the fitted mean and scale: identical to StandardScaler's transform,
+    # without its per-call input validation (~0.2 ms, which the inference path cannot afford).
     def transform_x(self, x: np.ndarray) -> np.ndarray:
-        flat = np.asarray(self.features.transform(x.reshape(-1, x.shape[2])))
-        return flat.reshape(x.shape).astype("float32")
+        scaled = (x - self.features.mean_) / self.features.scale_
+        return np.asarray(scaled, dtype="float32")
 
     def transform_y(self, y: np.ndarray) -> np.ndarray:
-        return np.asarray(self.target.transform(y)).astype("float32")
+        return np.asarray((y - self.target.mean_) / self.target.scale_, dtype="float32")
 
     def inverse_y(self, y: np.ndarray) -> np.ndarray:
-        return np.asarray(self.target.inverse_transform(y))
+        return np.asarray(y * self.target.scale_ + self.target.mean_, dtype="float64")
 
     def to_joblib_payload(self) -> dict[str, object]:
         """A plain dict (portable across code moves) for joblib."""

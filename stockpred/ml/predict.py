@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from stockpred.filememo import FileMemo
 from stockpred.metrics import worker_metrics
 from stockpred.ml.features import compute_features
 from stockpred.ml.forecast import LoadedModel
 from stockpred.ml.prediction_store import PredictionCache, append_prediction, cache_key
-from stockpred.ml.registry import ModelRegistry
+from stockpred.ml.registry import CURRENT_FILE, ModelRegistry
 
 log = logging.getLogger(__name__)
 prediction_log = logging.getLogger("stockpred.prediction")
@@ -59,11 +60,15 @@ class ModelCache:
         self.registry = registry
         self.on_load = on_load
         self._models: dict[str, LoadedModel] = {}
+        self._pointers = FileMemo()
         self._lock = threading.Lock()
 
     def get(self, symbol: str) -> LoadedModel:
         """The current version's model, loading it if the pointer moved since last time."""
-        version = self.registry.current_version(symbol)
+        pointer = self.registry.models_dir / symbol / CURRENT_FILE
+        version = self._pointers.read(
+            pointer, lambda p: p.read_text(encoding="utf-8").strip() or None
+        )
         if version is None:
             raise NoModel(
                 f"no model for {symbol}; train one with POST /api/v1/train/{symbol} "

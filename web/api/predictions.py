@@ -79,7 +79,7 @@ def _predict(symbol: str) -> Response:
     as_of = _as_of(DailyCache(tree.daily_cache), sym)
     looked_up = False
     if as_of is not None and not run_async:
-        pipe = svc.redis.pipeline()
+        pipe = svc.redis.pipeline(transaction=False)
         pipe.get(cache_key(sym, horizon, version, as_of))
         counter.count_lookup(pipe)
         raw = pipe.execute()[0]

@@ -1,0 +1,310 @@
+"""Benchmark work run in fresh interpreters: TensorFlow never runs in the bench process itself.
+
+`python -m tests.bench.children <out.json> '<json args>'` with args["job"] one of `train` (the
+initial model), `inference` (figure a), `fit` (the bare side of figure d) or `web` (an in-process
+profile of the cached predict route and the bare app, evidence for figure c). The environment is
+the benchmark's temp data root, so `get_settings()` here is the system under test's.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import json
+import pstats
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stockpred.logs import configure_logging
+from stockpred.market.factory import build_market_data
+from stockpred.market.history import HistoryStore
+from stockpred.ml.config import MLConfig, load_ml_config
+from stockpred.ml.dataset import Scalers, chronological_split, make_windows, windows_at
+from stockpred.ml.features import compute_features
+from stockpred.ml.registry import ModelRegistry
+from stockpred.paths import DataTree
+from stockpred.redis_conn import process_client
+from stockpred.settings import get_settings
+from tests.bench.stats import summarize
+
+SYMBOL = "NVDA"
+HORIZON = 1
+
+
+def _ms(started_ns: int) -> float:
+    return (time.perf_counter_ns() - started_ns) / 1e6
+
+
+def _ml_config() -> MLConfig:
+    """ml_config.json of the data root, as the training task reads it."""
+    return load_ml_config(get_settings().data_dir / "ml_config.json")
+
+
+def train(args: dict[str, Any]) -> dict[str, Any]:
+    """Refresh NVDA's bars and train and publish a first model (few epochs)."""
+    from stockpred.ml.training import train_and_publish
+
+    settings = get_settings()
+    market = build_market_data(settings)
+    bars = market.bars(SYMBOL)
+    entry = market.cache.load(SYMBOL)
+    result = train_and_publish(
+        SYMBOL,
+        bars,
+        config=_ml_config(),
+        registry=ModelRegistry(settings.ml_model_path, settings.scalers_path),
+        band=settings.buy_threshold - 1,
+        epochs=int(args["epochs"]),
+        force=True,
+        data_source=entry.source if entry else "unknown",
+    )
+    return result.to_dict()
+
+
+def _profile(call: Callable[[], Any], before: Callable[[], Any], calls: int) -> list[list[Any]]:
+    """cProfile of `calls` calls (each after an unprofiled `before`): top 25 by cumulative ms."""
+    profiler = cProfile.Profile()
+    for _ in range(calls):
+        before()
+        profiler.enable()
+        call()
+        profiler.disable()
+    raw: dict[Any, Any] = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    rows = [
+        [
+            f"{Path(file).name}:{line}({func})",
+            round(ct * 1000 / calls, 3),
+            round(tt * 1000 / calls, 3),
+        ]
+        for (file, line, func), (_, _, tt, ct, _) in raw.items()
+        if "disable" not in func
+    ]
+    return sorted(rows, key=lambda row: -row[1])[:25]
+
+
+def _bare_input(service: Any) -> tuple[Any, float, np.ndarray]:
+    """(loaded model, its expected next-day price, the scaled last window) as the path builds."""
+    from tasks import context
+
+    loaded = service.models.get(SYMBOL)
+    features = compute_features(context.market().history.load(SYMBOL))
+    anchors = np.array([len(features) - 1])
+    columns = tuple(loaded.metadata["features"])
+    window = windows_at(features, columns, loaded.sequence_length, 0, anchors)
+    x = loaded.scalers.transform_x(window.x)
+    log_return = float(loaded.scalers.inverse_y(np.asarray(loaded.model.predict_on_batch(x)))[0][0])
+    expected = round(float(features["close"].iloc[-1]) * float(np.exp(log_return)), 4)
+    return loaded, expected, x
+
+
+def _alternate(
+    path: Callable[[], dict[str, Any]],
+    before_path: Callable[[], Any],
+    bare: Callable[[], Any],
+    counts: tuple[int, int],
+) -> tuple[list[float], list[float], int]:
+    """Time path and bare calls in pairs, alternating which goes first; warm-up pairs dropped.
+
+    `before_path` runs untimed before each path call; `counts` is (warm-up pairs, timed pairs).
+    """
+    warmup, samples = counts
+    times: dict[str, list[float]] = {"path": [], "bare": []}
+    cached = 0
+
+    def timed(side: str) -> None:
+        nonlocal cached
+        if side == "path":
+            before_path()
+        started = time.perf_counter_ns()
+        result = path() if side == "path" else bare()
+        times[side].append(_ms(started))
+        if side == "path":
+            cached += bool(result["cached"])
+
+    for index in range(warmup + samples):
+        for side in ("path", "bare") if index % 2 == 0 else ("bare", "path"):
+            timed(side)
+    return times["path"][warmup:], times["bare"][warmup:], cached
+
+
+def _model_share(
+    path: Callable[[], Any], forget: Callable[[], Any], model: Any, calls: int
+) -> dict[str, Any]:
+    """The model call timed inside the path (a wrapper on predict_on_batch), and the rest."""
+    inner: list[float] = []
+    totals: list[float] = []
+    real = model.predict_on_batch
+
+    def wrapped(x: Any) -> Any:
+        started = time.perf_counter_ns()
+        out = real(x)
+        inner.append(_ms(started))
+        return out
+
+    model.predict_on_batch = wrapped
+    try:
+        for _ in range(calls):
+            forget()
+            started = time.perf_counter_ns()
+            path()
+            totals.append(_ms(started))
+    finally:
+        model.predict_on_batch = real
+    return {
+        "model_call_inside_path_ms": summarize(inner),
+        "path_minus_model_call_ms": summarize([t - i for t, i in zip(totals, inner, strict=True)]),
+    }
+
+
+def inference(args: dict[str, Any]) -> dict[str, Any]:
+    """Figure a: InferenceService.predict (cache entry deleted first) vs predict_on_batch."""
+    from tasks import inference as inference_tasks
+
+    settings = get_settings()
+    configure_logging(settings, role="bench-inference")  # the worker's logging, as in a pool child
+    service = inference_tasks.service()
+    client = process_client(settings)
+    key = str(args["prediction_key"])
+
+    def forget() -> None:
+        client.delete(key)
+
+    def path_call() -> dict[str, Any]:
+        return service.predict(SYMBOL, HORIZON)
+
+    forget()
+    first = path_call()
+    if first["cached"] or not client.exists(key):
+        raise RuntimeError(f"the prediction was not cached under {key}; the key format changed?")
+    loaded, expected, x = _bare_input(service)
+    path_ms, bare_ms, cached = _alternate(
+        path_call,
+        forget,
+        lambda: loaded.model.predict_on_batch(x),
+        (int(args["warmup"]), int(args["samples"])),
+    )
+    return {
+        "path_ms": summarize(path_ms),
+        "bare_ms": summarize(bare_ms),
+        "cached_answers_during_timing": cached,
+        "same_window_check": abs(first["predicted_price"] - expected) < 1e-3,
+        "model_version": loaded.version,
+        "window_shape": list(x.shape),
+        "tf_intra_op_threads": _tf_threads(),
+        **_model_share(path_call, forget, loaded.model, int(args["profile"])),
+        "profile_top_cumulative_ms_per_call": _profile(path_call, forget, int(args["profile"])),
+    }
+
+
+def _tf_threads() -> int:
+    from stockpred.tf_runtime import tensorflow
+
+    return int(tensorflow().config.threading.get_intra_op_parallelism_threads())
+
+
+def fit(args: dict[str, Any]) -> dict[str, Any]:
+    """Figure d, bare side: model.fit on the arrays training builds, nothing else timed."""
+    started = time.perf_counter_ns()
+    from stockpred.ml.model import build_model, seed_everything
+    from stockpred.tf_runtime import tensorflow
+
+    tensorflow()
+    import_ms = _ms(started)
+    config = _ml_config()
+    bars = HistoryStore(DataTree.from_settings(get_settings()).stock_historical).load(SYMBOL)
+    assert bars is not None
+    features = compute_features(bars)
+    windows = make_windows(features, config.features, config.sequence_length, config.max_horizon)
+    split = chronological_split(
+        windows, config.holdout_fraction, config.validation_fraction, purge=config.max_horizon
+    )
+    scalers = Scalers.fit(split.train, config.features)
+    train_x, train_y = scalers.transform_x(split.train.x), scalers.transform_y(split.train.y)
+    val_x = scalers.transform_x(split.validation.x)
+    val_y = scalers.transform_y(split.validation.y)
+    seed_everything(config.seed)
+    model = build_model(
+        window=config.sequence_length,
+        n_features=len(config.features),
+        horizon=config.max_horizon,
+        units=config.lstm_units,
+        dropout=config.dropout,
+        learning_rate=config.learning_rate,
+    )
+    epochs = int(args["epochs"])
+    started = time.perf_counter_ns()
+    history = model.fit(
+        train_x,
+        train_y,
+        validation_data=(val_x, val_y),
+        epochs=epochs,
+        batch_size=config.batch_size,
+        shuffle=True,
+        verbose=0,
+    )
+    fit_ms = _ms(started)
+    return {
+        "fit_ms": round(fit_ms, 1),
+        "epochs_run": len(history.history["loss"]),
+        "import_tensorflow_ms": round(import_ms, 1),
+        "train_windows": len(split.train),
+        "validation_windows": len(split.validation),
+        "batch_size": config.batch_size,
+        "tf_intra_op_threads": _tf_threads(),
+    }
+
+
+def web(args: dict[str, Any]) -> dict[str, Any]:
+    """Per-request cost of cached GET /predict vs the bare app, in process (Flask test client)."""
+    from tests.bench import bare_app
+    from web import create_app
+
+    configure_logging(get_settings(), role="web")  # as docker/gunicorn.conf.py's hooks do
+    requests = int(args["requests"])
+    clients = {"predict": create_app().test_client(), "bare": bare_app.app.test_client()}
+    paths = {"predict": str(args["path"]), "bare": "/get"}
+    times: dict[str, list[float]] = {"predict": [], "bare": []}
+
+    def call(side: str) -> None:
+        response = clients[side].get(paths[side])
+        if response.status_code != 200:
+            raise RuntimeError(f"{side} answered {response.status_code}")
+
+    for _ in range(50):
+        call("predict")
+        call("bare")
+    for index in range(requests):
+        for side in ("predict", "bare") if index % 2 == 0 else ("bare", "predict"):
+            started = time.perf_counter_ns()
+            call(side)
+            times[side].append(_ms(started))
+    return {
+        "test_client_ms": {side: summarize(values) for side, values in times.items()},
+        "predict_profile_top_cumulative_ms_per_call": _profile(
+            lambda: call("predict"), lambda: None, requests
+        ),
+    }
+
+
+JOBS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "train": train,
+    "inference": inference,
+    "fit": fit,
+    "web": web,
+}
+
+
+def main(argv: list[str]) -> int:
+    """Run the job named in the JSON args; write its result to the output path."""
+    out, args = Path(argv[1]), json.loads(argv[2])
+    result = JOBS[args["job"]](args)
+    out.write_text(json.dumps(result, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
