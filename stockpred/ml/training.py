@@ -24,7 +24,13 @@ import numpy as np
 import pandas as pd
 
 from stockpred.ml.config import MLConfig
-from stockpred.ml.dataset import NotEnoughData, Scalers, chronological_split, make_windows
+from stockpred.ml.dataset import (
+    NotEnoughData,
+    Scalers,
+    Split,
+    chronological_split,
+    make_windows,
+)
 from stockpred.ml.evaluation import evaluate
 from stockpred.ml.features import compute_features
 from stockpred.ml.forecast import LSTM_KIND, LoadedModel
@@ -87,6 +93,38 @@ def _progress_callback(
     return Report()
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    """Features, the purged chronological split and scalers fitted on its training part."""
+
+    features: pd.DataFrame
+    split: Split
+    scalers: Scalers
+
+
+def prepare_training_data(bars: pd.DataFrame, config: MLConfig) -> TrainingData:
+    """Everything a training run feeds the model, computed from daily bars."""
+    features = compute_features(bars)
+    windows = make_windows(features, config.features, config.sequence_length, config.max_horizon)
+    split = chronological_split(
+        windows, config.holdout_fraction, config.validation_fraction, purge=config.max_horizon
+    )
+    return TrainingData(features, split, Scalers.fit(split.train, config.features))
+
+
+def new_model(config: MLConfig) -> Any:
+    """A freshly seeded, compiled model for `config`."""
+    seed_everything(config.seed)
+    return build_model(
+        window=config.sequence_length,
+        n_features=len(config.features),
+        horizon=config.max_horizon,
+        units=config.lstm_units,
+        dropout=config.dropout,
+        learning_rate=config.learning_rate,
+    )
+
+
 def train_and_publish(
     symbol: str,
     bars: pd.DataFrame,
@@ -103,21 +141,9 @@ def train_and_publish(
     """Train on `bars`, compare with the current version, publish if not worse (or forced)."""
     started = time.perf_counter()
     epochs = epochs or config.epochs
-    features = compute_features(bars)
-    windows = make_windows(features, config.features, config.sequence_length, config.max_horizon)
-    split = chronological_split(
-        windows, config.holdout_fraction, config.validation_fraction, purge=config.max_horizon
-    )
-    scalers = Scalers.fit(split.train, config.features)
-    seed_everything(config.seed)
-    model = build_model(
-        window=config.sequence_length,
-        n_features=len(config.features),
-        horizon=config.max_horizon,
-        units=config.lstm_units,
-        dropout=config.dropout,
-        learning_rate=config.learning_rate,
-    )
+    data = prepare_training_data(bars, config)
+    features, split, scalers = data.features, data.split, data.scalers
+    model = new_model(config)
     keras = tensorflow().keras
     report = _progress_callback(epochs, progress, should_stop)
     history = model.fit(

@@ -23,7 +23,7 @@ from stockpred.logs import configure_logging
 from stockpred.market.factory import build_market_data
 from stockpred.market.history import HistoryStore
 from stockpred.ml.config import MLConfig, load_ml_config
-from stockpred.ml.dataset import Scalers, chronological_split, make_windows, windows_at
+from stockpred.ml.dataset import windows_at
 from stockpred.ml.features import compute_features
 from stockpred.ml.registry import ModelRegistry
 from stockpred.paths import DataTree
@@ -209,7 +209,7 @@ def _tf_threads() -> int:
 def fit(args: dict[str, Any]) -> dict[str, Any]:
     """Figure d, bare side: model.fit on the arrays training builds, nothing else timed."""
     started = time.perf_counter_ns()
-    from stockpred.ml.model import build_model, seed_everything
+    from stockpred.ml.training import new_model, prepare_training_data
     from stockpred.tf_runtime import tensorflow
 
     tensorflow()
@@ -217,24 +217,12 @@ def fit(args: dict[str, Any]) -> dict[str, Any]:
     config = _ml_config()
     bars = HistoryStore(DataTree.from_settings(get_settings()).stock_historical).load(SYMBOL)
     assert bars is not None
-    features = compute_features(bars)
-    windows = make_windows(features, config.features, config.sequence_length, config.max_horizon)
-    split = chronological_split(
-        windows, config.holdout_fraction, config.validation_fraction, purge=config.max_horizon
-    )
-    scalers = Scalers.fit(split.train, config.features)
+    data = prepare_training_data(bars, config)  # the very arrays a training task builds
+    split, scalers = data.split, data.scalers
     train_x, train_y = scalers.transform_x(split.train.x), scalers.transform_y(split.train.y)
     val_x = scalers.transform_x(split.validation.x)
     val_y = scalers.transform_y(split.validation.y)
-    seed_everything(config.seed)
-    model = build_model(
-        window=config.sequence_length,
-        n_features=len(config.features),
-        horizon=config.max_horizon,
-        units=config.lstm_units,
-        dropout=config.dropout,
-        learning_rate=config.learning_rate,
-    )
+    model = new_model(config)
     epochs = int(args["epochs"])
     started = time.perf_counter_ns()
     history = model.fit(
