@@ -36,19 +36,10 @@ class CacheMeta:
 
 
 @dataclass(frozen=True)
-class CachedPrices:
+class CachedPrices(CacheMeta):
     """Recent bars of one symbol and where and when they came from."""
 
-    symbol: str
-    source: str
-    fetched_at: datetime
-    as_of: str
-    first_date: str
-    total_rows: int
     bars: list[list[Any]]  # [date, open, high, low, close, volume], ascending
-
-    def is_fresh(self, now: datetime, intraday_ttl: timedelta) -> bool:
-        return is_fresh(self.fetched_at, now, intraday_ttl)
 
     def records(self, days: int) -> list[dict[str, Any]]:
         """The last `days` bars in the original API's row shape."""
