@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import gzip
 import hashlib
 import io
 import json
@@ -25,6 +24,7 @@ import socket
 import tarfile
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -272,6 +272,11 @@ def read_manifest(archive: Path, key: str | None) -> list[FileEntry]:
     return [FileEntry(**entry) for entry in raw["files"]]
 
 
+# What reading a damaged gzip tar can raise: zlib.error is not an OSError, and a flipped byte
+# deep in the stream surfaces as one only when the reader gets there.
+DAMAGED_ARCHIVE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
+
+
 @contextlib.contextmanager
 def open_archive(archive: Path, key: str | None) -> Iterator[tarfile.TarFile]:
     """Open a plain or Fernet-encrypted archive for reading."""
@@ -290,7 +295,7 @@ def open_archive(archive: Path, key: str | None) -> Iterator[tarfile.TarFile]:
     try:
         with tarfile.open(archive, mode="r:gz") as tar:
             yield tar
-    except (tarfile.TarError, OSError, EOFError, gzip.BadGzipFile) as exc:
+    except DAMAGED_ARCHIVE_ERRORS as exc:
         raise BackupError(f"{archive.name} is not a readable archive: {exc}") from None
 
 

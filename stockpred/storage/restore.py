@@ -27,6 +27,7 @@ from typing import Any
 from stockpred.paths import FILE_MODE, DataTree
 from stockpred.storage.backup import (
     CATEGORIES,
+    DAMAGED_ARCHIVE_ERRORS,
     DATA_PREFIX,
     MANIFEST,
     BackupError,
@@ -102,7 +103,13 @@ def _check_archive(
                 seen.add(relative)
                 files += 1
                 total += member.size
-        except (OSError, EOFError) as exc:
+            # Read on to the end of the gzip stream, as `gzip -t` does: the tar reader stops at
+            # the end-of-archive marker, so damage in the padding and the trailing CRC would
+            # otherwise go unseen.
+            stream = tar.fileobj
+            while stream is not None and stream.read(1 << 20):
+                pass
+        except DAMAGED_ARCHIVE_ERRORS as exc:
             problems.append(f"{name}: the archive is truncated or corrupt ({exc})")
     missing = sorted(set(expected) - seen)
     if missing:
@@ -124,6 +131,17 @@ def verify_backup(backups: Path, name: str | None, key: str | None) -> VerifyRes
     problems: list[str] = []
     files = total = 0
     archives = [info.name, *info.depends_on]
+    if (backups / info.file).is_file() and _sha256_file(backups / info.file) != info.sha256:
+        # Say what is wrong before trying to read a manifest out of a damaged stream.
+        return VerifyResult(
+            info.name,
+            False,
+            archives,
+            0,
+            0,
+            time.perf_counter() - started,
+            [f"{info.name}: the archive's checksum does not match its metadata"],
+        )
     try:
         manifest = read_manifest(backups / info.file, key)
     except (BackupError, KeyError, ValueError) as exc:

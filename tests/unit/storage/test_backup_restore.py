@@ -7,6 +7,7 @@ import io
 import json
 import shutil
 import tarfile
+import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from stockpred.storage.backup import (
     create_backup,
     list_backups,
     load_info,
+    metadata_path,
     rotate,
 )
 from stockpred.storage.restore import restore_backup, verify_backup
@@ -163,6 +165,49 @@ def test_a_damaged_backup_is_refused_and_nothing_changes(tree: DataTree, damage:
         restore_backup(tree)
     assert digests(tree.root, "ml_models") == before
     assert len(list_backups(tree.backups)) == 1
+
+
+def positions_that_break_the_stream(archive: bytes) -> list[int]:
+    """Offsets where one flipped bit makes zlib itself fail (not just a wrong checksum)."""
+    found = []
+    for offset in range(10, len(archive) - 8):
+        damaged = bytearray(archive)
+        damaged[offset] ^= 0x01
+        try:
+            zlib.decompress(bytes(damaged), wbits=31)
+        except zlib.error as exc:
+            if "incorrect data check" not in str(exc):
+                found.append(offset)
+    return found
+
+
+def test_a_stream_zlib_cannot_decode_is_a_refusal_not_a_traceback(tree: DataTree) -> None:
+    """zlib.error is not an OSError: a flip in a block header must still read as damage."""
+    # Incompressible bytes make stored blocks, whose length fields are what CI once hit.
+    (tree.stock_historical / "NVDA" / "noise.bin").write_bytes(
+        hashlib.shake_256(b"incompressible").digest(3000)
+    )
+    result = create_backup(tree)
+    original = result.path.read_bytes()
+    offsets = positions_that_break_the_stream(original)
+    assert offsets, "the archive has block headers to damage"
+    (tree.ml_models / "NVDA" / "current").write_text("v9\n")
+    before = digests(tree.root, "ml_models")
+    meta = metadata_path(tree.backups, result.info.name)
+    for offset in offsets[:: max(1, len(offsets) // 6)]:
+        damaged = bytearray(original)
+        damaged[offset] ^= 0x01
+        result.path.write_bytes(bytes(damaged))
+        # Make the archive checksum agree, as if the damage came before it was taken, so that
+        # verification has to find it by reading the stream.
+        raw = json.loads(meta.read_text())
+        raw["sha256"] = hashlib.sha256(bytes(damaged)).hexdigest()
+        meta.write_text(json.dumps(raw))
+        check = verify_backup(tree.backups, None, None)
+        assert not check.ok and check.problems, offset
+        with pytest.raises(BackupError, match="failed verification"):
+            restore_backup(tree)
+        assert digests(tree.root, "ml_models") == before
 
 
 def evil_archive(tree: DataTree, member_name: str, kind: bytes = tarfile.REGTYPE) -> str:
