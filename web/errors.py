@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 
@@ -58,6 +59,16 @@ def _api_error(exc: ApiError) -> Response:
     return error_response(exc.status, exc.error, exc.detail, exc.headers)
 
 
+def _redis_unavailable(exc: Exception) -> Response:
+    log.warning("Redis unavailable: %s", exc)
+    return error_response(
+        503,
+        "redis unavailable",
+        f"Redis did not answer ({type(exc).__name__}); retry shortly",
+        {"Retry-After": "5"},
+    )
+
+
 def _unexpected(exc: Exception) -> Response:
     log.exception("unhandled error: %s", exc)
     return error_response(
@@ -69,4 +80,6 @@ def register_error_handlers(app: Flask) -> None:
     """Answer HTTP errors, ApiError and unexpected exceptions with the JSON error shape."""
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(redis.ConnectionError, _redis_unavailable)
+    app.register_error_handler(redis.TimeoutError, _redis_unavailable)
     app.register_error_handler(Exception, _unexpected)

@@ -12,6 +12,7 @@ from flask import Flask
 from stockpred.counters import HitCounter
 from stockpred.market.embedded import EmbeddedSource
 from stockpred.settings import Settings
+from tests.contract import assert_conforms
 from tests.support import wait_for
 from web import create_app
 
@@ -37,6 +38,7 @@ def test_the_seed_tickers_answer_real_embedded_rows(
     response = client.get(f"/api/v1/historical/{symbol.lower()}?days=5")  # type: ignore[attr-defined]
     body = response.get_json()
     assert response.status_code == 200, body
+    assert_conforms("/api/v1/historical/{symbol}", "get", 200, body)
     expected = EmbeddedSource().fetch(symbol).frame.tail(5)
     assert body["symbol"] == symbol and body["days"] == 5 and body["count"] == 5
     assert body["source"] == "embedded"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
 
 from flask import Blueprint, Response, current_app, jsonify
@@ -47,6 +49,18 @@ def index() -> Response:
             "endpoints": _endpoints(),
         }
     )
+
+
+@functools.cache
+def openapi_document() -> bytes:
+    """The HTTP contract (web/openapi.json), read once per process."""
+    return resources.files("web").joinpath("openapi.json").read_bytes()
+
+
+@bp.get("/api/v1/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3.1 document of this API."""
+    return Response(openapi_document(), mimetype="application/json")
 
 
 @bp.get("/api/v1/health")
