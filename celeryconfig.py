@@ -49,7 +49,9 @@ worker_cancel_long_running_tasks_on_connection_loss = True
 worker_max_memory_per_child = 1_500_000  # KiB; a backstop against TensorFlow RSS growth
 task_track_started = True
 worker_send_task_events = True
-task_send_sent_event = True
+# No task-sent events: they would double the messages of every submission; waiting tasks show
+# as queue depth (stats, metrics) and as queued job records.
+task_send_sent_event = False
 result_expires = timedelta(days=1)
 result_extended = True
 

@@ -1,7 +1,8 @@
 """Hit and miss counters kept in Redis, shared by every process (read by stats and metrics).
 
 Lookups and misses are counted (hits = lookups - misses) so that a cache hit costs no extra
-round trip: the lookup count rides in the same pipeline as the cache read.
+round trip: `read_counted` reads a key and counts its lookup (and, when absent, its miss) in
+one server-side script.
 """
 
 from __future__ import annotations
@@ -11,6 +12,12 @@ from typing import Any
 import redis
 
 PREFIX = "stockpred:stats:"
+_READ_COUNTED = """
+local value = redis.call('GET', KEYS[1])
+redis.call('HINCRBY', KEYS[2], 'lookups', 1)
+if not value then redis.call('HINCRBY', KEYS[2], 'misses', 1) end
+return value
+"""
 
 
 class HitCounter:
@@ -19,10 +26,11 @@ class HitCounter:
     def __init__(self, client: redis.Redis, name: str) -> None:
         self._redis = client
         self.key = PREFIX + name
+        self._read_counted = client.register_script(_READ_COUNTED)
 
-    def count_lookup(self, pipe: Any) -> None:
-        """Add one lookup to a pipeline the caller executes."""
-        pipe.hincrby(self.key, "lookups", 1)
+    def read_counted(self, key: str) -> Any:
+        """GET `key`, counting a lookup and, if the key is absent, a miss (one round trip)."""
+        return self._read_counted(keys=[key, self.key])
 
     def hit(self) -> None:
         self._redis.hincrby(self.key, "lookups", 1)

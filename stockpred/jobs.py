@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -22,27 +22,55 @@ TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 _JSON_FIELDS = ("progress", "result", "error", "params")
 
 # Atomic "update if present": a late worker update must not recreate an expired record, and a
-# cancelled job stays cancelled whatever its task reports afterwards.
+# cancelled job stays cancelled whatever its task reports afterwards. A final state also leaves
+# the whole record, as JSON, in the job's done list, where waiters wake up with it.
+# ARGV: state, now, record TTL, done-list TTL, field/value pairs.
 _UPDATE_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local current = redis.call('HGET', KEYS[1], 'state')
 if current == 'cancelled' and ARGV[1] ~= 'cancelled' then return -1 end
-if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
+if #ARGV > 4 then redis.call('HSET', KEYS[1], unpack(ARGV, 5)) end
 if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'state', ARGV[1]) end
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 if ARGV[1] == 'succeeded' or ARGV[1] == 'failed' or ARGV[1] == 'cancelled' then
-  redis.call('RPUSH', KEYS[2], ARGV[1])
-  redis.call('EXPIRE', KEYS[2], 60)
+  local flat = redis.call('HGETALL', KEYS[1])
+  local record = {}
+  for i = 1, #flat, 2 do record[flat[i]] = flat[i + 1] end
+  redis.call('DEL', KEYS[2])
+  redis.call('RPUSH', KEYS[2], cjson.encode(record))
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
 end
 return 1
 """
+# Create a record unless the dedupe key names a job that still has one (then return that job's
+# fields). KEYS: record, dedupe key or ""; ARGV: job id, record TTL, dedupe seconds, record key
+# prefix, field/value pairs. The deduplicated job's key is built here: one Redis server only.
+_CREATE_SCRIPT = """
+if KEYS[2] ~= '' then
+  local existing = redis.call('GET', KEYS[2])
+  if existing then
+    local found = redis.call('HGETALL', ARGV[4] .. existing)
+    if #found > 0 then return found end
+  end
+  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3])
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return {}
+"""
 DONE_PREFIX = "stockpred:jobdone:"
+# Job stamps to the microsecond: a prediction waits and runs for a few milliseconds.
+STAMP_PRECISION = "microseconds"
+DEDUPE_PREFIX = "stockpred:dedupe:"
+# How long a finished job's done list lives: waiters must start within it, so it outlasts the
+# longest dedupe window (a deduplicated request waits on a job that may have just finished).
+DONE_TTL_SECONDS = 600
 
 
-def utcnow_iso() -> str:
+def utcnow_iso(timespec: str = "milliseconds") -> str:
     """Current UTC time in RFC 3339 with a Z suffix."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -63,6 +91,8 @@ class Job:
     finished_at: str | None = None
     result: Any = None
     error: dict[str, Any] | None = None
+    # The result as stored (compact JSON), for answering it without encoding it again.
+    result_json: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def finished(self) -> bool:
@@ -95,6 +125,7 @@ class JobStore:
         self._redis = client
         self._ttl = int(ttl.total_seconds())
         self._update = client.register_script(_UPDATE_SCRIPT)
+        self._create = client.register_script(_CREATE_SCRIPT)
 
     @staticmethod
     def key(job_id: str) -> str:
@@ -109,9 +140,15 @@ class JobStore:
         symbol: str | None = None,
         params: dict[str, Any] | None = None,
         job_id: str | None = None,
+        dedupe_key: str | None = None,
+        dedupe_seconds: int = 120,
     ) -> Job:
-        """Write a new record in state `queued` and return it."""
-        now = utcnow_iso()
+        """Write a new record in state `queued` and return it (one round trip).
+
+        With `dedupe_key`, a job created under the same key in the last `dedupe_seconds` that
+        still has its record is returned instead, and nothing is written: compare the ids.
+        """
+        now = utcnow_iso(STAMP_PRECISION)
         job = Job(
             id=job_id or str(uuid.uuid4()),
             kind=kind,
@@ -123,21 +160,33 @@ class JobStore:
             symbol=symbol,
             params=params,
         )
-        fields: dict[Any, Any] = {k: v for k, v in self._encode(job.to_dict()).items() if v}
-        pipe = self._redis.pipeline()
-        pipe.hset(self.key(job.id), mapping=fields)
-        pipe.expire(self.key(job.id), self._ttl)
-        pipe.execute()
+        flat: list[str] = []
+        for name, value in self._encode(job.to_dict()).items():
+            if value:
+                flat += [name, value]
+        found = self._create(
+            keys=[self.key(job.id), DEDUPE_PREFIX + dedupe_key if dedupe_key else ""],
+            args=[job.id, self._ttl, dedupe_seconds, KEY_PREFIX, *flat],
+        )
+        if found:
+            return self._decode(dict(zip(found[::2], found[1::2], strict=True)))
         return job
+
+    def forget_dedupe(self, dedupe_key: str) -> None:
+        """Drop a dedupe key (its job could not be queued)."""
+        self._redis.delete(DEDUPE_PREFIX + dedupe_key)
 
     def get(self, job_id: str) -> Job | None:
         """Return the record, or None for an unknown or expired id."""
         raw = cast(dict[str, str], self._redis.hgetall(self.key(job_id)))
-        if not raw:
-            return None
+        return self._decode(raw) if raw else None
+
+    @staticmethod
+    def _decode(raw: dict[str, str]) -> Job:
         decoded: dict[str, Any] = dict(raw)
         for name in _JSON_FIELDS:
             decoded[name] = json.loads(raw[name]) if raw.get(name) else None
+        decoded["result_json"] = raw.get("result") or None
         known = set(Job.__dataclass_fields__)
         return Job(**{k: v for k, v in decoded.items() if k in known})
 
@@ -153,7 +202,7 @@ class JobStore:
         """Update an existing record; return False if it is missing or was cancelled."""
         if state is not None and state not in STATES:
             raise ValueError(f"unknown job state {state!r}")
-        now = utcnow_iso()
+        now = utcnow_iso(STAMP_PRECISION)
         fields: dict[str, Any] = {}
         if progress is not None:
             fields["progress"] = progress
@@ -169,34 +218,37 @@ class JobStore:
         for name, value in self._encode(fields).items():
             flat += [name, value]
         outcome = self._update(
-            keys=[self.key(job_id), DONE_PREFIX + job_id], args=[state or "", now, self._ttl, *flat]
+            keys=[self.key(job_id), DONE_PREFIX + job_id],
+            args=[state or "", now, self._ttl, DONE_TTL_SECONDS, *flat],
         )
         return int(outcome) == 1
 
     def wait_finished(self, job_id: str, timeout: float) -> Job | None:
-        """Block until the job is final (woken by Redis, no polling); on timeout return it as is."""
+        """Block until the job is final and return it; on timeout return it as it is.
+
+        Woken by Redis with the final record (no polling, no second read): the done list is
+        rotated in place (BLMOVE from its tail to its head), so every waiter on the same job
+        sees the record. For jobs finished in the last DONE_TTL_SECONDS (or not yet): an older
+        finished job is returned only when the timeout ends.
+        """
+        done = DONE_PREFIX + job_id
         deadline = time.monotonic() + timeout
-        while True:
-            job = self.get(job_id)
-            if job is None or job.finished:
-                return job
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return job
+        while (remaining := deadline - time.monotonic()) > 0.01:
             # Bounded below the client's socket timeout; the wake-up itself is immediate.
-            woke = self._redis.blpop([DONE_PREFIX + job_id], timeout=min(remaining, 2.0))
-            if woke:  # put it back for any other request waiting on the same job
-                pipe = self._redis.pipeline()
-                pipe.rpush(DONE_PREFIX + job_id, woke[1])
-                pipe.expire(DONE_PREFIX + job_id, 60)
-                pipe.execute()
+            timeout = min(remaining, 2.0)  # Redis takes fractions of a second; redis-py says int
+            raw = self._redis.blmove(done, done, timeout, "RIGHT", "LEFT")  # type: ignore[arg-type]
+            if raw is not None:
+                return self._decode(json.loads(raw))
+        return self.get(job_id)
 
     @staticmethod
     def _encode(fields: dict[str, Any]) -> dict[str, str]:
         out: dict[str, str] = {}
         for name, value in fields.items():
             if name in _JSON_FIELDS:
-                out[name] = "" if value is None else json.dumps(value, default=str)
+                out[name] = (
+                    "" if value is None else json.dumps(value, default=str, separators=(",", ":"))
+                )
             else:
                 out[name] = "" if value is None else str(value)
         return out

@@ -185,3 +185,5 @@ def configure_logging(settings: Settings, role: str, stdout: bool = True) -> Non
         handler.addFilter(context_filter)
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+        # One line per request or prediction belongs in its own file, not in the main log too.
+        logger.propagate = False

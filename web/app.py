@@ -11,6 +11,7 @@ from flask import Flask
 from stockpred.settings import Settings, get_settings
 from web.api import historical, jobs, meta, models, predictions, stats, storage, training
 from web.errors import register_error_handlers
+from web.fastpath import CachedPredictionFastPath
 from web.metrics import install_metrics
 from web.middleware import install_middleware
 from web.services import EXTENSION_KEY, Services
@@ -38,4 +39,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(models.bp)
     app.register_blueprint(stats.bp)
     app.register_blueprint(storage.bp)
+    app.wsgi_app = CachedPredictionFastPath(  # type: ignore[method-assign]
+        app.wsgi_app, lambda: svc.prediction_lookup
+    )
     return app

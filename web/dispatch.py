@@ -14,7 +14,6 @@ from web.errors import ApiError
 from web.services import services
 
 log = logging.getLogger(__name__)
-DEDUPE_PREFIX = "stockpred:dedupe:"
 # Fail fast when the broker is away: the caller gets a 503 instead of a hung request.
 _PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
@@ -38,24 +37,31 @@ def submit(
     if queue is None:
         raise ValueError(f"task {task_name!r} names no declared queue")
     svc = services()
-    job_id = job_id or str(uuid.uuid4())
+    wanted = job_id or str(uuid.uuid4())
     try:
-        if dedupe_key is not None:
-            key = DEDUPE_PREFIX + dedupe_key
-            if not svc.redis.set(key, job_id, nx=True, ex=dedupe_seconds):
-                existing = svc.redis.get(key)
-                found = svc.jobs.get(str(existing)) if existing else None
-                if found is not None:
-                    return found
-                svc.redis.set(key, job_id, ex=dedupe_seconds)
         job = svc.jobs.create(
-            kind=kind, task_name=task_name, queue=queue, symbol=symbol, params=kwargs, job_id=job_id
+            kind=kind,
+            task_name=task_name,
+            queue=queue,
+            symbol=symbol,
+            params=kwargs,
+            job_id=wanted,
+            dedupe_key=dedupe_key,
+            dedupe_seconds=dedupe_seconds,
         )
     except Exception as exc:
         raise ApiError(503, "job store unavailable", f"Redis did not answer: {exc}") from exc
+    if job.id != wanted:
+        return job  # the same work, submitted moments ago
     try:
+        # The job record carries the result: Celery's result backend is not written.
         svc.celery.send_task(
-            task_name, kwargs=kwargs, task_id=job.id, retry=True, retry_policy=_PUBLISH_RETRY
+            task_name,
+            kwargs=kwargs,
+            task_id=job.id,
+            ignore_result=True,
+            retry=True,
+            retry_policy=_PUBLISH_RETRY,
         )
     except Exception as exc:
         log.error("could not queue %s job %s: %s", task_name, job.id, exc)
@@ -64,7 +70,7 @@ def submit(
                 job.id, state="failed", error={"type": "QueueUnavailable", "message": str(exc)}
             )
             if dedupe_key is not None:
-                svc.redis.delete(DEDUPE_PREFIX + dedupe_key)
+                svc.jobs.forget_dedupe(dedupe_key)
         except Exception:
             log.warning("could not mark job %s failed", job.id, exc_info=True)
         raise ApiError(503, "task queue unavailable", str(exc)) from exc

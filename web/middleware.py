@@ -19,12 +19,37 @@ READ_METHODS = "GET, HEAD, OPTIONS"
 access_log = logging.getLogger(API_LOGGER)
 
 
+def request_id_for(incoming: str) -> str:
+    """The client's X-Request-ID when it is sane, else a new one."""
+    return incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+
+
+def log_request(
+    method: str,
+    path: str,
+    status: int,
+    *,
+    elapsed_ms: float,
+    client: str,
+    request_id: str,
+    agent: str,
+) -> None:
+    """One api.log line per answered request."""
+    access_log.info(
+        '%s %s %s %.1fms client=%s request_id=%s agent="%s"',
+        method,
+        path,
+        status,
+        elapsed_ms,
+        client,
+        request_id,
+        agent[:120],
+    )
+
+
 def _start_request() -> None:
     g.started = time.perf_counter()
-    incoming = request.headers.get("X-Request-ID", "")
-    g.request_id = (
-        incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
-    )
+    g.request_id = request_id_for(request.headers.get("X-Request-ID", ""))
 
 
 def _require_token() -> None:
@@ -60,24 +85,34 @@ def _finish_request(response: Response) -> Response:
             response.headers["Access-Control-Max-Age"] = "600"
     response.headers["X-Request-ID"] = g.get("request_id", "")
     elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-    elapsed_ms = elapsed * 1000
+    method, status = request.method, response.status_code
     endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    status = str(response.status_code)
-    metrics = web_metrics()
-    metrics.requests.labels(request.method, endpoint, status).inc()
-    metrics.duration.labels(request.method, endpoint, status).observe(elapsed)
-    if response.status_code >= 400:
-        metrics.errors.labels(endpoint, status).inc()
-    access_log.info(
-        '%s %s %s %.1fms client=%s request_id=%s agent="%s"',
-        request.method,
-        request.full_path.rstrip("?") if request.query_string else request.path,
-        response.status_code,
-        elapsed_ms,
-        request.remote_addr or "-",
-        g.get("request_id", "-"),
-        (request.user_agent.string or "-")[:120],
-    )
+    line = {
+        "path": request.full_path.rstrip("?") if request.query_string else request.path,
+        "elapsed_ms": elapsed * 1000,
+        "client": request.remote_addr or "-",
+        "request_id": g.get("request_id", "-"),
+        "agent": request.user_agent.string or "-",
+    }
+
+    def record() -> None:
+        """Metrics and the api.log line, once the server has sent the answer."""
+        metrics = web_metrics()
+        metrics.requests.labels(method, endpoint, str(status)).inc()
+        metrics.duration.labels(method, endpoint, str(status)).observe(elapsed)
+        if status >= 400:
+            metrics.errors.labels(endpoint, str(status)).inc()
+        log_request(
+            method,
+            line["path"],
+            status,
+            elapsed_ms=line["elapsed_ms"],
+            client=line["client"],
+            request_id=line["request_id"],
+            agent=line["agent"],
+        )
+
+    response.call_on_close(record)
     return response
 
 

@@ -14,8 +14,10 @@ from celery import Celery
 from flask import current_app
 
 from stockpred.jobs import JobStore
+from stockpred.paths import DataTree
 from stockpred.redis_conn import connect
 from stockpred.settings import Settings
+from web.prediction_lookup import PredictionLookup
 
 EXTENSION_KEY = "stockpred"
 
@@ -48,6 +50,10 @@ class Services:
     @functools.cached_property
     def jobs(self) -> JobStore:
         return JobStore(self.redis, self.settings.job_ttl)
+
+    @functools.cached_property
+    def prediction_lookup(self) -> PredictionLookup:
+        return PredictionLookup(DataTree.from_settings(self.settings), self.redis)
 
     def close(self) -> None:
         """Close the connections opened so far (a worker exiting, a test ending)."""

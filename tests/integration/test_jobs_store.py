@@ -1,13 +1,16 @@
-"""Job records on a real Redis: create, read, update, cancelled stays cancelled, expiry."""
+"""Job records on a real Redis: create, dedupe, read, update, cancel, expiry, waiting."""
 
 from __future__ import annotations
 
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import redis
 
-from stockpred.jobs import JobStore
+from stockpred.jobs import DEDUPE_PREFIX, Job, JobStore
+from tests.support import wait_for
 
 
 def test_a_record_round_trips_with_json_fields(redis_client: redis.Redis) -> None:
@@ -56,3 +59,56 @@ def test_records_expire_after_the_ttl_from_their_last_change(redis_client: redis
     redis_client.expire(JobStore.key(job.id), 5)
     store.update(job.id, state="started")
     assert redis_client.ttl(JobStore.key(job.id)) > 5
+
+
+def test_a_dedupe_key_returns_the_live_job_and_writes_nothing(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client, timedelta(days=7))
+
+    def predict(job_id: str | None = None) -> Job:
+        return store.create(
+            kind="predict",
+            task_name="inference.predict",
+            queue="inference",
+            job_id=job_id,
+            dedupe_key="predict:DEDUP:1",
+            dedupe_seconds=30,
+        )
+
+    first = predict()
+    assert predict("other-id") == first and store.get("other-id") is None
+    redis_client.delete(JobStore.key(first.id))  # its record expired: the key is taken over
+    assert predict("third-id").id == "third-id" and store.get("third-id") is not None
+    assert 0 < redis_client.ttl(DEDUPE_PREFIX + "predict:DEDUP:1") <= 30
+
+
+def test_every_waiter_wakes_with_the_final_record(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client, timedelta(days=7))
+    job = store.create(kind="predict", task_name="inference.predict", queue="inference")
+    with ThreadPoolExecutor(3) as pool:
+        waiters = [pool.submit(store.wait_finished, job.id, 10) for _ in range(3)]
+        wait_for(
+            lambda: redis_client.info("clients")["blocked_clients"] >= 3,
+            5,
+            what="three blocked waiters",
+        )
+        started = time.monotonic()
+        store.update(job.id, state="succeeded", result={"price": 1.5, "note": 'a/b "q"'})
+        woken = [w.result(timeout=5) for w in waiters]
+    assert time.monotonic() - started < 2
+    for found in woken:
+        assert found is not None and found.state == "succeeded"
+        assert found.result == {"price": 1.5, "note": 'a/b "q"'}
+        assert found == store.get(job.id)
+    late = store.wait_finished(job.id, 10)  # a waiter arriving after the end
+    assert late == store.get(job.id)
+
+
+def test_waiting_on_an_unfinished_job_returns_it_as_it_is_at_the_timeout(
+    redis_client: redis.Redis,
+) -> None:
+    store = JobStore(redis_client, timedelta(days=7))
+    job = store.create(kind="predict", task_name="inference.predict", queue="inference")
+    store.update(job.id, state="started")
+    found = store.wait_finished(job.id, 0.3)
+    assert found is not None and found.state == "started"
+    assert store.wait_finished(str(uuid.uuid4()), 0.1) is None

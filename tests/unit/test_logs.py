@@ -54,7 +54,7 @@ def test_many_processes_rotate_one_file_without_losing_or_mixing_lines(tmp_path:
     assert set(seen.values()) == {1}
 
 
-def test_records_go_to_the_right_files_with_their_context(tmp_path: Path) -> None:
+def test_records_go_to_their_own_files_with_their_context(tmp_path: Path) -> None:
     settings = load_settings({"STOCKPRED_DATA_DIR": str(tmp_path)})
     logs.configure_logging(settings, role="unit", stdout=False)
     try:
@@ -68,10 +68,9 @@ def test_records_go_to_the_right_files_with_their_context(tmp_path: Path) -> Non
             logging.getLogger(name).handlers.clear()
     app_dir = tmp_path / "logs" / "application"
     everything = (app_dir / "stock-prediction.log").read_text()
-    assert "task_id=t-1 symbol=NVDA: predicted" in everything
-    assert "GET / 200" in everything
-    assert "[unit:" in everything
-    assert "predicted" in (app_dir / "prediction.log").read_text()
+    assert "[unit:" in everything and "broke" in everything
+    assert "predicted" not in everything and "GET / 200" not in everything
+    assert "task_id=t-1 symbol=NVDA: predicted" in (app_dir / "prediction.log").read_text()
     errors = (app_dir / "error.log").read_text()
     assert "broke" in errors and "predicted" not in errors
     assert "GET / 200" in (app_dir / "api.log").read_text()

@@ -195,12 +195,15 @@ def test_mutating_answers_carry_no_cors_header(client: FlaskClient) -> None:
     assert "Access-Control-Allow-Origin" not in response.headers
 
 
-def test_every_request_gets_one_api_log_line(
+def test_every_request_gets_one_api_log_line_once_it_is_sent(
     client: FlaskClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger=API_LOGGER):
-        client.get("/api/v1/health?verbose=1", environ_base={"REMOTE_ADDR": "10.1.2.3"})
-        client.get("/missing")
+        health = client.get("/api/v1/health?verbose=1", environ_base={"REMOTE_ADDR": "10.1.2.3"})
+        missing = client.get("/missing")
+        assert not [r for r in caplog.records if r.name == API_LOGGER]  # not before it is sent
+        health.close()  # what the WSGI server does once it has sent the answer
+        missing.close()
     lines = [r.getMessage() for r in caplog.records if r.name == API_LOGGER]
     assert len(lines) == 2
     assert lines[0].startswith("GET /api/v1/health?verbose=1 200 ")

@@ -6,37 +6,21 @@ import time
 
 from flask import Blueprint, Response, jsonify, request
 
-from stockpred.counters import HitCounter
-from stockpred.filememo import FileMemo
-from stockpred.market.daily_cache import DailyCache
-from stockpred.ml.prediction_store import cache_key
-from stockpred.ml.registry import CURRENT_FILE
-from stockpred.paths import DataTree
 from web.api.training import start_training
 from web.dispatch import accepted, submit, wait_for_job
 from web.errors import ApiError
 from web.metrics import web_metrics
 from web.params import parse_bool, parse_int, parse_symbol
+from web.prediction_lookup import LOOKED_UP_ENVIRON_KEY, answer_from_cache
 from web.services import services
 
-bp = Blueprint("predictions", __name__, url_prefix="/api/v1/predict")
+URL_PREFIX = "/api/v1/predict"
+PREFIX = URL_PREFIX + "/"
+PREDICT_RULE = PREFIX + "<path:symbol>"  # the endpoint label of metrics, as Flask names the rule
+bp = Blueprint("predictions", __name__, url_prefix=URL_PREFIX)
 MAX_HORIZON = 30
 NOT_FOUND = {"NoModel", "UnknownSymbol", "NoData", "InvalidSymbol"}
 BAD_REQUEST = {"HorizonUnsupported"}
-
-
-_memo = FileMemo()
-
-
-def _current_version(tree: DataTree, symbol: str) -> str | None:
-    """The published version, re-read only when the pointer file changes."""
-    pointer = tree.ml_models / symbol / CURRENT_FILE
-    return _memo.read(pointer, lambda p: p.read_text(encoding="utf-8").strip() or None)
-
-
-def _as_of(cache: DailyCache, symbol: str) -> str | None:
-    """The date of the symbol's last cached bar, re-read only when the sidecar changes."""
-    return _memo.read(cache.meta_path(symbol), lambda _: cache.as_of(symbol))
 
 
 @bp.get("/<path:symbol>")
@@ -64,8 +48,8 @@ def _predict(symbol: str) -> Response:
     run_async = parse_bool("async", request.args.get("async"))
     svc = services()
     settings = svc.settings
-    tree = DataTree.from_settings(settings)
-    version = _current_version(tree, sym)
+    lookup = svc.prediction_lookup
+    version = lookup.version(sym)
     if version is None:
         if settings.auto_train:
             return start_training(sym, epochs=None, force=False)
@@ -75,23 +59,18 @@ def _predict(symbol: str) -> Response:
             f"{sym} has no trained model: train one with POST /api/v1/train/{sym} "
             f"(or `make train SYMBOL={sym}`), or set AUTO_TRAIN=true",
         )
-    counter = HitCounter(svc.redis, "prediction_cache")
-    as_of = _as_of(DailyCache(tree.daily_cache), sym)
-    looked_up = False
-    if as_of is not None and not run_async:
-        pipe = svc.redis.pipeline(transaction=False)
-        pipe.get(cache_key(sym, horizon, version, as_of))
-        counter.count_lookup(pipe)
-        raw = pipe.execute()[0]
+    # The WSGI fast path (web.fastpath) may have looked the key up already and missed.
+    looked_up = bool(request.environ.get(LOOKED_UP_ENVIRON_KEY))
+    as_of = lookup.as_of(sym)
+    if as_of is not None and not run_async and not looked_up:
+        raw = lookup.read(sym, horizon, version, as_of)
         looked_up = True
         if raw is not None:
-            # Served as stored: the cached JSON object gains "cached": true, unparsed.
             return Response(
-                str(raw)[:-1] + ',"cached":true}',
-                mimetype="application/json",
-                headers={"X-Cache": "hit"},
+                answer_from_cache(raw), mimetype="application/json", headers={"X-Cache": "hit"}
             )
-    counter.miss(looked_up=looked_up)
+    if not looked_up:
+        lookup.count_miss()
     job = submit(
         kind="predict",
         task_name="inference.predict",
@@ -106,6 +85,8 @@ def _predict(symbol: str) -> Response:
     if finished is None:
         return accepted(job)
     if finished.state == "succeeded" and isinstance(finished.result, dict):
+        if finished.result_json:  # answered as the worker stored it, not encoded again
+            return Response(finished.result_json, mimetype="application/json")
         return jsonify(finished.result)
     error = finished.error or {}
     kind, message = error.get("type"), error.get("message") or finished.state
