@@ -37,6 +37,11 @@ def _memo(name: str, build: Callable[[], T]) -> T:
     return cast(T, slot[name])
 
 
+def built(name: str) -> Any:
+    """What `_memo` built under `name` in this process, or None."""
+    return _for_pid(os.getpid()).get(name)
+
+
 def settings() -> Settings:
     return get_settings()
 

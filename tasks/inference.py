@@ -6,9 +6,10 @@ from typing import Any
 
 from celery import shared_task
 
+from stockpred.background import BackgroundWriter
 from stockpred.market.symbols import normalize_symbol
 from stockpred.ml.predict import InferenceService, ModelCache
-from stockpred.ml.prediction_store import PredictionCache
+from stockpred.ml.prediction_store import PredictionCache, PredictionJournal
 from stockpred.queues import QueueName, hard_time_limit, soft_time_limit
 from stockpred.redis_conn import process_client
 from tasks import context
@@ -30,12 +31,20 @@ def service() -> InferenceService:
             refresh=context.market().refresh,
             history=context.market().history.load,
             cache=PredictionCache(process_client(settings), settings.ml_prediction_ttl),
-            predictions_dir=context.data_tree().predictions_daily,
+            journal=PredictionJournal(context.data_tree().predictions_daily),
+            writer=BackgroundWriter("prediction-journal"),
             buy_threshold=settings.buy_threshold,
             sell_threshold=settings.sell_threshold,
         )
 
     return context._memo("inference", build)
+
+
+def flush() -> None:
+    """Finish this process's pending journal and log lines (a pool child about to exit)."""
+    built = context.built("inference")
+    if built is not None:
+        built.flush()
 
 
 @shared_task(name="inference.predict", acks_late=True, **_LIMITS)

@@ -1,8 +1,9 @@
 """Worker and beat process set-up through Celery signals.
 
 Logging into persistent_data with the node name and task context; TensorFlow's thread budget
-per pool child (read lazily by `stockpred.tf_runtime`, TensorFlow is never imported here); job
-record updates as tasks start, succeed, fail or retry.
+per pool child, and its import in the background of each pool child of the inference and
+training workers (never in the parent: TF#27074); job record updates as tasks start, succeed,
+fail or retry.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from typing import Any
 
@@ -19,14 +21,18 @@ from stockpred import logs
 from stockpred.jobs import JobStore
 from stockpred.metrics import worker_metrics
 from stockpred.observability import stamp_published_at
+from stockpred.queues import QueueName
 from stockpred.redis_conn import process_client
 from stockpred.settings import get_settings
-from stockpred.tf_runtime import TF_THREADS_ENV, thread_budget
+from stockpred.tf_runtime import TF_THREADS_ENV, tensorflow, thread_budget
+from tasks import inference
 
 log = logging.getLogger(__name__)
 _tokens: dict[str, Any] = {}
 _started: dict[str, float] = {}
 _stores: dict[int, JobStore] = {}
+PRELOAD_ENV = "STOCKPRED_PRELOAD_TENSORFLOW"
+TENSORFLOW_QUEUES = frozenset({QueueName.INFERENCE.value, QueueName.TRAINING.value})
 
 
 def _job_store() -> JobStore:
@@ -60,12 +66,33 @@ def _after_worker_setup(sender: str, instance: Any, **_: Any) -> None:
     logs.configure_logging(get_settings(), role=sender)
     concurrency = max(1, int(getattr(instance, "concurrency", 1) or 1))
     os.environ.setdefault(TF_THREADS_ENV, str(max(1, (os.cpu_count() or 1) // concurrency)))
+    consumed = set(instance.app.amqp.queues.consume_from or {})
+    if consumed & TENSORFLOW_QUEUES:
+        os.environ.setdefault(PRELOAD_ENV, "1")  # read by the pool children after fork
 
 
 @signals.worker_process_init.connect
 def _pool_child_init(**_: Any) -> None:
-    """Say what this pool child was given; TensorFlow itself is imported only when needed."""
+    """Say what this pool child was given; start importing TensorFlow if its queues need it.
+
+    The import (2-5 s) runs in a background thread of the child, so the child reports ready
+    at once (Celery allows it ~4 s) and its first task finds TensorFlow loaded or waits for
+    the rest of the import instead of starting it. Training children are new for every task
+    (--max-tasks-per-child 1), so each training no longer pays for the import.
+    """
     log.info("pool process ready (TensorFlow intra-op threads: %d)", thread_budget())
+    if os.environ.get(PRELOAD_ENV) == "1":
+        threading.Thread(target=_import_tensorflow, name="tensorflow-preload", daemon=True).start()
+
+
+def _import_tensorflow() -> None:
+    started = time.perf_counter()
+    try:
+        tensorflow()
+    except Exception:
+        log.exception("importing TensorFlow in the background failed; tasks will retry it")
+        return
+    log.info("TensorFlow imported in %.1fs, ahead of the first task", time.perf_counter() - started)
 
 
 signals.before_task_publish.connect(stamp_published_at, weak=False)
@@ -73,7 +100,11 @@ signals.before_task_publish.connect(stamp_published_at, weak=False)
 
 @signals.worker_process_shutdown.connect
 def _pool_child_exit(pid: int | None = None, **_: Any) -> None:
-    """Drop this child's live gauges from the multi-process metrics."""
+    """Write out pending prediction lines; drop this child's live gauges from the metrics."""
+    try:
+        inference.flush()
+    except Exception:
+        log.warning("could not flush pending prediction lines", exc_info=True)
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 

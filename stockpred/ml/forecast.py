@@ -2,8 +2,8 @@
 
 Two kinds: `lstm-direct` (trained here: windows of all features → H horizons) and
 `legacy-close` (imported from the original service: 60 scaled closes → the next scaled close).
-Calls go through `predict_on_batch`, the compiled path (~4 ms per window here, against ~58 ms for
-`model.predict`).
+Calls go through a concrete function traced once per loaded model (`serving_function`: ~2.0 ms
+per window here, against ~2.8 ms for `predict_on_batch` and ~58 ms for `model.predict`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import pandas as pd
 
 from stockpred.ml.dataset import Scalers, windows_at
 from stockpred.ml.evaluation import Evaluation
-from stockpred.ml.model import load_keras_model
+from stockpred.ml.model import load_keras_model, serving_function
 from stockpred.ml.registry import VersionInfo
+from stockpred.tf_runtime import tensorflow
 
 LSTM_KIND = "lstm-direct"
 LEGACY_KIND = "legacy-close"
@@ -45,9 +46,7 @@ class LoadedModel:
         kind = info.metadata.get("kind", LSTM_KIND)
         scalers = Scalers.from_joblib_payload(payload) if kind == LSTM_KIND else payload["scaler"]
         loaded = cls(info.symbol, info.version, info.metadata, model, scalers, 0.0)
-        window = int(info.metadata["sequence_length"])
-        n_features = len(info.metadata["features"])
-        loaded.model.predict_on_batch(np.zeros((1, window, n_features), dtype="float32"))  # trace
+        loaded.serve(np.zeros((1, *model.input_shape[1:]), dtype="float32"))  # trace it now
         loaded.load_seconds = time.perf_counter() - started
         return loaded
 
@@ -62,6 +61,11 @@ class LoadedModel:
     @property
     def sequence_length(self) -> int:
         return int(self.metadata["sequence_length"])
+
+    @functools.cached_property
+    def serve(self) -> Any:
+        """The traced forward pass: numpy (n, window, features) in, numpy (n, outputs) out."""
+        return serving_function(self.model)
 
     @functools.cached_property
     def evaluation(self) -> Evaluation | None:
@@ -82,11 +86,29 @@ class LoadedModel:
 
     def predict_prepared(self, x: np.ndarray, anchor_close: np.ndarray) -> np.ndarray:
         """Cumulative log returns (n, horizon) from prepared input (the compiled call)."""
-        out = np.asarray(self.model.predict_on_batch(x))
+        out = np.asarray(self.serve(x))
         if self.kind == LEGACY_KIND:
             predicted_close = self.scalers.inverse_transform(out.reshape(-1, 1)).reshape(-1)
             return np.asarray(np.log(predicted_close / anchor_close)[:, np.newaxis])
         return np.asarray(self.scalers.inverse_y(out))
+
+    def model_input(self, x: np.ndarray) -> Any:
+        """Prepared input as the tensor the serving function takes (convert once, call often)."""
+        return tensorflow().constant(x, dtype="float32")
+
+    @functools.cached_property
+    def _target_affine(self) -> tuple[list[float], list[float]]:
+        """The target scaler's scale and mean per horizon, as plain floats."""
+        target = self.scalers.target
+        return [float(v) for v in target.scale_], [float(v) for v in target.mean_]
+
+    def window_log_returns(self, x: Any, anchor_close: float, horizon: int) -> list[float]:
+        """Cumulative log returns 1..horizon days ahead for one prepared window."""
+        if self.kind == LEGACY_KIND:
+            return [float(self.predict_prepared(x, np.array([anchor_close]))[0][0])]
+        out = self.serve(x)[0]
+        scale, mean = self._target_affine
+        return [float(out[h]) * scale[h] + mean[h] for h in range(horizon)]
 
     def forecast(self, features: pd.DataFrame, anchors: np.ndarray) -> np.ndarray:
         """Cumulative log returns (len(anchors), horizon) for windows ending at `anchors`."""

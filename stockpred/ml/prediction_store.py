@@ -9,13 +9,13 @@ write per line, so concurrent writers never interleave). No TensorFlow here.
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import redis
+
+from stockpred.deferred_writes import DeferredWrites
 
 KEY_PREFIX = "stockpred:prediction:"
 
@@ -30,18 +30,15 @@ class PredictionCache:
     def __init__(self, client: redis.Redis, ttl: timedelta) -> None:
         self._redis = client
         self._ttl = int(ttl.total_seconds())
+        self._writes = DeferredWrites(client)
 
-    def get_raw(self, key: str) -> str | None:
-        """The cached result as stored (a JSON object string)."""
-        raw = self._redis.get(key)
-        return None if raw is None else str(raw)
+    def put(self, key: str, encoded: str) -> None:
+        """Store a result already encoded as a JSON object string (the reply is read later)."""
+        self._writes.send("SET", key, encoded, "EX", self._ttl)
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        raw = self._redis.get(key)
-        return None if raw is None else json.loads(raw)
-
-    def put(self, key: str, result: dict[str, Any]) -> None:
-        self._redis.set(key, json.dumps(result, separators=(",", ":")), ex=self._ttl)
+    def flush(self) -> None:
+        """Wait for the replies of earlier puts."""
+        self._writes.flush()
 
     def clear(self, symbol: str | None = None) -> int:
         """Delete cached predictions (of one symbol, or all); return how many."""
@@ -62,16 +59,49 @@ class PredictionCache:
         return sum(1 for _ in self._redis.scan_iter(match=f"{KEY_PREFIX}*", count=500))
 
 
-def append_prediction(directory: Path, result: dict[str, Any]) -> Path:
-    """Append one prediction to today's JSON-lines file."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{datetime.now(UTC):%Y-%m-%d}.jsonl"
-    line = (json.dumps(result, separators=(",", ":"), default=str) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        view = memoryview(line)
+class PredictionJournal:
+    """Appends predictions to `<directory>/<UTC date>.jsonl`, one `write()` per line.
+
+    The day's file stays open between predictions; it is reopened on a new day, in a forked
+    child, or when the file on disk is no longer the one held (a restore or cleanup replaced it).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._fd = -1
+        self._day = ""
+        self._path = directory
+        self._pid = -1
+        self._inode = -1
+
+    def append(self, line: str) -> Path:
+        """Append one JSON document (without its newline) to today's file."""
+        day = datetime.now(UTC).date().isoformat()
+        if day != self._day or not self._holds():
+            self._open(day)
+        view = memoryview((line + "\n").encode())
         while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
-    return path
+            view = view[os.write(self._fd, view) :]
+        return self._path
+
+    def _holds(self) -> bool:
+        """Whether the held descriptor is still today's file in this process."""
+        if self._fd < 0 or self._pid != os.getpid():
+            return False
+        try:
+            return os.stat(self._path).st_ino == self._inode
+        except FileNotFoundError:
+            return False
+
+    def _open(self, day: str) -> None:
+        self.close()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._path = self.directory / f"{day}.jsonl"
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._day, self._pid, self._inode = day, os.getpid(), os.fstat(self._fd).st_ino
+
+    def close(self) -> None:
+        """Close the held file (only ever this process's own descriptor)."""
+        if self._fd >= 0 and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd = -1

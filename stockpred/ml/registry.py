@@ -19,12 +19,38 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from stockpred.filememo import FileMemo
 from stockpred.paths import DIR_MODE, atomic_write
 
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
 SCALER_FILE = "scaler.joblib"
 CURRENT_FILE = "current"
+
+
+def pointer_path(models_dir: Path, symbol: str) -> Path:
+    """Where a symbol's `current` pointer lives."""
+    return models_dir / symbol / CURRENT_FILE
+
+
+def _read_pointer(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8").strip() or None
+
+
+class CurrentVersions:
+    """Published versions for hot paths: each pointer re-read only when its file changes."""
+
+    def __init__(self, models_dir: Path) -> None:
+        self.models_dir = models_dir
+        self._memo = FileMemo()
+        self._paths: dict[str, Path] = {}
+
+    def get(self, symbol: str) -> str | None:
+        """The published version of `symbol`, or None (one `stat` when unchanged)."""
+        path = self._paths.get(symbol)
+        if path is None:
+            path = self._paths[symbol] = pointer_path(self.models_dir, symbol)
+        return self._memo.read(path, _read_pointer)
 
 
 class RegistryError(ValueError):
@@ -70,10 +96,9 @@ class ModelRegistry:
     def current_version(self, symbol: str) -> str | None:
         """The published version's name, or None."""
         try:
-            name = (self.models_dir / symbol / CURRENT_FILE).read_text(encoding="utf-8").strip()
+            return _read_pointer(pointer_path(self.models_dir, symbol))
         except FileNotFoundError:
             return None
-        return name or None
 
     def versions(self, symbol: str) -> list[str]:
         """Complete versions (model, metadata and scaler present), oldest first."""
@@ -141,7 +166,7 @@ class ModelRegistry:
         """Make `version` current by atomically replacing the pointer."""
         if version not in self.versions(symbol):
             raise RegistryError(f"{symbol} has no complete version {version!r}")
-        atomic_write(self.models_dir / symbol / CURRENT_FILE, version + "\n")
+        atomic_write(pointer_path(self.models_dir, symbol), version + "\n")
 
     def rollback(self, symbol: str, to_version: str | None = None) -> str:
         """Publish `to_version`, or the newest version older than the current one."""

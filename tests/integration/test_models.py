@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 from typing import Any
 
@@ -11,8 +13,12 @@ import pytest
 from celery import Celery
 from flask.testing import FlaskClient
 
+from stockpred.counters import HitCounter
 from stockpred.ml.registry import ModelRegistry
+from stockpred.paths import DataTree
+from stockpred.redis_conn import connect
 from stockpred.settings import Settings
+from tests.contract import assert_conforms
 from tests.support import wait_for
 from web import create_app
 
@@ -25,6 +31,7 @@ def registry(settings: Settings) -> ModelRegistry:
 
 def job(api: FlaskClient, task_id: str) -> dict[str, Any]:
     body: dict[str, Any] = api.get(f"/api/v1/tasks/{task_id}").get_json()
+    assert_conforms("/api/v1/tasks/{task_id}", "get", 200, body)
     return body
 
 
@@ -36,10 +43,19 @@ def finish(api: FlaskClient, task_id: str, timeout: float = 180) -> dict[str, An
     return wait_for(done, timeout, interval=0.2, what=f"job {task_id}")
 
 
+def _metric(api: FlaskClient, sample: str) -> float:
+    """The value of one sample (name and labels as exposed) on the app's /metrics."""
+    for line in api.get("/metrics").get_data(as_text=True).splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def train(api: FlaskClient, auth: dict[str, str], **body: Any) -> str:
     response = api.post(f"/api/v1/train/{SYMBOL}", json=body, headers=auth)
     assert response.status_code == 202, response.get_json()
     assert response.headers["Location"] == response.get_json()["status_url"]
+    assert_conforms("/api/v1/train/{symbol}", "post", 202, response.get_json())
     return str(response.get_json()["task_id"])
 
 
@@ -58,11 +74,15 @@ def first_version(api: FlaskClient, auth: dict[str, str], worker_settings: Setti
 
 
 def test_a_trained_model_predicts_with_its_skill_and_then_hits_the_cache(
-    api: FlaskClient, first_version: str
+    api: FlaskClient, first_version: str, worker_settings: Settings
 ) -> None:
+    counter = HitCounter(connect(worker_settings), "prediction_cache")
+    before = counter.counts()
     first = api.get(f"/api/v1/predict/{SYMBOL}?horizon=3")
     body = first.get_json()
+    assert counter.counts() == {"hits": before["hits"], "misses": before["misses"] + 1}
     assert first.status_code == 200, body
+    assert_conforms("/api/v1/predict/{symbol}", "get", 200, body)
     for key in (
         "symbol",
         "current_price",
@@ -83,14 +103,32 @@ def test_a_trained_model_predicts_with_its_skill_and_then_hits_the_cache(
     low, high = body["predictions"][0]["interval"]
     assert low < body["predictions"][0]["price"] < high
     assert {"rmse", "naive_rmse", "skill", "direction_accuracy"} <= set(body["evaluation"])
-    again = api.get(f"/api/v1/predict/{SYMBOL}?horizon=3").get_json()
+    journal = DataTree.from_settings(worker_settings).predictions_daily
+
+    def journaled() -> bool:  # the worker writes the line just after answering
+        rows = [json.loads(line) for p in journal.glob("*.jsonl") for line in p.read_text().split()]
+        return {**body, "cached": False} in [{**row, "cached": False} for row in rows]
+
+    wait_for(journaled, 10, what="the prediction's journal line")
+    hits = _metric(api, 'predictions_total{cached="true"}')
+    fast = api.get(f"/api/v1/predict/{SYMBOL}?horizon=3")  # answered by web.fastpath
+    routed = api.get(f"/api/v1/predict/{SYMBOL}?horizon=3&async=false")  # by the Flask route
+    again = fast.get_json()
+    assert_conforms("/api/v1/predict/{symbol}", "get", 200, again)
     assert again["cached"] is True and again["predicted_price"] == body["predicted_price"]
+    assert fast.data == routed.data
+    assert sorted(fast.headers.keys()) == sorted(routed.headers.keys())
+    assert fast.headers["X-Cache"] == routed.headers["X-Cache"] == "hit"
+    assert _metric(api, 'predictions_total{cached="true"}') == hits + 2
+    assert counter.counts() == {"hits": before["hits"] + 2, "misses": before["misses"] + 1}
 
 
 def test_models_endpoints_show_versions_and_metrics(api: FlaskClient, first_version: str) -> None:
     listed = api.get("/api/v1/models").get_json()
+    assert_conforms("/api/v1/models", "get", 200, listed)
     assert SYMBOL in [m["symbol"] for m in listed["models"]]
     detail = api.get(f"/api/v1/models/{SYMBOL}").get_json()
+    assert_conforms("/api/v1/models/{symbol}", "get", 200, detail)
     assert detail["current"] == first_version
     assert detail["versions"][0]["evaluation"]["skill"] is not None
     assert api.get("/api/v1/models/ZZZZZZ").status_code == 404
@@ -102,6 +140,7 @@ def test_a_second_training_of_the_same_symbol_is_409_naming_the_running_job(
     running = train(api, auth, epochs=400)
     conflict = api.post(f"/api/v1/train/{SYMBOL}", json={}, headers=auth)
     assert conflict.status_code == 409
+    assert_conforms("/api/v1/train/{symbol}", "post", 409, conflict.get_json())
     assert conflict.get_json()["task_id"] == running
     assert running in conflict.get_json()["detail"]
     wait_for(
@@ -111,6 +150,7 @@ def test_a_second_training_of_the_same_symbol_is_409_naming_the_running_job(
     )
     cancel = api.delete(f"/api/v1/tasks/{running}", headers=auth)
     assert cancel.status_code == 200, cancel.get_json()
+    assert_conforms("/api/v1/tasks/{task_id}", "delete", 200, cancel.get_json())
     ended = finish(api, running)
     assert ended["state"] == "cancelled"
     assert ended["progress"]["epoch"] < 400
@@ -133,6 +173,7 @@ def test_a_new_version_is_picked_up_without_restart_and_changes_the_cache_key(
         f"/api/v1/models/{SYMBOL}/rollback", json={"version": before["model_version"]}, headers=auth
     )
     assert rolled.status_code == 200 and rolled.get_json()["current"] == before["model_version"]
+    assert_conforms("/api/v1/models/{symbol}/rollback", "post", 200, rolled.get_json())
     assert (
         api.get(f"/api/v1/predict/{SYMBOL}").get_json()["model_version"] == before["model_version"]
     )
@@ -198,6 +239,9 @@ def test_bad_requests_get_clear_errors(
     response = getattr(api, method)(path, json=body, headers=auth)
     assert response.status_code == status, response.get_json()
     assert response.get_json()["error"]
+    template = re.sub(r"/(ZZZZZZ|TSLA|BAD!!)(\?.*)?(?=/|$)", "/{symbol}", path)
+    template = template.replace("/nope-1", "/{task_id}")
+    assert_conforms(template, method, status, response.get_json())
 
 
 def test_training_without_a_token_is_refused(api: FlaskClient) -> None:
@@ -209,11 +253,13 @@ def test_stats_and_cache_clear_keep_the_original_shapes(
 ) -> None:
     api.get(f"/api/v1/predict/{SYMBOL}")
     stats = api.get("/api/v1/stats").get_json()
+    assert_conforms("/api/v1/stats", "get", 200, stats)
     assert {"cache", "model", "system"} <= set(stats)
     assert {"hits", "misses", "hit_ratio", "size"} <= set(stats["cache"])
     assert SYMBOL in stats["model"]["models"]
     assert set(stats["system"]["queue_depths"]) == {"inference", "training", "maintenance"}
     cleared = api.post("/api/v1/cache/clear", json={"symbol": SYMBOL}, headers=auth).get_json()
+    assert_conforms("/api/v1/cache/clear", "post", 200, cleared)
     assert {"message", "time"} <= set(cleared) and cleared["deleted"] >= 1
     assert api.get(f"/api/v1/predict/{SYMBOL}").get_json()["cached"] is False
 

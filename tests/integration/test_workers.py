@@ -12,6 +12,7 @@ from flask import Flask
 
 from stockpred.jobs import JobStore
 from stockpred.settings import Settings
+from tests.contract import assert_conforms
 from tests.support import RedisServer, free_port, wait_for
 from web import create_app
 from web.dispatch import submit
@@ -109,6 +110,20 @@ def test_health_is_503_while_redis_is_stopped_and_recovers_after(
     )
 
 
+def test_reads_while_redis_is_away_are_a_json_503_not_a_500(
+    web_app: Callable[[Settings], Flask], worker_settings: Settings
+) -> None:
+    dead = replace(worker_settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    client = web_app(dead).test_client()
+    for path in ("/api/v1/tasks/some-job", "/api/v1/stats"):
+        response = client.get(path)
+        assert response.status_code == 503, (path, response.get_json())
+        assert response.get_json()["error"] == "redis unavailable"
+        assert response.headers["Retry-After"] == "5"
+        template = "/api/v1/tasks/{task_id}" if "tasks" in path else path
+        assert_conforms(template, "get", 503, response.get_json())
+
+
 def test_submitting_while_the_broker_is_down_is_a_503_not_a_hang(
     web_app: Callable[[Settings], Flask],
     worker_settings: Settings,
@@ -134,9 +149,11 @@ def test_a_job_for_a_task_whose_record_was_cancelled_is_not_resurrected(
     with app.test_request_context():
         job = submit(kind="storage-check", task_name="maintenance.check_storage", kwargs={})
     store.update(job.id, state="cancelled")
-    wait_for(lambda: svc.redis.exists(f"celery-task-meta-{job.id}"), 30, what="the task to run")
+    ran = f"maintenance.check_storage[{job.id}] succeeded"  # Celery's own log line
+    wait_for(lambda: ran in worker_settings.log_file.read_text(), 30, what="the task to run")
     loaded = store.get(job.id)
     assert loaded is not None and loaded.state == "cancelled"
+    assert not svc.redis.exists(f"celery-task-meta-{job.id}")  # the job record is the result
 
 
 def test_each_pool_child_gets_its_share_of_cores_for_tensorflow(
@@ -155,3 +172,24 @@ def test_each_pool_child_gets_its_share_of_cores_for_tensorflow(
 
     ready = wait_for(children_ready, 10, what="the inference pool child's start-up line")
     assert all(f"intra-op threads: {expected})" in line for line in ready)
+
+
+def test_tensorflow_is_imported_ahead_of_tasks_only_by_workers_that_need_it(
+    celery_workers: Celery, worker_settings: Settings
+) -> None:
+    def preloading_nodes() -> set[str]:
+        lines = worker_settings.log_file.read_text().splitlines()
+        return {
+            node
+            for line in lines
+            if "TensorFlow imported in" in line
+            for node in ("inference@", "training@", "maintenance@")
+            if f"[{node}" in line
+        }
+
+    wait_for(
+        lambda: {"inference@", "training@"} <= preloading_nodes(),
+        90,
+        what="the inference and training pool children to import TensorFlow",
+    )
+    assert "maintenance@" not in preloading_nodes()
