@@ -106,8 +106,11 @@ predict: install ## Ask the running service for a prediction: make predict SYMBO
 	@test -n "$(SYMBOL)" || { echo "usage: make predict SYMBOL=NVDA [HORIZON=1]" >&2; exit 2; }
 	$(BIN)/stockpred predict $(SYMBOL) --horizon $(or $(HORIZON),1)
 
-bench: install ## Measure the performance figures (JSON on stdout and in persistent_data/monitoring/)
-	$(BIN)/python -m tests.bench
+bench: install ## Measure the performance figures (JSON on stdout and in persistent_data/monitoring/; ARGS="--only a,c")
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } \
+	  || echo "no wrk (apt-get install wrk): figure (c) falls back to a slower Python load generator" >&2
+	$(BIN)/python -m tests.bench $(ARGS)
 
 storage-backup: install ## Back up persistent_data (ARGS="--incremental", "--categories models,config", …)
 	$(BIN)/stockpred storage backup $(ARGS)

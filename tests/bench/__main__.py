@@ -86,10 +86,13 @@ def measure(root: Path, procs: Processes, options: Options) -> list[dict[str, An
         ),
     )
     say(f"model {trained['version']} published ({trained['seconds']}s)")
+    results: dict[str, Any] = {}
     fig_a, bare_ms = phase(
         "(a) inference path vs bare call",
         lambda: figures.inference_path_vs_bare_call(bench, options),
     )
+    if options.wants("a"):
+        results["a"] = fig_a
     inference_pid = stack.start_worker(bench, "worker-inference", "inference", 2)
     stack.start_worker(bench, "worker-training", "training", 1)
     web_port = stack.start_web(bench)
@@ -98,28 +101,39 @@ def measure(root: Path, procs: Processes, options: Options) -> list[dict[str, An
         "warming every inference pool child",
         lambda: figures.warm_inference_worker(bench, inference_pid),
     )
-    fig_b = phase(
-        "(b) uncached HTTP predict vs task round trip + bare call",
-        lambda: figures.uncached_http_vs_round_trip(bench, web_port, bare_ms, options),
-    )
-    fig_c = phase(
-        "(c) cached HTTP predict vs bare Flask + Redis GET",
-        lambda: figures.cached_http_vs_bare_flask(bench, web_port, bare_port, options),
-    )
-    served = warmed + 10 + options.http_samples + 1
-    fig_e = phase(
-        "(e) inference worker RSS growth",
-        lambda: figures.worker_rss_growth(bench, inference_pid, served, options),
-    )
-    fig_d = phase(
-        "(d) training task vs bare fit",
-        lambda: figures.training_task_vs_bare_fit(bench, web_port, options),
-    )
-    storage = phase(
-        "(f-h) backup vs tar czf, unchanged incremental, restore verification",
-        lambda: storage_figures(root / "storage"),
-    )
-    return [fig_a, fig_b, fig_c, fig_d, fig_e, *storage]
+    served = warmed + (10 + options.http_samples + 1 if options.wants("b") else 0)
+    steps: list[tuple[str, str, Callable[[], Any]]] = [
+        (
+            "b",
+            "(b) uncached HTTP predict vs task round trip + bare call",
+            lambda: figures.uncached_http_vs_round_trip(bench, web_port, bare_ms, options),
+        ),
+        (
+            "c",
+            "(c) cached HTTP predict vs bare Flask + Redis GET",
+            lambda: figures.cached_http_vs_bare_flask(bench, web_port, bare_port, options),
+        ),
+        (
+            "e",
+            "(e) inference worker RSS growth",
+            lambda: figures.worker_rss_growth(bench, inference_pid, served, options),
+        ),
+        (
+            "d",
+            "(d) training task vs bare fit",
+            lambda: figures.training_task_vs_bare_fit(bench, web_port, options),
+        ),
+    ]
+    for name, label, step in steps:  # this order keeps the figures apart
+        if options.wants(name):
+            results[name] = phase(label, step)
+    storage: list[dict[str, Any]] = []
+    if options.wants("storage"):
+        storage = phase(
+            "(f-h) backup vs tar czf, unchanged incremental, restore verification",
+            lambda: storage_figures(root / "storage"),
+        )
+    return [results[name] for name in "abcde" if name in results] + storage
 
 
 def _stop_on_signal(signum: int, _frame: FrameType | None) -> None:

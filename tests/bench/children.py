@@ -104,40 +104,51 @@ def _bare_input(service: Any) -> tuple[Any, float, np.ndarray]:
 def _alternate(
     path: Callable[[], dict[str, Any]],
     before_path: Callable[[], Any],
-    bare: Callable[[], Any],
+    bare: dict[str, Callable[[], Any]],
     counts: tuple[int, int],
-) -> tuple[list[float], list[float], int]:
-    """Time path and bare calls in pairs, alternating which goes first; warm-up pairs dropped.
+) -> tuple[dict[str, list[float]], int]:
+    """Time the path and each bare call in rounds, rotating their order; warm-up rounds dropped.
 
-    `before_path` runs untimed before each path call; `counts` is (warm-up pairs, timed pairs).
+    `before_path` runs untimed before every call; `counts` is (warm-up rounds, timed rounds).
     """
     warmup, samples = counts
-    times: dict[str, list[float]] = {"path": [], "bare": []}
+    calls: dict[str, Callable[[], Any]] = {"path": path, **bare}
+    times: dict[str, list[float]] = {side: [] for side in calls}
     cached = 0
-
-    def timed(side: str) -> None:
-        nonlocal cached
-        if side == "path":
-            before_path()
-        started = time.perf_counter_ns()
-        result = path() if side == "path" else bare()
-        times[side].append(_ms(started))
-        if side == "path":
-            cached += bool(result["cached"])
-
+    order = list(calls)
     for index in range(warmup + samples):
-        for side in ("path", "bare") if index % 2 == 0 else ("bare", "path"):
-            timed(side)
-    return times["path"][warmup:], times["bare"][warmup:], cached
+        shift = index % len(order)
+        for side in order[shift:] + order[:shift]:
+            before_path()  # untimed, before every call: no earlier call's writes still running
+            started = time.perf_counter_ns()
+            result = calls[side]()
+            if index >= warmup:
+                times[side].append(_ms(started))
+            if side == "path" and index >= warmup:
+                cached += bool(result["cached"])
+    return times, cached
+
+
+def _traced_call(model: Any, x: np.ndarray) -> Callable[[], Any]:
+    """The barest traced call: a concrete function of the model, its input tensor made once."""
+    from stockpred.tf_runtime import tensorflow
+
+    tf = tensorflow()
+    spec = tf.TensorSpec(model.input_shape, tf.float32)
+    traced = tf.function(lambda t: model(t, training=False), input_signature=[spec])
+    concrete = traced.get_concrete_function()
+    tensor = tf.constant(x)
+    concrete(tensor)
+    return lambda: concrete(tensor).numpy()
 
 
 def _model_share(
-    path: Callable[[], Any], forget: Callable[[], Any], model: Any, calls: int
+    path: Callable[[], Any], forget: Callable[[], Any], loaded: Any, calls: int
 ) -> dict[str, Any]:
-    """The model call timed inside the path (a wrapper on predict_on_batch), and the rest."""
+    """The model call timed inside the path (a wrapper on the model's serve), and the rest."""
     inner: list[float] = []
     totals: list[float] = []
-    real = model.predict_on_batch
+    real = loaded.serve
 
     def wrapped(x: Any) -> Any:
         started = time.perf_counter_ns()
@@ -145,7 +156,7 @@ def _model_share(
         inner.append(_ms(started))
         return out
 
-    model.predict_on_batch = wrapped
+    loaded.serve = wrapped
     try:
         for _ in range(calls):
             forget()
@@ -153,7 +164,7 @@ def _model_share(
             path()
             totals.append(_ms(started))
     finally:
-        model.predict_on_batch = real
+        loaded.serve = real
     return {
         "model_call_inside_path_ms": summarize(inner),
         "path_minus_model_call_ms": summarize([t - i for t, i in zip(totals, inner, strict=True)]),
@@ -161,7 +172,7 @@ def _model_share(
 
 
 def inference(args: dict[str, Any]) -> dict[str, Any]:
-    """Figure a: InferenceService.predict (cache entry deleted first) vs predict_on_batch."""
+    """Figure a: InferenceService.predict (a computed prediction) vs the fastest bare call."""
     from tasks import inference as inference_tasks
 
     settings = get_settings()
@@ -171,6 +182,7 @@ def inference(args: dict[str, Any]) -> dict[str, Any]:
     key = str(args["prediction_key"])
 
     def forget() -> None:
+        service.flush()  # the previous prediction's background lines are written (untimed)
         client.delete(key)
 
     def path_call() -> dict[str, Any]:
@@ -178,24 +190,36 @@ def inference(args: dict[str, Any]) -> dict[str, Any]:
 
     forget()
     first = path_call()
+    service.flush()  # the cache write's reply is read late: wait for it before checking
     if first["cached"] or not client.exists(key):
         raise RuntimeError(f"the prediction was not cached under {key}; the key format changed?")
     loaded, expected, x = _bare_input(service)
-    path_ms, bare_ms, cached = _alternate(
-        path_call,
-        forget,
-        lambda: loaded.model.predict_on_batch(x),
-        (int(args["warmup"]), int(args["samples"])),
-    )
+    bare = {
+        "predict_on_batch": lambda: loaded.model.predict_on_batch(x),
+        "traced_function": _traced_call(loaded.model, x),
+    }
+    times, cached = _alternate(path_call, forget, bare, (int(args["warmup"]), int(args["samples"])))
+    background: list[float] = []
+    for _ in range(100):
+        forget()
+        path_call()
+        started = time.perf_counter_ns()
+        service.flush()
+        background.append(_ms(started))
+    medians = {name: summarize(times[name])["median"] for name in bare}
+    fastest = min(medians, key=lambda name: medians[name])
     return {
-        "path_ms": summarize(path_ms),
-        "bare_ms": summarize(bare_ms),
+        "path_ms": summarize(times["path"]),
+        "bare_ms": summarize(times[fastest]),
+        "bare_call": fastest,
+        "bare_ms_by_call": {name: summarize(times[name]) for name in bare},
         "cached_answers_during_timing": cached,
+        "background_lines_ms_after_return": summarize(background),
         "same_window_check": abs(first["predicted_price"] - expected) < 1e-3,
         "model_version": loaded.version,
         "window_shape": list(x.shape),
         "tf_intra_op_threads": _tf_threads(),
-        **_model_share(path_call, forget, loaded.model, int(args["profile"])),
+        **_model_share(path_call, forget, loaded, int(args["profile"])),
         "profile_top_cumulative_ms_per_call": _profile(path_call, forget, int(args["profile"])),
     }
 
@@ -278,11 +302,52 @@ def web(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def bare_server(args: dict[str, Any]) -> dict[str, Any]:
+    """Time one bare model call per request line on stdin (figure b's baseline, same phase).
+
+    Answers `ready <call>` once the model is loaded and the faster bare call chosen, then, per
+    `t` line, one untimed call and one line with the milliseconds of the next (warm, as in
+    figure a); stops at `q` or end of input.
+    """
+    from tasks import inference as inference_tasks
+
+    configure_logging(get_settings(), role="bench-bare", stdout=False)
+    loaded, _, x = _bare_input(inference_tasks.service())
+    calls: dict[str, Callable[[], Any]] = {
+        "predict_on_batch": lambda: loaded.model.predict_on_batch(x),
+        "traced_function": _traced_call(loaded.model, x),
+    }
+    medians = {}
+    for name, call in calls.items():
+        for _ in range(30):
+            call()
+        times = []
+        for _ in range(100):
+            started = time.perf_counter_ns()
+            call()
+            times.append(_ms(started))
+        medians[name] = summarize(times)["median"]
+    chosen = min(medians, key=lambda name: medians[name])
+    fastest = calls[chosen]
+    print(f"ready {chosen}", flush=True)
+    served = 0
+    for line in sys.stdin:
+        if line.strip() != "t":
+            break
+        fastest()  # untimed: the timed call runs warm, as figure a's bare calls do
+        started = time.perf_counter_ns()
+        fastest()
+        print(f"{_ms(started):.4f}", flush=True)
+        served += 1
+    return {"call": chosen, "served": served, "warm_medians_ms": medians}
+
+
 JOBS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "train": train,
     "inference": inference,
     "fit": fit,
     "web": web,
+    "bare-server": bare_server,
 }
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,7 +24,7 @@ from tests.bench import http_load
 from tests.bench.procs import say, tree_cpu_seconds
 from tests.bench.stack import HORIZON, SYMBOL, Stack, http_get, pool_children
 from tests.bench.stats import figure, summarize
-from tests.support import wait_for
+from tests.support import ROOT, wait_for
 
 PREDICT_PATH = f"/api/v1/predict/{SYMBOL}"
 TRIVIAL_TASK = "celery.accumulate"  # built into every Celery app: returns its arguments
@@ -42,6 +46,10 @@ class Options:
     train_rounds: int = 3
     rss_predictions: int = 5000
     rss_in_flight: int = 3
+    only: str = "a,b,c,d,e,storage"  # which figures to measure (a subset while iterating)
+
+    def wants(self, figure: str) -> bool:
+        return figure in {part.strip() for part in self.only.split(",")}
 
 
 def _ms(started: float) -> float:
@@ -73,14 +81,21 @@ def inference_path_vs_bare_call(stack: Stack, options: Options) -> tuple[dict[st
     result["method"] = (
         "One fresh interpreter on the bench data root and Redis, TF intra-op threads as an "
         "inference pool child gets. Inference path: tasks.inference.service().predict('NVDA', 1) "
-        "(ModelCache, PredictionCache on the real Redis, worker logging configured), its Redis "
-        "cache entry deleted before each call (not timed); steady state: model loaded and the "
-        "per-process feature cache warm after the first call. Bare: model.predict_on_batch(x) "
-        "on the identical scaled window (windows_at + scalers.transform_x). 30 warm-up pairs, "
-        f"then {options.inference_samples} pairs alternating which side goes first; ratio = "
-        "median(path)/median(bare). Then 100 path calls with predict_on_batch wrapped by a timer "
-        "(model_call_inside_path_ms, path_minus_model_call_ms) and a cProfile of 100 more "
-        "(ms per call, inflated by the profiler)."
+        "(ModelCache, the current-version check, freshness check, model call, result sent to "
+        "the Redis cache (reply read at the next write); the JSONL journal and prediction.log "
+        "lines are handed to the background writer, whose pending work is flushed, untimed, "
+        "before every timed call of either side (background_lines_ms_after_return: a flush "
+        "timed right after a path call); worker logging configured; the cache entry deleted "
+        "before each call, untimed: the path never reads the cache, the web does); steady "
+        "state: model loaded and "
+        "the per-process feature cache warm after the first call. Bare, on the identical scaled "
+        "window (windows_at + scalers.transform_x): model.predict_on_batch(x), and a concrete "
+        "function of tf.function(model(x, training=False)) traced once, its input tensor made "
+        "once; the faster median is the baseline (bare_call). 30 warm-up rounds, then "
+        f"{options.inference_samples} rounds of path and both bare calls, the order rotating; "
+        "ratio = median(path)/median(fastest bare). Then 100 path calls with the loaded model's "
+        "serve wrapped by a timer (model_call_inside_path_ms, path_minus_model_call_ms) and a "
+        "cProfile of 100 more (ms per call, inflated by the profiler)."
     )
     return figure("inference_path_vs_bare_call", path / bare, "<= 1.2", result), bare
 
@@ -181,34 +196,87 @@ def _medians(parts: list[dict[str, float]]) -> dict[str, float]:
     }
 
 
+class BareTimer:
+    """A child process holding the model: times one bare call whenever asked (figure b)."""
+
+    def __init__(self, stack: Stack, threads: int) -> None:
+        out = stack.procs.log_dir / "bench-bare.result.json"
+        args = json.dumps({"job": "bare-server"})
+        env = {**stack.env, TF_THREADS_ENV: str(threads)}
+        with (stack.procs.log_dir / "bench-bare.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tests.bench.children", str(out), args],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                start_new_session=True,
+            )
+        stack.procs.adopt("bench-bare", self.proc)
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:  # anything a library printed comes first
+            if line.startswith("ready "):
+                self.call = line.split()[1]
+                return
+        raise RuntimeError(f"the bare timer exited: {stack.procs.log_tail('bench-bare')}")
+
+    def time_one(self) -> float:
+        """Milliseconds of one bare call, timed inside the child."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("t\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.write("q\n")
+                self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
 def uncached_http_vs_round_trip(
     stack: Stack, web_port: int, bare_call_ms: float, options: Options
 ) -> dict[str, Any]:
-    """Figure b: uncached HTTP predict vs a trivial task round trip plus the bare call."""
+    """Figure b: uncached HTTP predict vs a trivial task round trip plus the bare call.
+
+    All three are measured in this phase, in rotating order, so that they share its machine
+    conditions; the bare call runs in a child process that holds the model.
+    """
     client, app = stack.redis(), stack.celery()
+    timer = BareTimer(stack, threads=max(1, (os.cpu_count() or 1) // 2))
     try:
+        steps: dict[str, Callable[[], Any]] = {
+            "http": lambda: _uncached_request(stack, client, web_port),
+            "trip": lambda: _round_trip(app),
+            "bare": timer.time_one,
+        }
         for _ in range(10):
-            _uncached_request(stack, client, web_port)
-            _round_trip(app)
-        parts: list[dict[str, float]] = []
-        trips: list[float] = []
+            for step in steps.values():
+                step()
+        samples: dict[str, list[Any]] = {name: [] for name in steps}
+        order = list(steps)
         for index in range(options.http_samples):
-            if index % 2:
-                trips.append(_round_trip(app))
-                parts.append(_uncached_request(stack, client, web_port))
-            else:
-                parts.append(_uncached_request(stack, client, web_port))
-                trips.append(_round_trip(app))
+            shift = index % len(order)
+            for name in order[shift:] + order[:shift]:
+                samples[name].append(steps[name]())
         traced = [_traced_round_trip(stack, app, client) for _ in range(30)]
     finally:
+        timer.close()
         client.close()
         app.close()
+    parts: list[dict[str, float]] = samples["http"]
     http_ms = summarize([p["total"] for p in parts])
-    trip_ms = summarize(trips)
-    baseline = trip_ms["median"] + bare_call_ms
+    trip_ms = summarize(samples["trip"])
+    bare_ms = summarize(samples["bare"])
+    baseline = trip_ms["median"] + bare_ms["median"]
     detail = {
         "http_ms": http_ms,
         "round_trip_ms": trip_ms,
+        "bare_call_ms": bare_ms,
+        "bare_call": timer.call,
         "bare_call_ms_from_a": bare_call_ms,
         "baseline_ms": round(baseline, 3),
         "http_breakdown_median_ms": _medians(parts),
@@ -221,11 +289,15 @@ def uncached_http_vs_round_trip(
             "Procfile starts it) with the Procfile's inference worker (-c 2), its prediction cache "
             "key and dedupe key deleted before each request (not timed), 200 with cached=false "
             f"checked; vs send_task('{TRIVIAL_TASK}', [1], queue='inference').get() on the same "
-            "worker plus the median bare predict_on_batch of figure a. 10 warm-up pairs, then "
-            f"{options.http_samples} pairs alternating order. Breakdown from the job record's "
-            "timestamps (ms resolution, same clock); for comparison, 30 more trivial round trips "
-            "sent with a job record (so the worker's signals stamp them too; not in the ratio). "
-            "ratio = median(http)/(median(round trip) + bare call)."
+            "worker plus one bare call of the model on the same window (the faster of "
+            "predict_on_batch and a traced function, timed inside a child process that holds "
+            "the model, right after an untimed call, so warm as in figure a; bare_call_ms_from_a "
+            "is figure a's median for comparison). 10 warm-up rounds, then "
+            f"{options.http_samples} rounds of the three, the order rotating, so that all three "
+            "share this phase's machine conditions. Breakdown from the job record's timestamps "
+            "(same clock); for comparison, 30 more trivial round trips sent with a job record "
+            "(so the worker's signals stamp them too; not in the ratio). "
+            "ratio = median(http)/(median(round trip) + median(bare call))."
         ),
     }
     return figure(

@@ -11,6 +11,7 @@ import psutil
 import redis
 from celery import Celery
 
+from stockpred.jobs import DEDUPE_PREFIX
 from stockpred.market.daily_cache import DailyCache
 from stockpred.ml.prediction_store import cache_key
 from stockpred.ml.registry import ModelRegistry
@@ -23,7 +24,6 @@ from tests.support import ROOT, free_port, wait_for
 
 SYMBOL = "NVDA"
 HORIZON = 1
-DEDUPE_PREFIX = "stockpred:dedupe:"  # web.dispatch.DEDUPE_PREFIX (web is not imported here)
 
 
 def procfile_command(name: str) -> list[str]:
