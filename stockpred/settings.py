@@ -102,6 +102,10 @@ class Settings:
     @property
     def celery_url(self) -> str:
         """URL for Celery's broker and result backend (kombu spells sockets differently)."""
+        if self.redis_url and self.redis_url.startswith("unix://"):
+            return "redis+socket://" + self.redis_url[len("unix://") :].replace(
+                "db=", "virtual_host="
+            )
         if self.redis_url:
             return self.redis_url
         if self.redis_port is not None:
@@ -227,9 +231,9 @@ def _redis_url(name: str, raw: str) -> str:
         raise SettingsError(
             f"{name}={raw!r} must be a redis://host:port/db, rediss://… or unix:///path URL"
         )
-    if raw.startswith("unix://"):
-        # Celery and kombu spell a socket URL differently from redis-py; keep one spelling.
-        return "redis+socket://" + raw[len("unix://") :]
+    if raw.startswith("redis+socket://"):
+        # Kept in redis-py's spelling; `celery_url` gives kombu its own.
+        return "unix://" + raw[len("redis+socket://") :].replace("virtual_host=", "db=")
     return raw
 
 
