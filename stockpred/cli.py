@@ -562,7 +562,7 @@ def _registry(settings: Settings) -> object:
 @models.command("list")
 def models_list() -> None:
     """Every symbol with a model and its current version."""
-    from stockpred.ml.registry import ModelRegistry
+    from stockpred.ml.registry import ModelRegistry, RegistryError
 
     registry = _registry(_settings())
     assert isinstance(registry, ModelRegistry)
@@ -570,7 +570,11 @@ def models_list() -> None:
     if not symbols:
         click.echo("no models yet: train one with `make train SYMBOL=NVDA`")
     for sym in symbols:
-        info = registry.current(sym)
+        try:
+            info = registry.current(sym)
+        except RegistryError as exc:
+            click.echo(f"{sym:10} unreadable: {exc}")
+            continue
         summary = ((info.metadata.get("evaluation") or {}).get("summary") or {}) if info else {}
         skill = summary.get("skill")
         click.echo(

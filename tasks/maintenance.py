@@ -14,6 +14,7 @@ from stockpred.market.errors import RateLimited, SourceUnavailable
 from stockpred.market.factory import tracked_symbols
 from stockpred.market.symbols import normalize_symbol
 from stockpred.ml.policy import retrain_reason
+from stockpred.ml.registry import RegistryError
 from stockpred.paths import DataTree
 from stockpred.queues import QueueName, hard_time_limit, soft_time_limit
 from stockpred.redis_conn import process_client
@@ -71,8 +72,12 @@ def queue_stale_retraining() -> dict[str, Any]:
     queued, skipped = [], {}
     limit = int(settings.training_time_limit.total_seconds())
     for symbol in registry.symbols():
-        info = registry.current(symbol)
-        reason = retrain_reason(info.metadata if info else {}, config, now)
+        try:
+            info = registry.current(symbol)
+        except RegistryError as exc:  # unreadable: retraining is what replaces it
+            reason: str | None = f"the current version is unreadable: {exc}"
+        else:
+            reason = retrain_reason(info.metadata if info else {}, config, now)
         if reason is None:
             continue
         job_id = str(uuid.uuid4())

@@ -10,8 +10,10 @@ from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 from stockpred.jobs import utcnow_iso
+from stockpred.ml.registry import DamagedVersion
 
 log = logging.getLogger(__name__)
+MODEL_UNREADABLE = "model unreadable"
 
 
 class ApiError(Exception):
@@ -69,6 +71,11 @@ def _redis_unavailable(exc: Exception) -> Response:
     )
 
 
+def _damaged_version(exc: Exception) -> Response:
+    log.error("%s", exc)
+    return error_response(500, MODEL_UNREADABLE, str(exc))
+
+
 def _unexpected(exc: Exception) -> Response:
     log.exception("unhandled error: %s", exc)
     return error_response(
@@ -82,4 +89,5 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(redis.ConnectionError, _redis_unavailable)
     app.register_error_handler(redis.TimeoutError, _redis_unavailable)
+    app.register_error_handler(DamagedVersion, _damaged_version)
     app.register_error_handler(Exception, _unexpected)

@@ -20,7 +20,7 @@ import pandas as pd
 from stockpred.ml.dataset import Scalers, windows_at
 from stockpred.ml.evaluation import Evaluation
 from stockpred.ml.model import load_keras_model, serving_function
-from stockpred.ml.registry import VersionInfo
+from stockpred.ml.registry import DamagedVersion, VersionInfo, repair_hint
 from stockpred.tf_runtime import tensorflow
 
 LSTM_KIND = "lstm-direct"
@@ -40,13 +40,25 @@ class LoadedModel:
 
     @classmethod
     def load(cls, info: VersionInfo) -> LoadedModel:
+        """Load, check and trace a stored version; DamagedVersion when any part is unreadable."""
         started = time.perf_counter()
-        model = load_keras_model(str(info.model_path))
-        payload = joblib.load(info.scaler_path)
-        kind = info.metadata.get("kind", LSTM_KIND)
-        scalers = Scalers.from_joblib_payload(payload) if kind == LSTM_KIND else payload["scaler"]
-        loaded = cls(info.symbol, info.version, info.metadata, model, scalers, 0.0)
-        loaded.serve(np.zeros((1, *model.input_shape[1:]), dtype="float32"))  # trace it now
+        try:
+            model = load_keras_model(str(info.model_path))
+            payload = joblib.load(info.scaler_path)
+            kind = info.metadata.get("kind", LSTM_KIND)
+            scalers = (
+                Scalers.from_joblib_payload(payload) if kind == LSTM_KIND else payload["scaler"]
+            )
+            loaded = cls(info.symbol, info.version, info.metadata, model, scalers, 0.0)
+            _ = loaded.horizon, loaded.sequence_length
+            loaded.serve(np.zeros((1, *model.input_shape[1:]), dtype="float32"))  # trace it now
+        except Exception as exc:
+            # Keras, zipfile, h5py, pickle and joblib each raise their own types for a damaged
+            # file; to a caller they all mean the same thing.
+            raise DamagedVersion(
+                f"{info.symbol} model {info.version} cannot be loaded "
+                f"({type(exc).__name__}: {str(exc)[:200]}); " + repair_hint(info.symbol)
+            ) from exc
         loaded.load_seconds = time.perf_counter() - started
         return loaded
 

@@ -10,6 +10,7 @@ previously published version in use. No TensorFlow here: the web reads the regis
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -27,6 +28,8 @@ METADATA_FILE = "metadata.json"
 SCALER_FILE = "scaler.joblib"
 CURRENT_FILE = "current"
 
+log = logging.getLogger(__name__)
+
 
 def pointer_path(models_dir: Path, symbol: str) -> Path:
     """Where a symbol's `current` pointer lives."""
@@ -34,7 +37,14 @@ def pointer_path(models_dir: Path, symbol: str) -> Path:
 
 
 def _read_pointer(path: Path) -> str | None:
-    return path.read_text(encoding="utf-8").strip() or None
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except (UnicodeDecodeError, IsADirectoryError) as exc:
+        symbol = path.parent.name
+        raise DamagedVersion(
+            f"the {symbol} `current` pointer is unreadable ({type(exc).__name__}); "
+            + repair_hint(symbol)
+        ) from None
 
 
 class CurrentVersions:
@@ -55,6 +65,18 @@ class CurrentVersions:
 
 class RegistryError(ValueError):
     """A registry request that cannot be met (unknown version, nothing to roll back to)."""
+
+
+class DamagedVersion(RegistryError):
+    """A stored version or pointer that exists but cannot be read."""
+
+
+def repair_hint(symbol: str) -> str:
+    """What an operator does about a damaged version."""
+    return (
+        f"roll back with POST /api/v1/models/{symbol}/rollback (or `stockpred models rollback "
+        f"{symbol}`), or retrain"
+    )
 
 
 def new_version(now: datetime | None = None) -> str:
@@ -94,10 +116,17 @@ class ModelRegistry:
         return sorted(p.parent.name for p in self.models_dir.glob(f"*/{CURRENT_FILE}"))
 
     def current_version(self, symbol: str) -> str | None:
-        """The published version's name, or None."""
+        """The published version's name, or None (also when the pointer is unreadable).
+
+        Management paths (training, rollback, stats) treat an unreadable pointer as none, so
+        that a retrain or a rollback replaces it; predictions report it (`CurrentVersions`).
+        """
         try:
             return _read_pointer(pointer_path(self.models_dir, symbol))
         except FileNotFoundError:
+            return None
+        except DamagedVersion as exc:
+            log.warning("%s", exc)
             return None
 
     def versions(self, symbol: str) -> list[str]:
@@ -120,8 +149,15 @@ class ModelRegistry:
         model_dir = self._model_dir(symbol, version)
         try:
             metadata = json.loads((model_dir / METADATA_FILE).read_text(encoding="utf-8"))
-        except (FileNotFoundError, ValueError):
+        except FileNotFoundError:
             raise RegistryError(f"{symbol} has no version {version!r}") from None
+        except (ValueError, IsADirectoryError) as exc:  # UnicodeDecodeError is a ValueError
+            metadata = exc
+        if not isinstance(metadata, dict):
+            raise DamagedVersion(
+                f"the metadata of {symbol} {version} is unreadable "
+                f"({type(metadata).__name__}); " + repair_hint(symbol)
+            )
         return VersionInfo(
             symbol,
             version,
@@ -199,7 +235,13 @@ class ModelRegistry:
         current = self.current_version(symbol)
         rows = []
         for version in reversed(self.versions(symbol)):
-            meta = self.info(symbol, version).metadata
+            try:
+                meta = self.info(symbol, version).metadata
+            except RegistryError as exc:
+                rows.append(
+                    {"version": version, "current": version == current, "problem": str(exc)}
+                )
+                continue
             rows.append(
                 {
                     "version": version,

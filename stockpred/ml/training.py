@@ -35,7 +35,7 @@ from stockpred.ml.evaluation import evaluate
 from stockpred.ml.features import compute_features
 from stockpred.ml.forecast import LSTM_KIND, LoadedModel
 from stockpred.ml.model import build_model, seed_everything
-from stockpred.ml.registry import ModelRegistry, new_version
+from stockpred.ml.registry import ModelRegistry, RegistryError, new_version
 from stockpred.tf_runtime import tensorflow
 
 log = logging.getLogger(__name__)
@@ -172,8 +172,14 @@ def train_and_publish(
     )
     challenger = evaluate(predicted, holdout.y, holdout.anchor_close, holdout.previous_return, band)
 
-    champion_info = registry.current(symbol)
     champion_eval = None
+    try:
+        champion_info = registry.current(symbol)
+    except RegistryError as exc:  # a current version that cannot be read is replaced
+        log.warning("current %s version unreadable: %s", symbol, exc)
+        champion_info, damaged_champion = None, True
+    else:
+        damaged_champion = False
     if champion_info is not None:
         try:
             champion = LoadedModel.load(champion_info)
@@ -195,7 +201,7 @@ def train_and_publish(
         publish, reason = (
             True,
             "no current version to compare with"
-            if champion_info is None
+            if champion_info is None and not damaged_champion
             else "the current version could not be scored on this hold-out",
         )
     elif challenger.model.rmse <= champion_eval.model.rmse:

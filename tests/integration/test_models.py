@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 from typing import Any
 
@@ -177,6 +178,81 @@ def test_a_new_version_is_picked_up_without_restart_and_changes_the_cache_key(
     assert (
         api.get(f"/api/v1/predict/{SYMBOL}").get_json()["model_version"] == before["model_version"]
     )
+
+
+@pytest.mark.parametrize("damage", ["model", "scaler", "metadata"])
+def test_a_damaged_version_is_a_clear_error_and_a_rollback_mends_it(
+    api: FlaskClient,
+    auth: dict[str, str],
+    worker_settings: Settings,
+    first_version: str,
+    damage: str,
+) -> None:
+    reg = registry(worker_settings)
+    good = reg.current_version(SYMBOL)
+    assert good is not None
+    dead = f"20991231T000000Z-{damage[:4]}"  # a copy of the good version, then damaged
+    model_dir = worker_settings.ml_model_path / SYMBOL / dead
+    scaler_dir = worker_settings.scalers_path / SYMBOL / dead
+    shutil.copytree(worker_settings.ml_model_path / SYMBOL / good, model_dir)
+    shutil.copytree(worker_settings.scalers_path / SYMBOL / good, scaler_dir)
+    try:
+        if damage == "model":
+            keras = model_dir / "model.keras"
+            keras.write_bytes(keras.read_bytes()[: keras.stat().st_size // 2])
+        elif damage == "scaler":
+            (scaler_dir / "scaler.joblib").write_bytes(b"\x80\x04garbage")
+        else:
+            (model_dir / "metadata.json").write_text("[]")
+        reg.publish(SYMBOL, dead)
+        response = api.get(f"/api/v1/predict/{SYMBOL}")
+        body = response.get_json()
+        assert response.status_code == 500, body
+        assert_conforms("/api/v1/predict/{symbol}", "get", 500, body)
+        assert body["error"] == "model unreadable" and dead in body["detail"]
+        assert "rollback" in body["detail"]
+        described = api.get(f"/api/v1/models/{SYMBOL}").get_json()
+        assert_conforms("/api/v1/models/{symbol}", "get", 200, described)
+        if damage == "metadata":
+            row = next(v for v in described["versions"] if v["version"] == dead)
+            assert "unreadable" in row["problem"]
+            listed = api.get("/api/v1/models").get_json()
+            assert_conforms("/api/v1/models", "get", 200, listed)
+            assert (
+                "unreadable"
+                in next(m for m in listed["models"] if m["symbol"] == SYMBOL)["problem"]
+            )
+        rolled = api.post(f"/api/v1/models/{SYMBOL}/rollback", json={"version": good}, headers=auth)
+        assert rolled.status_code == 200, rolled.get_json()
+        again = api.get(f"/api/v1/predict/{SYMBOL}")
+        assert again.status_code == 200 and again.get_json()["model_version"] == good
+    finally:
+        if reg.current_version(SYMBOL) != good:
+            reg.publish(SYMBOL, good)
+        shutil.rmtree(model_dir)
+        shutil.rmtree(scaler_dir)
+
+
+def test_an_unreadable_pointer_is_a_clear_error_and_a_rollback_replaces_it(
+    api: FlaskClient, auth: dict[str, str], worker_settings: Settings, first_version: str
+) -> None:
+    reg = registry(worker_settings)
+    good = reg.current_version(SYMBOL)
+    pointer = worker_settings.ml_model_path / SYMBOL / "current"
+    pointer.write_bytes(b"\xff\xfe\x00garbage")
+    try:
+        response = api.get(f"/api/v1/predict/{SYMBOL}")
+        assert response.status_code == 500, response.get_json()
+        assert response.get_json()["error"] == "model unreadable"
+        assert api.get("/api/v1/models").status_code == 200
+        assert api.get("/api/v1/stats").status_code == 200
+        rolled = api.post(f"/api/v1/models/{SYMBOL}/rollback", json={"version": good}, headers=auth)
+        assert rolled.status_code == 200, rolled.get_json()
+        assert api.get(f"/api/v1/predict/{SYMBOL}").status_code == 200
+    finally:
+        if reg.current_version(SYMBOL) != good:
+            assert good is not None
+            reg.publish(SYMBOL, good)
 
 
 def _training_pool_child() -> psutil.Process:

@@ -25,7 +25,18 @@ def list_models() -> Response:
     reg = registry()
     rows = []
     for symbol in reg.symbols():
-        info = reg.current(symbol)
+        try:
+            info = reg.current(symbol)
+        except RegistryError as exc:  # listed with what is wrong, so it can be rolled back
+            rows.append(
+                {
+                    "symbol": symbol,
+                    "current": reg.current_version(symbol),
+                    "versions": len(reg.versions(symbol)),
+                    "problem": str(exc),
+                }
+            )
+            continue
         meta = info.metadata if info else {}
         rows.append(
             {
@@ -58,8 +69,8 @@ def rollback(symbol: str) -> Response:
     if target is not None and not isinstance(target, str):
         raise ApiError(400, "invalid version", "version must be a string")
     reg = registry()
-    previous = reg.current_version(sym)
-    if previous is None:
+    previous = reg.current_version(sym)  # None too when the pointer is unreadable
+    if previous is None and not reg.versions(sym):
         raise ApiError(404, "no model for symbol", f"{sym} has no trained model")
     try:
         current = reg.rollback(sym, target)

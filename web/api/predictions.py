@@ -8,7 +8,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from web.api.training import start_training
 from web.dispatch import accepted, submit, wait_for_job
-from web.errors import ApiError
+from web.errors import MODEL_UNREADABLE, ApiError
 from web.metrics import web_metrics
 from web.params import parse_bool, parse_int, parse_symbol
 from web.prediction_lookup import LOOKED_UP_ENVIRON_KEY, answer_from_cache
@@ -21,6 +21,7 @@ bp = Blueprint("predictions", __name__, url_prefix=URL_PREFIX)
 MAX_HORIZON = 30
 NOT_FOUND = {"NoModel", "UnknownSymbol", "NoData", "InvalidSymbol"}
 BAD_REQUEST = {"HorizonUnsupported"}
+DAMAGED = {"DamagedVersion"}  # retrying will not help: the version must be rolled back or retrained
 
 
 @bp.get("/<path:symbol>")
@@ -94,4 +95,6 @@ def _predict(symbol: str) -> Response:
         raise ApiError(404, "no prediction for symbol", message)
     if kind in BAD_REQUEST:
         raise ApiError(400, "invalid horizon", message)
+    if kind in DAMAGED:
+        raise ApiError(500, MODEL_UNREADABLE, message)
     raise ApiError(503, "prediction failed", message)

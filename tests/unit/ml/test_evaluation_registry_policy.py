@@ -13,7 +13,7 @@ from stockpred.ml.config import MLConfig
 from stockpred.ml.evaluation import Evaluation, evaluate
 from stockpred.ml.policy import retrain_reason
 from stockpred.ml.predict import trading_signal
-from stockpred.ml.registry import ModelRegistry, RegistryError
+from stockpred.ml.registry import CurrentVersions, DamagedVersion, ModelRegistry, RegistryError
 
 
 def test_a_perfect_forecast_has_skill_one_and_full_confidence() -> None:
@@ -107,6 +107,39 @@ def test_rollback_with_nothing_older_is_refused(tmp_path: Path) -> None:
     add(reg, "v1")
     with pytest.raises(RegistryError, match="older"):
         reg.rollback("ACME")
+
+
+def test_an_unreadable_pointer_is_damage_on_the_hot_path_and_none_for_management(
+    tmp_path: Path,
+) -> None:
+    reg = registry(tmp_path)
+    add(reg, "v1")
+    add(reg, "v2")
+    (reg.models_dir / "ACME" / "current").write_bytes(b"\xff\xfe garbage")
+    with pytest.raises(DamagedVersion, match="ACME `current` pointer is unreadable"):
+        CurrentVersions(reg.models_dir).get("ACME")
+    assert reg.current_version("ACME") is None
+    assert reg.rollback("ACME") == "v2"  # with no readable current, the newest version
+    assert CurrentVersions(reg.models_dir).get("ACME") == "v2"
+
+
+@pytest.mark.parametrize("metadata", ["{not json", "[]", "\udcff"])
+def test_unreadable_metadata_is_a_damaged_version_shown_in_the_description(
+    tmp_path: Path, metadata: str
+) -> None:
+    reg = registry(tmp_path)
+    add(reg, "v1")
+    add(reg, "v2")
+    (reg.models_dir / "ACME" / "v2" / "metadata.json").write_bytes(
+        metadata.encode("utf-8", "surrogateescape")
+    )
+    with pytest.raises(DamagedVersion, match="metadata of ACME v2 is unreadable"):
+        reg.current("ACME")
+    with pytest.raises(RegistryError, match="has no version 'v9'"):
+        reg.info("ACME", "v9")
+    rows = {row["version"]: row for row in reg.describe("ACME")["versions"]}
+    assert "unreadable" in rows["v2"]["problem"] and rows["v2"]["current"] is True
+    assert rows["v1"]["trained_at"] is not None
 
 
 def test_the_retrain_policy_flags_old_or_inaccurate_models() -> None:

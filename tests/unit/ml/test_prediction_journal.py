@@ -35,7 +35,8 @@ def test_lines_are_appended_to_todays_file_and_the_folder_is_created(tmp_path: P
 
 
 def test_concurrent_processes_never_mix_or_lose_lines(tmp_path: Path) -> None:
-    ctx = multiprocessing.get_context("fork")
+    # spawn: a forked pytest process inherits kombu pools whose after-fork cleanup can block
+    ctx = multiprocessing.get_context("spawn")
     writers = [ctx.Process(target=_write_many, args=(str(tmp_path), w, 300)) for w in range(4)]
     for process in writers:
         process.start()
