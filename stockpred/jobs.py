@@ -68,6 +68,10 @@ DEDUPE_PREFIX = "stockpred:dedupe:"
 DONE_TTL_SECONDS = 600
 
 
+class DamagedJobRecord(ValueError):
+    """A job record in Redis that is not what this code writes (edited or corrupted)."""
+
+
 def utcnow_iso(timespec: str = "milliseconds") -> str:
     """Current UTC time in RFC 3339 with a Z suffix."""
     return datetime.now(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
@@ -182,13 +186,17 @@ class JobStore:
         return self._decode(raw) if raw else None
 
     @staticmethod
-    def _decode(raw: dict[str, str]) -> Job:
-        decoded: dict[str, Any] = dict(raw)
-        for name in _JSON_FIELDS:
-            decoded[name] = json.loads(raw[name]) if raw.get(name) else None
-        decoded["result_json"] = raw.get("result") or None
-        known = set(Job.__dataclass_fields__)
-        return Job(**{k: v for k, v in decoded.items() if k in known})
+    def _decode(raw: Any) -> Job:
+        try:
+            decoded: dict[str, Any] = dict(raw)
+            for name in _JSON_FIELDS:
+                decoded[name] = json.loads(raw[name]) if raw.get(name) else None
+            decoded["result_json"] = raw.get("result") or None
+            known = set(Job.__dataclass_fields__)
+            return Job(**{k: v for k, v in decoded.items() if k in known})
+        except (ValueError, TypeError, AttributeError) as exc:
+            ident = raw.get("id", "?") if isinstance(raw, dict) else "?"
+            raise DamagedJobRecord(f"the record of job {ident} is damaged ({exc})") from None
 
     def update(
         self,
@@ -238,7 +246,13 @@ class JobStore:
             timeout = min(remaining, 2.0)  # Redis takes fractions of a second; redis-py says int
             raw = self._redis.blmove(done, done, timeout, "RIGHT", "LEFT")  # type: ignore[arg-type]
             if raw is not None:
-                return self._decode(json.loads(raw))
+                try:
+                    record = json.loads(raw)
+                except ValueError as exc:
+                    raise DamagedJobRecord(
+                        f"the finished record of job {job_id} is damaged"
+                    ) from exc
+                return self._decode(record)
         return self.get(job_id)
 
     @staticmethod

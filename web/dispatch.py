@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Response, jsonify, url_for
 
-from stockpred.jobs import Job
+from stockpred.jobs import DamagedJobRecord, Job
 from stockpred.queues import queue_for_task
 from web.errors import ApiError
 from web.services import services
@@ -49,6 +49,8 @@ def submit(
             dedupe_key=dedupe_key,
             dedupe_seconds=dedupe_seconds,
         )
+    except DamagedJobRecord:
+        raise  # answered by web.errors, not as an outage
     except Exception as exc:
         raise ApiError(503, "job store unavailable", f"Redis did not answer: {exc}") from exc
     if job.id != wanted:

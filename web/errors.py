@@ -9,7 +9,7 @@ import redis
 from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 
-from stockpred.jobs import utcnow_iso
+from stockpred.jobs import DamagedJobRecord, utcnow_iso
 from stockpred.ml.registry import DamagedVersion
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,11 @@ def _damaged_version(exc: Exception) -> Response:
     return error_response(500, MODEL_UNREADABLE, str(exc))
 
 
+def _damaged_job(exc: Exception) -> Response:
+    log.error("%s", exc)
+    return error_response(500, "job record damaged", str(exc))
+
+
 def _unexpected(exc: Exception) -> Response:
     log.exception("unhandled error: %s", exc)
     return error_response(
@@ -90,4 +95,5 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(redis.ConnectionError, _redis_unavailable)
     app.register_error_handler(redis.TimeoutError, _redis_unavailable)
     app.register_error_handler(DamagedVersion, _damaged_version)
+    app.register_error_handler(DamagedJobRecord, _damaged_job)
     app.register_error_handler(Exception, _unexpected)

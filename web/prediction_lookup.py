@@ -40,7 +40,14 @@ class PredictionLookup:
     def read(self, symbol: str, horizon: int, version: str, as_of: str) -> str | None:
         """The cached result as stored; the lookup (and a miss) are counted in the same trip."""
         raw = self.counter.read_counted(cache_key(symbol, horizon, version, as_of))
-        return None if raw is None else str(raw)
+        if raw is None:
+            return None
+        text = str(raw)
+        if text[:1] != "{" or text[-1:] != "}":
+            # Not what a worker writes (a JSON object): recompute rather than serve it.
+            self.counter.miss()
+            return None
+        return text
 
     def count_miss(self) -> None:
         """Count a miss that `read` did not see (no data yet, or an async request)."""

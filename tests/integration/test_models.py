@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+from datetime import timedelta
 from typing import Any
 
 import psutil
@@ -15,6 +16,9 @@ from celery import Celery
 from flask.testing import FlaskClient
 
 from stockpred.counters import HitCounter
+from stockpred.jobs import JobStore
+from stockpred.market.daily_cache import DailyCache
+from stockpred.ml.prediction_store import cache_key
 from stockpred.ml.registry import ModelRegistry
 from stockpred.paths import DataTree
 from stockpred.redis_conn import connect
@@ -22,6 +26,7 @@ from stockpred.settings import Settings
 from tests.contract import assert_conforms
 from tests.support import wait_for
 from web import create_app
+from web.api.stats import LOADED_PREFIX
 
 SYMBOL = "TSLA"
 
@@ -253,6 +258,33 @@ def test_an_unreadable_pointer_is_a_clear_error_and_a_rollback_replaces_it(
         if reg.current_version(SYMBOL) != good:
             assert good is not None
             reg.publish(SYMBOL, good)
+
+
+def test_values_edited_in_redis_are_recomputed_skipped_or_named(
+    api: FlaskClient, worker_settings: Settings, first_version: str
+) -> None:
+    client = connect(worker_settings)
+    version = registry(worker_settings).current_version(SYMBOL)
+    as_of = DailyCache(DataTree.from_settings(worker_settings).daily_cache).as_of(SYMBOL)
+    assert version is not None and as_of is not None
+    client.set(cache_key(SYMBOL, 2, version, as_of), "not json", ex=60)
+    recomputed = api.get(f"/api/v1/predict/{SYMBOL}?horizon=2")
+    assert recomputed.status_code == 200 and recomputed.get_json()["cached"] is False
+    assert api.get(f"/api/v1/predict/{SYMBOL}?horizon=2").get_json()["cached"] is True
+    client.set(LOADED_PREFIX + "edited-by-hand", "{nope", ex=60)
+    stats = api.get("/api/v1/stats")
+    assert stats.status_code == 200 and "edited-by-hand" not in stats.get_json()["model"]["loaded"]
+    store = JobStore(client, timedelta(minutes=1))
+    job_id = store.create(
+        kind="predict", task_name="inference.predict", queue="inference", params={}
+    ).id
+    client.hset(store.key(job_id), "progress", "{half a record")
+    damaged = api.get(f"/api/v1/tasks/{job_id}")
+    assert damaged.status_code == 500
+    assert_conforms("/api/v1/tasks/{task_id}", "get", 500, damaged.get_json())
+    assert damaged.get_json()["error"] == "job record damaged"
+    assert job_id in damaged.get_json()["detail"]
+    client.close()
 
 
 def _training_pool_child() -> psutil.Process:

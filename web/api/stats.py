@@ -56,9 +56,12 @@ def stats() -> Response:
     registry = ModelRegistry(tree.ml_models, tree.scalers)
     loaded: dict[str, Any] = {}
     for key in client.scan_iter(match=f"{LOADED_PREFIX}*", count=200):
-        raw = client.get(key)
-        if raw:
-            loaded[str(key)[len(LOADED_PREFIX) :]] = json.loads(raw)
+        try:
+            value = json.loads(client.get(key) or "null")
+        except ValueError:  # not what a worker writes: skipped rather than failing the stats
+            continue
+        if value is not None:
+            loaded[str(key)[len(LOADED_PREFIX) :]] = value
     return jsonify(
         {
             "cache": {
