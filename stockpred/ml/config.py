@@ -70,17 +70,22 @@ def load_ml_config(path: Path) -> MLConfig:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return MLConfig()
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:  # UnicodeDecodeError is a ValueError
         raise MLConfigError(f"{path}: not valid JSON: {exc}") from None
-    policy = raw.pop("retrain_policy", {}) or {}
+    policy = raw.pop("retrain_policy", {}) if isinstance(raw, dict) else None
+    if not isinstance(raw, dict) or not isinstance(policy or {}, dict):
+        raise MLConfigError(f"{path}: expected a JSON object (and retrain_policy an object)")
+    policy = policy or {}
     raw.setdefault("max_age_days", policy.get("max_age_days", 7))
     raw.setdefault("max_mape_percent", policy.get("max_mape_percent", 5.0))
     known = {f.name for f in fields(MLConfig)} - {"extra"}
     values: dict[str, Any] = {k: v for k, v in raw.items() if k in known}
-    for name in ("features", "lstm_units"):
-        if name in values:
-            values[name] = tuple(values[name])
     try:
+        for name in ("features", "lstm_units"):
+            if name in values:
+                if not isinstance(values[name], list):
+                    raise TypeError(f"{name} must be a list, got {values[name]!r}")
+                values[name] = tuple(values[name])
         return MLConfig(**values, extra={k: v for k, v in raw.items() if k not in known}).validate()
     except TypeError as exc:
         raise MLConfigError(f"{path}: {exc}") from None

@@ -102,6 +102,13 @@ def test_a_malformed_persistent_env_line_is_reported_with_its_place(tmp_path: Pa
         load_settings({"STOCKPRED_DATA_DIR": str(tmp_path)})
 
 
+def test_a_persistent_env_that_is_not_text_is_a_settings_error(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "persistent.env").write_bytes(b"WEB_PORT=1\n\xff\xfe\x00\n")
+    with pytest.raises(SettingsError, match=r"persistent\.env: cannot be read as UTF-8"):
+        load_settings({"STOCKPRED_DATA_DIR": str(tmp_path)})
+
+
 def test_the_original_file_valued_path_variables_mean_their_folders(tmp_path: Path) -> None:
     s = load_settings(
         {

@@ -89,3 +89,14 @@ def test_ml_config_defaults_and_validation(tmp_path) -> None:  # type: ignore[no
     path.write_text("{not json")
     with pytest.raises(MLConfigError, match="JSON"):
         load_ml_config(path)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b"[]", b'{"retrain_policy": "x"}', b'{"lstm_units": 5}', b'{"features": "close"}', b"\xff{"],
+)
+def test_an_ml_config_of_the_wrong_shape_is_a_config_error(tmp_path, text: bytes) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "ml_config.json"
+    path.write_bytes(text)
+    with pytest.raises(MLConfigError, match=r"ml_config\.json"):
+        load_ml_config(path)
