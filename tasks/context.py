@@ -68,7 +68,7 @@ def bars_with_source(symbol: str) -> tuple[pd.DataFrame, str]:
     """A symbol's full history (refreshed first when stale) and the source that served it."""
     data = market()
     data.refresh(symbol)
-    frame = data.history.load(symbol)
+    frame = data.history_frame(symbol)
     entry = data.cache.load(symbol)
     assert frame is not None
     return frame, entry.source if entry else "unknown"

@@ -29,7 +29,7 @@ def service() -> InferenceService:
         return InferenceService(
             models=models,
             refresh=context.market().refresh,
-            history=context.market().history.load,
+            history=context.market().history_frame,
             cache=PredictionCache(process_client(settings), settings.ml_prediction_ttl),
             journal=PredictionJournal(context.data_tree().predictions_daily),
             writer=BackgroundWriter("prediction-journal"),

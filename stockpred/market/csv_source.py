@@ -3,7 +3,8 @@
 Format: a header row, then one row per trading day. Columns (case and order free):
 `date` (YYYY-MM-DD), `open`, `high`, `low`, `close`, `volume`; an `Adj Close` column, as in
 Yahoo's own CSV export, is accepted and ignored. Prices must be positive, high ≥ low, dates
-unique across the symbol's files. A malformed file is reported with its name and line.
+unique across the symbol's files; UTF-8, with or without a byte-order mark. A malformed file
+is reported with its name and line.
 """
 
 from __future__ import annotations
@@ -22,8 +23,20 @@ _ALIASES = {"adj close": None, "adj_close": None, "adjclose": None, "timestamp":
 
 
 def _read_file(path: Path) -> pd.DataFrame:
+    try:
+        return _parse_file(path)
+    except UnicodeDecodeError as exc:
+        raise CsvFormatError(
+            f"{path.name}: not UTF-8 text (byte {exc.start}); save it as UTF-8 CSV"
+        ) from None
+    except OSError as exc:
+        raise CsvFormatError(f"{path.name}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _parse_file(path: Path) -> pd.DataFrame:
     rows: list[dict[str, object]] = []
-    with path.open(newline="", encoding="utf-8") as handle:
+    # utf-8-sig: spreadsheet exports often start with a byte-order mark.
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         try:
             header = [h.strip().lower() for h in next(reader)]

@@ -57,6 +57,17 @@ class CachedPrices(CacheMeta):
         ]
 
 
+def _aware(text: str) -> datetime:
+    """A stored time; one written without an offset (by hand) is taken as UTC."""
+    when = datetime.fromisoformat(text)
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _are_bars(bars: Any) -> bool:
+    """True for a list of [date, open, high, low, close, volume] rows, as `store` writes."""
+    return isinstance(bars, list) and all(isinstance(r, list) and len(r) == 6 for r in bars)
+
+
 class DailyCache:
     """Reads and writes `<daily_cache>/<SYMBOL>.json`."""
 
@@ -84,12 +95,12 @@ class DailyCache:
             return CacheMeta(
                 raw["symbol"],
                 raw["source"],
-                datetime.fromisoformat(raw["fetched_at"]),
+                _aware(raw["fetched_at"]),
                 raw["as_of"],
                 raw["first_date"],
                 int(raw["total_rows"]),
             )
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
 
     def as_of(self, symbol: str) -> str | None:
@@ -101,18 +112,18 @@ class DailyCache:
         """The cached entry, or None when absent or unreadable (treated as a miss)."""
         try:
             raw = json.loads(self.path(symbol).read_text(encoding="utf-8"))
-            if raw.get("schema") != SCHEMA:
+            if raw.get("schema") != SCHEMA or not _are_bars(raw["bars"]):
                 return None
             return CachedPrices(
                 symbol=raw["symbol"],
                 source=raw["source"],
-                fetched_at=datetime.fromisoformat(raw["fetched_at"]),
+                fetched_at=_aware(raw["fetched_at"]),
                 as_of=raw["as_of"],
                 first_date=raw["first_date"],
                 total_rows=int(raw["total_rows"]),
                 bars=raw["bars"],
             )
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
 
     def store(

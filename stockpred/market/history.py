@@ -20,6 +20,10 @@ from stockpred.paths import FILE_MODE
 HISTORY_FILE = "daily.parquet"
 
 
+class DamagedHistory(Exception):
+    """A stored history file that cannot be read (the next full fetch replaces it)."""
+
+
 class HistoryStore:
     """Reads and writes per-symbol parquet histories under the historical folder."""
 
@@ -45,11 +49,14 @@ class HistoryStore:
             os.close(fd)
 
     def load(self, symbol: str) -> pd.DataFrame | None:
-        """The stored history, or None when there is none."""
+        """The stored history, or None when there is none; DamagedHistory when unreadable."""
         path = self.path(symbol)
         if not path.is_file():
             return None
-        frame = pd.read_parquet(path)
+        try:
+            frame = pd.read_parquet(path)
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise DamagedHistory(f"{path} cannot be read ({type(exc).__name__}: {exc})") from exc
         frame.index.name = "date"
         return frame
 

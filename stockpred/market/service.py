@@ -17,7 +17,7 @@ import pandas as pd
 
 from stockpred.market.bars import merge_frames
 from stockpred.market.daily_cache import MAX_DAYS, DailyCache
-from stockpred.market.history import HistoryStore
+from stockpred.market.history import DamagedHistory, HistoryStore
 from stockpred.market.sources import PriceSource
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class MarketData:
         with self.history.lock(symbol):
             if not force and (unchanged := self._fresh(symbol)) is not None:
                 return unchanged
-            stored = self.history.load(symbol)
+            stored = self._stored(symbol)
             start = None if stored is None or stored.empty else (stored.index[-1] - OVERLAP).date()
             fetched = self._fetch(symbol, start)
             merged = merge_frames(stored, fetched.frame)
@@ -157,9 +157,26 @@ class MarketData:
             meta.fetched_at.isoformat(),
         )
 
+    def _stored(self, symbol: str) -> pd.DataFrame | None:
+        """The stored history for a refresh to extend; a damaged file is fetched again whole."""
+        try:
+            return self.history.load(symbol)
+        except DamagedHistory as exc:
+            log.error("%s; fetching the whole history again", exc)
+            return None
+
+    def history_frame(self, symbol: str) -> pd.DataFrame | None:
+        """The stored history; a damaged file is replaced by a forced refresh first."""
+        try:
+            return self.history.load(symbol)
+        except DamagedHistory as exc:
+            log.error("%s; refreshing %s", exc, symbol)
+            self.refresh(symbol, force=True)
+            return self.history.load(symbol)
+
     def bars(self, symbol: str) -> pd.DataFrame:
         """The full daily history of `symbol`, refreshed first when stale."""
         self.refresh(symbol)
-        frame = self.history.load(symbol)
+        frame = self.history_frame(symbol)
         assert frame is not None
         return frame

@@ -66,6 +66,25 @@ def test_a_malformed_csv_is_reported_with_file_and_line(
     assert "prices.csv" in str(err.value) or "ACME" in str(err.value)
 
 
+def test_a_csv_that_is_not_utf8_text_or_not_a_file_is_reported_by_name(tmp_path: Path) -> None:
+    (tmp_path / "ACME").mkdir()
+    (tmp_path / "ACME" / "prices.csv").write_bytes(
+        GOOD.encode() + "2024-01-04,caf\xe9".encode("latin-1")
+    )
+    with pytest.raises(CsvFormatError, match=r"prices\.csv: not UTF-8 text"):
+        CsvSource(tmp_path).fetch("ACME")
+    (tmp_path / "ACME" / "prices.csv").unlink()
+    (tmp_path / "ACME" / "folder.csv").mkdir()
+    with pytest.raises(CsvFormatError, match=r"folder\.csv: cannot be read"):
+        CsvSource(tmp_path).fetch("ACME")
+
+
+def test_a_spreadsheet_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    (tmp_path / "ACME").mkdir()
+    (tmp_path / "ACME" / "prices.csv").write_bytes(b"\xef\xbb\xbf" + GOOD.encode())
+    assert len(CsvSource(tmp_path).fetch("ACME").frame) == 2
+
+
 def test_a_date_in_two_files_is_reported(tmp_path: Path) -> None:
     write(tmp_path, "ACME", "a.csv", GOOD)
     write(tmp_path, "ACME", "b.csv", GOOD)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
+import pytest
 
 from stockpred.market.daily_cache import DailyCache
-from stockpred.market.history import HistoryStore
+from stockpred.market.history import DamagedHistory, HistoryStore
 from stockpred.market.service import MarketData
 from stockpred.market.sources import SourceFrame
 
@@ -125,6 +128,63 @@ def test_the_daily_cache_keeps_only_the_last_730_bars_but_history_keeps_all(
     entry = DailyCache(tmp_path / "daily_cache").load("ACME")
     assert entry is not None
     assert len(entry.bars) == 730 and entry.total_rows == 900 and entry.first_date == days[0]
+
+
+def test_a_damaged_history_file_is_fetched_again_whole_not_a_stuck_symbol(
+    tmp_path: Path,
+) -> None:
+    days = business_days("2026-06-01", 50)
+    source = CountingSource(frame(days))
+    data = market(tmp_path, source, Clock(MONDAY_11AM))
+    data.refresh("ACME")
+    history = HistoryStore(tmp_path / "historical")
+    damaged = history.path("ACME").read_bytes()
+    history.path("ACME").write_bytes(damaged[: len(damaged) // 2])
+    with pytest.raises(DamagedHistory, match=r"daily\.parquet cannot be read"):
+        history.load("ACME")
+    frame_now = data.bars("ACME")  # the daily cache is fresh: bars() must still mend it
+    assert list(frame_now.index.strftime("%Y-%m-%d")) == days
+    assert source.starts == [None, None]  # the second fetch was the whole history again
+    assert (history.load("ACME") is not None) and len(history.load("ACME")) == 50
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda raw: {**raw, "bars": [[1, 2]]},
+        lambda raw: {**raw, "bars": "nope"},
+        lambda raw: {**raw, "fetched_at": "2026-11-23T10:00:00"},
+        lambda raw: ["not", "an", "object"],
+    ],
+)
+def test_a_daily_cache_edited_into_another_shape_reads_as_a_miss_or_as_utc(
+    tmp_path: Path, edit: Any
+) -> None:
+    market(
+        tmp_path, CountingSource(frame(business_days("2026-06-01", 5))), Clock(MONDAY_11AM)
+    ).refresh("ACME")
+    cache = DailyCache(tmp_path / "daily_cache")
+    path = cache.path("ACME")
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+    entry = cache.load("ACME")
+    if entry is not None:  # only the naive time is still usable: taken as UTC
+        assert entry.fetched_at == datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+        assert len(entry.records(5)) == 5
+
+
+def test_a_naive_time_in_the_sidecar_is_taken_as_utc_by_the_freshness_check(
+    tmp_path: Path,
+) -> None:
+    source = CountingSource(frame(business_days("2026-06-01", 5)))
+    data = market(tmp_path, source, Clock(MONDAY_11AM))
+    data.refresh("ACME")
+    sidecar = DailyCache(tmp_path / "daily_cache").meta_path("ACME")
+    raw = json.loads(sidecar.read_text())
+    sidecar.write_text(
+        json.dumps({**raw, "fetched_at": MONDAY_11AM.replace(tzinfo=None).isoformat()})
+    )
+    assert not data.refresh("ACME").refreshed  # fresh, read as UTC: no TypeError, no fetch
+    assert source.starts == [None]
 
 
 def _refresh_in_another_process(root: str, log: str) -> None:
