@@ -9,6 +9,7 @@ gauges (usage per folder, free disk, backup age and count, last cleanup).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -28,6 +29,8 @@ from stockpred.settings import Settings
 from stockpred.storage.backup import list_backups
 from stockpred.storage.monitor import latest_report, storage_families
 
+log = logging.getLogger(__name__)
+
 
 class FactsCollector(Collector):
     """Gauges computed from Redis and persistent_data at each scrape."""
@@ -37,10 +40,14 @@ class FactsCollector(Collector):
         self.redis = redis_client
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._queues()
-        yield from self._data()
-        yield from self._models()
-        yield from self._storage()
+        for section in (self._queues, self._data, self._models, self._storage):
+            try:
+                families = list(section())
+            except Exception:
+                # A file edited into another shape costs its own section, not the whole scrape.
+                log.exception("metrics section %s skipped", section.__name__)
+                continue
+            yield from families
 
     def _queues(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily(
@@ -78,8 +85,12 @@ class FactsCollector(Collector):
             meta = cache.meta(symbol)
             if meta is None:
                 continue
+            try:
+                bar = datetime.fromisoformat(meta.as_of).replace(tzinfo=UTC).timestamp()
+            except (TypeError, ValueError):
+                log.warning("%s: the daily cache's as_of %r is not a date", symbol, meta.as_of)
+                continue
             fetched.add_metric([symbol], meta.fetched_at.timestamp())
-            bar = datetime.fromisoformat(meta.as_of).replace(tzinfo=UTC).timestamp()
             last_bar.add_metric([symbol, meta.source], bar)
         yield from (fetched, last_bar)
 
@@ -106,14 +117,18 @@ class FactsCollector(Collector):
                 continue
             if info is None:
                 continue
-            trained = info.metadata.get("trained_at")
-            if trained:
-                age.add_metric([symbol], now - datetime.fromisoformat(str(trained)).timestamp())
-            summary = (info.metadata.get("evaluation") or {}).get("summary") or {}
-            if summary.get("skill") is not None:
-                skill.add_metric([symbol], float(summary["skill"]))
-            if summary.get("mape") is not None:
-                mape.add_metric([symbol], float(summary["mape"]))
+            try:
+                trained = info.metadata.get("trained_at")
+                if trained:
+                    trained_at = datetime.fromisoformat(str(trained)).timestamp()
+                    age.add_metric([symbol], now - trained_at)
+                summary = (info.metadata.get("evaluation") or {}).get("summary") or {}
+                if summary.get("skill") is not None:
+                    skill.add_metric([symbol], float(summary["skill"]))
+                if summary.get("mape") is not None:
+                    mape.add_metric([symbol], float(summary["mape"]))
+            except (AttributeError, TypeError, ValueError) as exc:
+                log.warning("%s %s: metadata of another shape (%s)", symbol, info.version, exc)
         yield from (age, skill, mape)
 
     def _storage(self) -> Iterator[Metric]:
@@ -130,9 +145,16 @@ class FactsCollector(Collector):
         yield from (count, age)
         report = latest_report(self.tree)
         if report is not None:
-            yield from storage_families(
-                report, skip={"stockpred_backup_count", "stockpred_backup_age_seconds"}
-            )
+            try:
+                families = list(
+                    storage_families(
+                        report, skip={"stockpred_backup_count", "stockpred_backup_age_seconds"}
+                    )
+                )
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                log.warning("the storage report has another shape (%s); its gauges skipped", exc)
+                return
+            yield from families
 
 
 def exporter_registry(

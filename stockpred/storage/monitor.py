@@ -197,9 +197,17 @@ def build_report(
             ),
             "prediction_keys": prediction_keys,
         },
-        last_cleanup_bytes_freed=None if cleanup is None else int(cleanup["bytes_freed"]),
+        last_cleanup_bytes_freed=_bytes_freed(cleanup),
         checks=checks,
     )
+
+
+def _bytes_freed(cleanup: Any) -> int | None:
+    """The last cleanup report's figure, or None when there is none or it has another shape."""
+    try:
+        return int(cleanup["bytes_freed"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def storage_families(

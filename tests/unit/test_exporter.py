@@ -1,0 +1,79 @@
+"""The facts collector behind the workers' /metrics: files of another shape never fail a scrape."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from stockpred.exporter import FactsCollector
+from stockpred.market.daily_cache import DailyCache
+from stockpred.ml.registry import ModelRegistry
+from stockpred.paths import DataTree
+from stockpred.settings import Settings
+from stockpred.storage.monitor import build_report
+
+
+class NoRedis:
+    """A Redis that is down: the queue section reports stockpred_redis_up 0."""
+
+    def __getattr__(self, name: str) -> object:
+        raise ConnectionError("redis is down")
+
+
+def add_version(registry: ModelRegistry, symbol: str, metadata: dict[str, object]) -> None:
+    def write(model: Path, scaler: Path) -> None:
+        model.write_bytes(b"model")
+        scaler.write_bytes(b"scaler")
+
+    registry.write_version(symbol, "v1", {"version": "v1", **metadata}, write)
+    registry.publish(symbol, "v1")
+
+
+def scrape(settings: Settings) -> str:
+    registry = CollectorRegistry()
+    registry.register(FactsCollector(settings, NoRedis()))
+    return generate_latest(registry).decode()
+
+
+def test_edited_metadata_caches_and_reports_cost_their_own_lines_not_the_scrape(
+    settings: Settings,
+) -> None:
+    tree = DataTree.from_settings(settings)
+    registry = ModelRegistry(tree.ml_models, tree.scalers)
+    good = {"trained_at": "2026-11-20T00:00:00+00:00", "evaluation": {"summary": {"skill": 0.1}}}
+    add_version(registry, "GOOD", good)
+    add_version(registry, "BADDATE", {"trained_at": "last tuesday"})
+    add_version(registry, "BADEVAL", {"evaluation": ["not", "a", "mapping"]})
+    cache = DailyCache(tree.daily_cache)
+    cache.store(
+        symbol="GOOD",
+        source="embedded",
+        bars=[["2025-02-14", 1, 2, 1, 1.5, 10]],
+        first_date="2025-02-14",
+        total_rows=1,
+    )
+    cache.store(
+        symbol="ODD",
+        source="embedded",
+        bars=[["2025-02-14", 1, 2, 1, 1.5, 10]],
+        first_date="2025-02-14",
+        total_rows=1,
+    )
+    sidecar = cache.meta_path("ODD")
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "as_of": "yesterday"}))
+    (tree.monitoring / "storage-report.json").write_text(json.dumps({"directories": "?"}))
+    (tree.monitoring / "cleanup-report.json").write_text(json.dumps({"removed": 3}))
+
+    text = scrape(settings)
+
+    assert 'stockpred_model_skill{symbol="GOOD"} 0.1' in text
+    assert 'stockpred_model_age_seconds{symbol="GOOD"}' in text
+    assert 'symbol="BADDATE"' not in text and 'symbol="BADEVAL"' not in text
+    assert 'stockpred_data_last_bar_timestamp_seconds{source="embedded",symbol="GOOD"}' in text
+    assert 'symbol="ODD"' not in text
+    assert "stockpred_redis_up 0.0" in text
+    assert "stockpred_backup_count 0.0" in text  # the storage section, without the odd report
+    assert build_report(tree, max_backup_age=timedelta(days=1)).last_cleanup_bytes_freed is None
