@@ -131,29 +131,19 @@ def verify_backup(backups: Path, name: str | None, key: str | None) -> VerifyRes
     problems: list[str] = []
     files = total = 0
     archives = [info.name, *info.depends_on]
+
+    def refused(problem: str) -> VerifyResult:
+        return VerifyResult(
+            info.name, False, archives, 0, 0, time.perf_counter() - started, [problem]
+        )
+
     if (backups / info.file).is_file() and _sha256_file(backups / info.file) != info.sha256:
         # Say what is wrong before trying to read a manifest out of a damaged stream.
-        return VerifyResult(
-            info.name,
-            False,
-            archives,
-            0,
-            0,
-            time.perf_counter() - started,
-            [f"{info.name}: the archive's checksum does not match its metadata"],
-        )
+        return refused(f"{info.name}: the archive's checksum does not match its metadata")
     try:
         manifest = read_manifest(backups / info.file, key)
     except (BackupError, KeyError, ValueError) as exc:
-        return VerifyResult(
-            info.name,
-            False,
-            archives,
-            0,
-            0,
-            time.perf_counter() - started,
-            [f"{info.name}: manifest unreadable ({exc})"],
-        )
+        return refused(f"{info.name}: manifest unreadable ({exc})")
     by_archive: dict[str, dict[str, FileEntry]] = {}
     for entry in manifest:
         by_archive.setdefault(entry.stored_in, {})[entry.path] = entry

@@ -48,20 +48,14 @@ def test_edited_metadata_caches_and_reports_cost_their_own_lines_not_the_scrape(
     add_version(registry, "BADDATE", {"trained_at": "last tuesday"})
     add_version(registry, "BADEVAL", {"evaluation": ["not", "a", "mapping"]})
     cache = DailyCache(tree.daily_cache)
-    cache.store(
-        symbol="GOOD",
-        source="embedded",
-        bars=[["2025-02-14", 1, 2, 1, 1.5, 10]],
-        first_date="2025-02-14",
-        total_rows=1,
-    )
-    cache.store(
-        symbol="ODD",
-        source="embedded",
-        bars=[["2025-02-14", 1, 2, 1, 1.5, 10]],
-        first_date="2025-02-14",
-        total_rows=1,
-    )
+    for symbol in ("GOOD", "ODD"):
+        cache.store(
+            symbol=symbol,
+            source="embedded",
+            bars=[["2025-02-14", 1, 2, 1, 1.5, 10]],
+            first_date="2025-02-14",
+            total_rows=1,
+        )
     sidecar = cache.meta_path("ODD")
     sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "as_of": "yesterday"}))
     (tree.monitoring / "storage-report.json").write_text(json.dumps({"directories": "?"}))
