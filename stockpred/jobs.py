@@ -16,19 +16,24 @@ from typing import Any, cast
 
 import redis
 
+from stockpred.deferred_writes import DeferredWrites
+
 KEY_PREFIX = "stockpred:job:"
 STATES = ("queued", "started", "progress", "succeeded", "failed", "cancelled")
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 _JSON_FIELDS = ("progress", "result", "error", "params")
 
-# Atomic "update if present": a late worker update must not recreate an expired record, and a
-# cancelled job stays cancelled whatever its task reports afterwards. A final state also leaves
+# Atomic "update if present": a late worker update must not recreate an expired record, a
+# cancelled job stays cancelled whatever its task reports afterwards, and a finished job is not
+# taken back to started or progress by an update that arrives late. A final state also leaves
 # the whole record, as JSON, in the job's done list, where waiters wake up with it.
 # ARGV: state, now, record TTL, done-list TTL, field/value pairs.
 _UPDATE_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local current = redis.call('HGET', KEYS[1], 'state')
 if current == 'cancelled' and ARGV[1] ~= 'cancelled' then return -1 end
+local final = {succeeded = true, failed = true, cancelled = true}
+if final[current] and not final[ARGV[1]] then return -1 end
 if #ARGV > 4 then redis.call('HSET', KEYS[1], unpack(ARGV, 5)) end
 if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'state', ARGV[1]) end
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[2])
@@ -125,11 +130,14 @@ class Job:
 class JobStore:
     """Reads and writes job records in Redis."""
 
-    def __init__(self, client: redis.Redis, ttl: timedelta) -> None:
+    def __init__(
+        self, client: redis.Redis, ttl: timedelta, deferred: DeferredWrites | None = None
+    ) -> None:
         self._redis = client
         self._ttl = int(ttl.total_seconds())
         self._update = client.register_script(_UPDATE_SCRIPT)
         self._create = client.register_script(_CREATE_SCRIPT)
+        self._deferred = deferred
 
     @staticmethod
     def key(job_id: str) -> str:
@@ -207,7 +215,40 @@ class JobStore:
         result: Any = None,
         error: dict[str, Any] | None = None,
     ) -> bool:
-        """Update an existing record; return False if it is missing or was cancelled."""
+        """Update an existing record; return False if it is missing, cancelled or finished."""
+        keys, args = self._update_call(job_id, state, progress, result, error)
+        if self._deferred is not None:
+            self._deferred.flush()  # an update sent earlier on it is applied before this one
+        return int(self._update(keys=keys, args=args)) == 1
+
+    def send_update(self, job_id: str, *, state: str) -> None:
+        """Send a state change without waiting for Redis to confirm it (the task's start).
+
+        Its reply is read before this store's next update, which therefore always lands after
+        it. Without a DeferredWrites this is a plain `update`.
+        """
+        if self._deferred is None:
+            self.update(job_id, state=state)
+            return
+        keys, args = self._update_call(job_id, state, None, None, None)
+        # EVAL, not EVALSHA: a restarted Redis has forgotten loaded scripts, and nobody is
+        # waiting here to load it again.
+        self._deferred.send("EVAL", _UPDATE_SCRIPT, len(keys), *keys, *args)
+
+    def flush(self) -> None:
+        """Wait for Redis to confirm what `send_update` sent (a process about to exit)."""
+        if self._deferred is not None:
+            self._deferred.flush()
+
+    def _update_call(
+        self,
+        job_id: str,
+        state: str | None,
+        progress: dict[str, Any] | None,
+        result: Any,
+        error: dict[str, Any] | None,
+    ) -> tuple[list[str], list[Any]]:
+        """The update script's keys and arguments."""
         if state is not None and state not in STATES:
             raise ValueError(f"unknown job state {state!r}")
         now = utcnow_iso(STAMP_PRECISION)
@@ -225,11 +266,8 @@ class JobStore:
         flat: list[str] = []
         for name, value in self._encode(fields).items():
             flat += [name, value]
-        outcome = self._update(
-            keys=[self.key(job_id), DONE_PREFIX + job_id],
-            args=[state or "", now, self._ttl, DONE_TTL_SECONDS, *flat],
-        )
-        return int(outcome) == 1
+        keys = [self.key(job_id), DONE_PREFIX + job_id]
+        return keys, [state or "", now, self._ttl, DONE_TTL_SECONDS, *flat]
 
     def wait_finished(self, job_id: str, timeout: float) -> Job | None:
         """Block until the job is final and return it; on timeout return it as it is.

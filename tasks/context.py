@@ -11,6 +11,7 @@ from typing import Any, TypeVar, cast
 
 import pandas as pd
 
+from stockpred.deferred_writes import DeferredWrites
 from stockpred.jobs import JobStore
 from stockpred.market.factory import build_market_data
 from stockpred.market.service import MarketData
@@ -47,7 +48,13 @@ def settings() -> Settings:
 
 
 def jobs() -> JobStore:
-    return _memo("jobs", lambda: JobStore(process_client(settings()), settings().job_ttl))
+    """This process's job store; a task's start is sent without waiting for its reply."""
+
+    def build() -> JobStore:
+        client = process_client(settings())
+        return JobStore(client, settings().job_ttl, DeferredWrites(client))
+
+    return _memo("jobs", build)
 
 
 def market() -> MarketData:

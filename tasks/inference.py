@@ -47,7 +47,15 @@ def flush() -> None:
         built.flush()
 
 
-@shared_task(name="inference.predict", acks_late=True, **_LIMITS)
+# Celery reprs every result for its "succeeded" log line whether or not it logs it: ~0.19 ms
+# for a full prediction, against ~0.03 ms cut to this size (the whole result is in the job
+# record and prediction.log).
+RESULT_REPR_CHARS = 120
+
+
+@shared_task(
+    name="inference.predict", acks_late=True, resultrepr_maxsize=RESULT_REPR_CHARS, **_LIMITS
+)
 def predict(symbol: str, horizon: int = 1) -> dict[str, Any]:
     """Predict `symbol` `horizon` trading days ahead with its current model."""
     return service().predict(normalize_symbol(symbol), int(horizon))

@@ -18,29 +18,18 @@ from typing import Any
 from celery import signals
 
 from stockpred import logs
-from stockpred.jobs import JobStore
 from stockpred.metrics import worker_metrics
 from stockpred.observability import stamp_published_at
 from stockpred.queues import QueueName
-from stockpred.redis_conn import process_client
 from stockpred.settings import get_settings
 from stockpred.tf_runtime import TF_THREADS_ENV, tensorflow, thread_budget
-from tasks import inference
+from tasks import context, inference
 
 log = logging.getLogger(__name__)
 _tokens: dict[str, Any] = {}
 _started: dict[str, float] = {}
-_stores: dict[int, JobStore] = {}
 PRELOAD_ENV = "STOCKPRED_PRELOAD_TENSORFLOW"
 TENSORFLOW_QUEUES = frozenset({QueueName.INFERENCE.value, QueueName.TRAINING.value})
-
-
-def _job_store() -> JobStore:
-    pid = os.getpid()
-    if pid not in _stores:
-        settings = get_settings()
-        _stores[pid] = JobStore(process_client(settings), settings.job_ttl)
-    return _stores[pid]
 
 
 def _update_job(task_id: str | None, **fields: Any) -> None:
@@ -48,7 +37,7 @@ def _update_job(task_id: str | None, **fields: Any) -> None:
     if not task_id:
         return
     try:
-        _job_store().update(task_id, **fields)
+        context.jobs().update(task_id, **fields)
     except Exception:
         log.warning("could not update job record %s", task_id, exc_info=True)
 
@@ -100,11 +89,14 @@ signals.before_task_publish.connect(stamp_published_at, weak=False)
 
 @signals.worker_process_shutdown.connect
 def _pool_child_exit(pid: int | None = None, **_: Any) -> None:
-    """Write out pending prediction lines; drop this child's live gauges from the metrics."""
+    """Write out pending prediction lines and job updates; drop this child's live gauges."""
     try:
         inference.flush()
+        jobs = context.built("jobs")
+        if jobs is not None:
+            jobs.flush()
     except Exception:
-        log.warning("could not flush pending prediction lines", exc_info=True)
+        log.warning("could not flush pending prediction lines or job updates", exc_info=True)
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
@@ -118,7 +110,11 @@ def _task_prerun(
     symbol = kwargs.get("symbol") or (args[0] if args and isinstance(args[0], str) else None)
     _tokens[task_id] = logs.set_log_context(task=task.name, task_id=task_id, symbol=symbol)
     _started[task_id] = time.perf_counter()
-    _update_job(task_id, state="started")
+    try:
+        # Not waited for: the task starts at once; the store's next update lands after it.
+        context.jobs().send_update(task_id, state="started")
+    except Exception:
+        log.warning("could not mark job %s started", task_id, exc_info=True)
 
 
 @signals.task_postrun.connect

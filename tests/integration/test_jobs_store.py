@@ -9,8 +9,9 @@ from datetime import timedelta
 
 import redis
 
+from stockpred.deferred_writes import DeferredWrites
 from stockpred.jobs import DEDUPE_PREFIX, Job, JobStore
-from tests.support import wait_for
+from tests.support import RedisServer, wait_for
 
 
 def test_a_record_round_trips_with_json_fields(redis_client: redis.Redis) -> None:
@@ -50,6 +51,38 @@ def test_a_cancelled_job_stays_cancelled(redis_client: redis.Redis) -> None:
     assert not store.update(job.id, state="started")
     loaded = store.get(job.id)
     assert loaded is not None and loaded.state == "cancelled"
+
+
+def test_a_late_start_or_progress_never_takes_a_finished_job_back(
+    redis_client: redis.Redis,
+) -> None:
+    store = JobStore(redis_client, timedelta(days=7))
+    job = store.create(kind="predict", task_name="inference.predict", queue="inference")
+    assert store.update(job.id, state="succeeded", result={"ok": 1})
+    assert not store.update(job.id, state="started")
+    assert not store.update(job.id, state="progress", progress={"epoch": 9})
+    loaded = store.get(job.id)
+    assert loaded is not None and loaded.state == "succeeded" and loaded.progress is None
+
+
+def test_a_start_sent_without_waiting_lands_before_the_next_update(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    client = redis_server.client()
+    store = JobStore(client, timedelta(days=7), DeferredWrites(client))
+    job = store.create(kind="predict", task_name="inference.predict", queue="inference")
+    redis_client.script_flush()  # as after a Redis restart: the start must not need EVALSHA
+    store.send_update(job.id, state="started")
+    assert store.update(job.id, state="succeeded", result={"ok": 1})
+    done = store.get(job.id)
+    assert done is not None and done.state == "succeeded"
+    assert done.started_at is not None and done.finished_at is not None
+    assert done.started_at <= done.finished_at
+    store.send_update(job.id, state="started")  # a duplicate start, late: ignored
+    store.flush()
+    again = store.get(job.id)
+    assert again is not None and again.state == "succeeded"
+    client.close()
 
 
 def test_records_expire_after_the_ttl_from_their_last_change(redis_client: redis.Redis) -> None:
