@@ -214,9 +214,15 @@ class JobStore:
         progress: dict[str, Any] | None = None,
         result: Any = None,
         error: dict[str, Any] | None = None,
+        started_at: str | None = None,
     ) -> bool:
-        """Update an existing record; return False if it is missing, cancelled or finished."""
-        keys, args = self._update_call(job_id, state, progress, result, error)
+        """Update an existing record; return False if it is missing, cancelled or finished.
+
+        `started_at` records when a task began that did not report its start on its own.
+        """
+        keys, args = self._update_call(
+            job_id, state, progress=progress, result=result, error=error, started_at=started_at
+        )
         if self._deferred is not None:
             self._deferred.flush()  # an update sent earlier on it is applied before this one
         return int(self._update(keys=keys, args=args)) == 1
@@ -230,7 +236,7 @@ class JobStore:
         if self._deferred is None:
             self.update(job_id, state=state)
             return
-        keys, args = self._update_call(job_id, state, None, None, None)
+        keys, args = self._update_call(job_id, state)
         # EVAL, not EVALSHA: a restarted Redis has forgotten loaded scripts, and nobody is
         # waiting here to load it again.
         self._deferred.send("EVAL", _UPDATE_SCRIPT, len(keys), *keys, *args)
@@ -244,9 +250,11 @@ class JobStore:
         self,
         job_id: str,
         state: str | None,
-        progress: dict[str, Any] | None,
-        result: Any,
-        error: dict[str, Any] | None,
+        *,
+        progress: dict[str, Any] | None = None,
+        result: Any = None,
+        error: dict[str, Any] | None = None,
+        started_at: str | None = None,
     ) -> tuple[list[str], list[Any]]:
         """The update script's keys and arguments."""
         if state is not None and state not in STATES:
@@ -261,6 +269,8 @@ class JobStore:
             fields["error"] = error
         if state == "started":
             fields["started_at"] = now
+        elif started_at is not None:
+            fields["started_at"] = started_at
         if state in TERMINAL_STATES:
             fields["finished_at"] = now
         flat: list[str] = []

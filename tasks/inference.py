@@ -54,7 +54,13 @@ RESULT_REPR_CHARS = 120
 
 
 @shared_task(
-    name="inference.predict", acks_late=True, resultrepr_maxsize=RESULT_REPR_CHARS, **_LIMITS
+    name="inference.predict",
+    acks_late=True,
+    resultrepr_maxsize=RESULT_REPR_CHARS,
+    # A prediction takes milliseconds: its job record goes from queued to its outcome, with
+    # started_at written then (workers.signals); no separate write on the task's path.
+    track_started=False,
+    **_LIMITS,
 )
 def predict(symbol: str, horizon: int = 1) -> dict[str, Any]:
     """Predict `symbol` `horizon` trading days ahead with its current model."""

@@ -18,6 +18,7 @@ from typing import Any
 from celery import signals
 
 from stockpred import logs
+from stockpred.jobs import STAMP_PRECISION, utcnow_iso
 from stockpred.metrics import worker_metrics
 from stockpred.observability import stamp_published_at
 from stockpred.queues import QueueName
@@ -28,6 +29,7 @@ from tasks import context, inference
 log = logging.getLogger(__name__)
 _tokens: dict[str, Any] = {}
 _started: dict[str, float] = {}
+_unreported_starts: dict[str, str] = {}
 PRELOAD_ENV = "STOCKPRED_PRELOAD_TENSORFLOW"
 TENSORFLOW_QUEUES = frozenset({QueueName.INFERENCE.value, QueueName.TRAINING.value})
 
@@ -36,8 +38,9 @@ def _update_job(task_id: str | None, **fields: Any) -> None:
     """Update a job record; a Redis hiccup here must never fail the task itself."""
     if not task_id:
         return
+    started_at = _unreported_starts.pop(task_id, None)
     try:
-        context.jobs().update(task_id, **fields)
+        context.jobs().update(task_id, started_at=started_at, **fields)
     except Exception:
         log.warning("could not update job record %s", task_id, exc_info=True)
 
@@ -110,6 +113,11 @@ def _task_prerun(
     symbol = kwargs.get("symbol") or (args[0] if args and isinstance(args[0], str) else None)
     _tokens[task_id] = logs.set_log_context(task=task.name, task_id=task_id, symbol=symbol)
     _started[task_id] = time.perf_counter()
+    if not getattr(task, "track_started", True):
+        # A task of a few milliseconds (a prediction): its start is written with its outcome,
+        # one Redis write fewer on its path, as Celery itself does not track starts by default.
+        _unreported_starts[task_id] = utcnow_iso(STAMP_PRECISION)
+        return
     try:
         # Not waited for: the task starts at once; the store's next update lands after it.
         context.jobs().send_update(task_id, state="started")

@@ -7,7 +7,7 @@ import os
 import re
 import shutil
 import signal
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psutil
@@ -127,6 +127,19 @@ def test_a_trained_model_predicts_with_its_skill_and_then_hits_the_cache(
     assert fast.headers["X-Cache"] == routed.headers["X-Cache"] == "hit"
     assert _metric(api, 'predictions_total{cached="true"}') == hits + 2
     assert counter.counts() == {"hits": before["hits"] + 2, "misses": before["misses"] + 1}
+
+
+def test_a_prediction_job_records_its_start_with_its_outcome(
+    api: FlaskClient, first_version: str
+) -> None:
+    accepted = api.get(f"/api/v1/predict/{SYMBOL}?horizon=4&async=true")
+    assert accepted.status_code == 202, accepted.get_json()
+    done = finish(api, accepted.get_json()["task_id"])
+    assert done["state"] == "succeeded" and done["result"]["horizon"] == 4
+    created, started, finished = (
+        datetime.fromisoformat(done[name]) for name in ("created_at", "started_at", "finished_at")
+    )
+    assert created <= started <= finished
 
 
 def test_models_endpoints_show_versions_and_metrics(api: FlaskClient, first_version: str) -> None:
