@@ -17,7 +17,7 @@ _configured_pid: int | None = None
 def thread_budget() -> int:
     """Intra-op threads for this process: set per pool child by the worker, else all cores."""
     raw = os.environ.get(TF_THREADS_ENV, "")
-    return int(raw) if raw.isdigit() and int(raw) > 0 else (os.cpu_count() or 1)
+    return int(raw) if raw.isascii() and raw.isdigit() and int(raw) > 0 else (os.cpu_count() or 1)
 
 
 def tensorflow() -> ModuleType:

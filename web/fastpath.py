@@ -17,28 +17,33 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from stockpred.market.symbols import InvalidSymbol, normalize_symbol
-from web.api.predictions import MAX_HORIZON, PREDICT_RULE, PREFIX
+from web.api.predictions import MAX_DAYS, MAX_HORIZON, PREDICT_RULE, PREFIX
 from web.metrics import web_metrics
 from web.middleware import log_request, request_id_for
 from web.prediction_lookup import LOOKED_UP_ENVIRON_KEY, PredictionLookup, answer_from_cache
 
 log = logging.getLogger(__name__)
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-_DAYS_MAX = 365  # the original's lookback parameter, accepted and unused as in the route
 
 
 def _horizon(query: str) -> int | None:
-    """The horizon of a query the fast path may answer (only horizon/days); None otherwise."""
+    """The horizon of a query the fast path may answer (only horizon/days); None otherwise.
+
+    Anything unusual (non-ASCII digits such as '²', a repeated name) goes on to the route,
+    which answers it as it answers every request.
+    """
     if not query:
         return 1
     horizon = 1
+    seen: set[str] = set()
     for name, value in parse_qsl(query, keep_blank_values=True):
-        if not value.isdigit():
+        if name in seen or not (value.isascii() and value.isdigit()):
             return None
+        seen.add(name)
         number = int(value)
         if name == "horizon" and 1 <= number <= MAX_HORIZON:
             horizon = number
-        elif not (name == "days" and 1 <= number <= _DAYS_MAX):
+        elif not (name == "days" and 1 <= number <= MAX_DAYS):
             return None
     return horizon
 

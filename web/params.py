@@ -23,7 +23,11 @@ def parse_int(name: str, raw: Any, low: int, high: int, default: int | None) -> 
     if raw is None or raw == "":
         return default
     text = str(raw).strip()
-    if isinstance(raw, bool) or not text.isdigit() or not low <= int(text) <= high:
+    if (
+        isinstance(raw, bool)
+        or not (text.isascii() and text.isdigit())
+        or not low <= int(text) <= high
+    ):
         raise ApiError(
             400, f"invalid {name}", f"{name} must be a whole number from {low} to {high}"
         )

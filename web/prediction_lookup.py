@@ -45,7 +45,7 @@ class PredictionLookup:
         text = str(raw)
         if text[:1] != "{" or text[-1:] != "}":
             # Not what a worker writes (a JSON object): recompute rather than serve it.
-            self.counter.miss()
+            self.counter.miss(looked_up=True)  # the script counted the lookup already
             return None
         return text
 

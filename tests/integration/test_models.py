@@ -340,6 +340,8 @@ def test_a_killed_training_leaves_the_published_model_and_the_redelivered_run_co
         ("get", "/api/v1/predict/ZZZZZZ", None, 404),
         ("get", "/api/v1/predict/TSLA?horizon=0", None, 400),
         ("get", "/api/v1/predict/TSLA?horizon=31", None, 400),
+        ("get", "/api/v1/predict/TSLA?horizon=%C2%B2", None, 400),  # '²': str.isdigit says yes
+        ("get", "/api/v1/predict/TSLA?days=%C2%B9", None, 400),
         ("get", "/api/v1/predict/BAD!!", None, 400),
         ("post", "/api/v1/train/TSLA", {"epochs": 0}, 400),
         ("post", "/api/v1/train/TSLA", {"epochs": "x"}, 400),

@@ -131,6 +131,8 @@ def test_a_miss_goes_to_flask_flagged_so_the_lookup_is_not_repeated(
         ("GET", "/api/v1/predict/NVDA", "horizon=31"),
         ("GET", "/api/v1/predict/NVDA", "horizon=x"),
         ("GET", "/api/v1/predict/NVDA", "days=366"),
+        ("GET", "/api/v1/predict/NVDA", "horizon=%C2%B2"),  # '²' is a digit to str.isdigit
+        ("GET", "/api/v1/predict/NVDA", "horizon=2&horizon=3"),  # which one: the route decides
         ("GET", "/api/v1/predict/BAD!!", ""),
         ("GET", "/api/v1/predict/NVDA/extra", ""),
         ("GET", "/api/v1/predict/AAPL", ""),  # no model: the route says how to train one

@@ -19,6 +19,7 @@ PREFIX = URL_PREFIX + "/"
 PREDICT_RULE = PREFIX + "<path:symbol>"  # the endpoint label of metrics, as Flask names the rule
 bp = Blueprint("predictions", __name__, url_prefix=URL_PREFIX)
 MAX_HORIZON = 30
+MAX_DAYS = 365  # the original's lookback parameter: accepted and validated, unused
 NOT_FOUND = {"NoModel", "UnknownSymbol", "NoData", "InvalidSymbol"}
 BAD_REQUEST = {"HorizonUnsupported"}
 DAMAGED = {"DamagedVersion"}  # retrying will not help: the version must be rolled back or retrained
@@ -45,7 +46,7 @@ def predict(symbol: str) -> Response:
 def _predict(symbol: str) -> Response:
     sym = parse_symbol(symbol)
     horizon = parse_int("horizon", request.args.get("horizon"), 1, MAX_HORIZON, 1) or 1
-    parse_int("days", request.args.get("days"), 1, 365, None)  # the original's lookback; unused
+    parse_int("days", request.args.get("days"), 1, MAX_DAYS, None)
     run_async = parse_bool("async", request.args.get("async"))
     svc = services()
     settings = svc.settings
