@@ -102,15 +102,10 @@ class Settings:
     @property
     def celery_url(self) -> str:
         """URL for Celery's broker and result backend (kombu spells sockets differently)."""
-        if self.redis_url and self.redis_url.startswith("unix://"):
-            return "redis+socket://" + self.redis_url[len("unix://") :].replace(
-                "db=", "virtual_host="
-            )
-        if self.redis_url:
-            return self.redis_url
-        if self.redis_port is not None:
-            return f"redis://127.0.0.1:{self.redis_port}/0"
-        return f"redis+socket://{self.redis_socket}?virtual_host=0"
+        url = self.redis_client_url
+        if url.startswith("unix://"):
+            return "redis+socket://" + url[len("unix://") :].replace("db=", "virtual_host=")
+        return url
 
     @property
     def manages_redis(self) -> bool:

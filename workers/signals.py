@@ -128,6 +128,7 @@ def _task_prerun(
 @signals.task_postrun.connect
 def _task_postrun(task_id: str, task: Any = None, state: str | None = None, **_: Any) -> None:
     started = _started.pop(task_id, None)
+    _unreported_starts.pop(task_id, None)  # a task ended by Ignore or Reject sent no outcome
     if task is not None:
         metrics = worker_metrics()
         metrics.tasks.labels(task.name, state or "UNKNOWN").inc()

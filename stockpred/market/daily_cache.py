@@ -74,16 +74,12 @@ class DailyCache:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._memo = FileMemo()
-        self._meta_paths: dict[str, Path] = {}
 
     def path(self, symbol: str) -> Path:
         return self.directory / f"{symbol}.json"
 
     def meta_path(self, symbol: str) -> Path:
-        path = self._meta_paths.get(symbol)  # read on every prediction: joined once
-        if path is None:
-            path = self._meta_paths[symbol] = self.directory / f"{symbol}.meta.json"
-        return path
+        return self.directory / f"{symbol}.meta.json"
 
     def meta(self, symbol: str) -> CacheMeta | None:
         """Freshness record from the small sidecar file (re-read only when it changes)."""

@@ -52,6 +52,8 @@ class LoadedModel:
             loaded = cls(info.symbol, info.version, info.metadata, model, scalers, 0.0)
             _ = loaded.horizon, loaded.sequence_length
             loaded.serve(np.zeros((1, *model.input_shape[1:]), dtype="float32"))  # trace it now
+        except (MemoryError, ImportError):
+            raise  # the process, not the stored version, is in trouble
         except Exception as exc:
             # Keras, zipfile, h5py, pickle and joblib each raise their own types for a damaged
             # file; to a caller they all mean the same thing.

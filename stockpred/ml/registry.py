@@ -53,14 +53,10 @@ class CurrentVersions:
     def __init__(self, models_dir: Path) -> None:
         self.models_dir = models_dir
         self._memo = FileMemo()
-        self._paths: dict[str, Path] = {}
 
     def get(self, symbol: str) -> str | None:
         """The published version of `symbol`, or None (one `stat` when unchanged)."""
-        path = self._paths.get(symbol)
-        if path is None:
-            path = self._paths[symbol] = pointer_path(self.models_dir, symbol)
-        return self._memo.read(path, _read_pointer)
+        return self._memo.read(pointer_path(self.models_dir, symbol), _read_pointer)
 
 
 class RegistryError(ValueError):
