@@ -47,14 +47,21 @@ def settings() -> Settings:
     return get_settings()
 
 
+def deferred_writes() -> DeferredWrites:
+    """This process's one connection for writes whose replies are read later.
+
+    Shared by the prediction cache and the job store, so a job's final update, which reads
+    the earlier replies first, lands only after its cached result is confirmed.
+    """
+    return _memo("deferred_writes", lambda: DeferredWrites(process_client(settings())))
+
+
 def jobs() -> JobStore:
     """This process's job store; a task's start is sent without waiting for its reply."""
-
-    def build() -> JobStore:
-        client = process_client(settings())
-        return JobStore(client, settings().job_ttl, DeferredWrites(client))
-
-    return _memo("jobs", build)
+    return _memo(
+        "jobs",
+        lambda: JobStore(process_client(settings()), settings().job_ttl, deferred_writes()),
+    )
 
 
 def market() -> MarketData:

@@ -30,7 +30,9 @@ def service() -> InferenceService:
             models=models,
             refresh=context.market().refresh,
             history=context.market().history_frame,
-            cache=PredictionCache(process_client(settings), settings.ml_prediction_ttl),
+            cache=PredictionCache(
+                process_client(settings), settings.ml_prediction_ttl, context.deferred_writes()
+            ),
             journal=PredictionJournal(context.data_tree().predictions_daily),
             writer=BackgroundWriter("prediction-journal"),
             buy_threshold=settings.buy_threshold,

@@ -138,7 +138,8 @@ class InferenceService:
             loaded, self._prepare(symbol, loaded, data.as_of), data.source, horizon
         )
         encoded = json.dumps(result, separators=(",", ":"))
-        # Sent before the task reports back, so a request that follows the answer finds it.
+        # Sent before the task reports back; the worker's job update confirms it first, so a
+        # request that follows the answer finds it.
         self.cache.put(cache_key(symbol, horizon, loaded.version, data.as_of), encoded)
         self.writer.submit(functools.partial(self._record, encoded, result))
         return {**result, "cached": False}

@@ -27,10 +27,12 @@ def cache_key(symbol: str, horizon: int, version: str, as_of: str) -> str:
 class PredictionCache:
     """Prediction results in Redis."""
 
-    def __init__(self, client: redis.Redis, ttl: timedelta) -> None:
+    def __init__(
+        self, client: redis.Redis, ttl: timedelta, writes: DeferredWrites | None = None
+    ) -> None:
         self._redis = client
         self._ttl = int(ttl.total_seconds())
-        self._writes = DeferredWrites(client)
+        self._writes = writes or DeferredWrites(client)
 
     def put(self, key: str, encoded: str) -> None:
         """Store a result already encoded as a JSON object string (the reply is read later)."""
