@@ -4,7 +4,7 @@ import os
 import shutil
 from typing import Any
 
-from stockpred.logs import configure_logging
+from stockpred.infra.logs import configure_logging
 from stockpred.settings import get_settings
 
 _settings = get_settings()

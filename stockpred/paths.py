@@ -1,7 +1,7 @@
 """The persistent_data tree: its folders, their creation with safe modes, and health checks.
 
 The one place that names the folders. Writing files into the tree goes through `atomic_write`.
-Templates and migration live in `stockpred.provision`; this module knows nothing of them.
+Templates and migration live in `stockpred.ops.provision`; this module knows nothing of them.
 """
 
 from __future__ import annotations

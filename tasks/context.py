@@ -11,14 +11,14 @@ from typing import Any, TypeVar, cast
 
 import pandas as pd
 
-from stockpred.deferred_writes import DeferredWrites
-from stockpred.jobs import JobStore
+from stockpred.infra.deferred_writes import DeferredWrites
+from stockpred.infra.redis_client import process_client
+from stockpred.jobs.records import JobStore
 from stockpred.market.factory import build_market_data
 from stockpred.market.service import MarketData
 from stockpred.ml.config import MLConfig, load_ml_config
 from stockpred.ml.registry import ModelRegistry
 from stockpred.paths import DataTree
-from stockpred.redis_conn import process_client
 from stockpred.settings import Settings, get_settings
 
 T = TypeVar("T")

@@ -6,12 +6,12 @@ from typing import Any
 
 from celery import shared_task
 
-from stockpred.background import BackgroundWriter
+from stockpred.infra.background import BackgroundWriter
+from stockpred.infra.redis_client import process_client
 from stockpred.market.symbols import normalize_symbol
 from stockpred.ml.predict import InferenceService, ModelCache
 from stockpred.ml.prediction_store import PredictionCache, PredictionJournal
 from stockpred.queues import QueueName, hard_time_limit, soft_time_limit
-from stockpred.redis_conn import process_client
 from tasks import context
 
 _QUEUE = QueueName.INFERENCE

@@ -9,7 +9,8 @@ from typing import Any
 
 from celery import current_app, shared_task
 
-from stockpred.locks import training_lock
+from stockpred.infra.redis_client import process_client
+from stockpred.jobs.locks import training_lock
 from stockpred.market.errors import RateLimited, SourceUnavailable
 from stockpred.market.factory import tracked_symbols
 from stockpred.market.symbols import normalize_symbol
@@ -17,7 +18,6 @@ from stockpred.ml.policy import retrain_reason
 from stockpred.ml.registry import RegistryError
 from stockpred.paths import DataTree
 from stockpred.queues import QueueName, hard_time_limit, soft_time_limit
-from stockpred.redis_conn import process_client
 from stockpred.settings import get_settings
 from stockpred.storage.check import check_storage as run_storage_check
 from stockpred.storage.service import StorageBusy, StorageService

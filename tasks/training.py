@@ -6,13 +6,13 @@ from typing import Any
 
 from celery import shared_task
 
-from stockpred.locks import OwnedLock, training_lock
+from stockpred.infra.redis_client import process_client
+from stockpred.jobs.locks import OwnedLock, training_lock
 from stockpred.market.symbols import normalize_symbol
-from stockpred.metrics import worker_metrics
 from stockpred.ml.training import TrainingCancelled, train_and_publish
 from stockpred.queues import QueueName, hard_time_limit, soft_time_limit
-from stockpred.redis_conn import process_client
 from stockpred.settings import get_settings
+from stockpred.telemetry.worker_metrics import worker_metrics
 from tasks import context
 
 _QUEUE = QueueName.TRAINING

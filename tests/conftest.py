@@ -15,7 +15,7 @@ from celery import Celery
 from flask import Flask
 from flask.testing import FlaskClient
 
-from stockpred.provision import run_setup
+from stockpred.ops.provision import run_setup
 from stockpred.queues import QUEUES
 from stockpred.settings import Settings, load_settings
 from tests.support import BIN, RedisServer, start_worker, stop_group, wait_for

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Response, jsonify, url_for
 
-from stockpred.jobs import DamagedJobRecord, Job
+from stockpred.jobs.records import DamagedJobRecord, Job
 from stockpred.queues import queue_for_task
 from web.errors import ApiError
 from web.services import services

@@ -21,9 +21,9 @@ from prometheus_client.registry import Collector
 from prometheus_flask_exporter import PrometheusMetrics
 from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
-from stockpred.counters import HitCounter
+from stockpred.infra.counters import HitCounter
 from stockpred.ml.prediction_store import KEY_PREFIX
-from stockpred.observability import queue_depths
+from stockpred.telemetry.queue_facts import queue_depths
 from web.services import Services
 
 LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)

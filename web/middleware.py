@@ -9,7 +9,7 @@ import uuid
 
 from flask import Flask, Response, g, request
 
-from stockpred.logs import API_LOGGER
+from stockpred.infra.logs import API_LOGGER
 from web.errors import ApiError
 from web.metrics import web_metrics
 from web.services import services

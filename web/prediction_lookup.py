@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stockpred.counters import HitCounter
+from stockpred.infra.counters import HitCounter
 from stockpred.market.daily_cache import DailyCache
 from stockpred.ml.prediction_store import cache_key
 from stockpred.ml.registry import CurrentVersions

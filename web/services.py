@@ -13,9 +13,9 @@ import redis
 from celery import Celery
 from flask import current_app
 
-from stockpred.jobs import JobStore
+from stockpred.infra.redis_client import connect
+from stockpred.jobs.records import JobStore
 from stockpred.paths import DataTree
-from stockpred.redis_conn import connect
 from stockpred.settings import Settings
 from web.prediction_lookup import PredictionLookup
 

@@ -17,13 +17,13 @@ from typing import Any
 
 from celery import signals
 
-from stockpred import logs
-from stockpred.jobs import STAMP_PRECISION, utcnow_iso
-from stockpred.metrics import worker_metrics
-from stockpred.observability import stamp_published_at
+from stockpred.infra import logs
+from stockpred.infra.tf_runtime import TF_THREADS_ENV, tensorflow, thread_budget
+from stockpred.jobs.records import STAMP_PRECISION, utcnow_iso
 from stockpred.queues import QueueName
 from stockpred.settings import get_settings
-from stockpred.tf_runtime import TF_THREADS_ENV, tensorflow, thread_budget
+from stockpred.telemetry.queue_facts import stamp_published_at
+from stockpred.telemetry.worker_metrics import worker_metrics
 from tasks import context, inference
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from stockpred.filememo import FileMemo
+from stockpred.infra.filememo import FileMemo
 from stockpred.market.calendar import is_fresh
 from stockpred.paths import atomic_write
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import redis
 
+from stockpred.infra.throttle import NoThrottle, RedisThrottle, Throttle
 from stockpred.market.csv_source import CsvSource
 from stockpred.market.daily_cache import DailyCache
 from stockpred.market.embedded import EmbeddedSource
@@ -15,7 +16,6 @@ from stockpred.market.symbols import InvalidSymbol, normalize_symbol
 from stockpred.market.yahoo import YahooSource
 from stockpred.paths import DataTree
 from stockpred.settings import Settings
-from stockpred.throttle import NoThrottle, RedisThrottle, Throttle
 
 THROTTLE_KEY = "stockpred:throttle:yahoo"
 

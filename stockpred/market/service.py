@@ -129,7 +129,7 @@ class MarketData:
     def _fetch(self, symbol: str, start: Any) -> Any:
         """Fetch from the source, counting fetches, failures and latency."""
         from stockpred.market.errors import MarketDataError
-        from stockpred.metrics import worker_metrics
+        from stockpred.telemetry.worker_metrics import worker_metrics
 
         metrics = worker_metrics()
         started = time.perf_counter()

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from stockpred.infra.throttle import NoThrottle, Throttle
 from stockpred.market.bars import normalize_frame
 from stockpred.market.errors import (
     BadData,
@@ -31,7 +32,6 @@ from stockpred.market.errors import (
 )
 from stockpred.market.retry import RetryPolicy
 from stockpred.market.sources import SourceFrame
-from stockpred.throttle import NoThrottle, Throttle
 
 log = logging.getLogger(__name__)
 FIRST_FETCH_YEARS = 10

@@ -17,11 +17,11 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from stockpred.infra.tf_runtime import tensorflow
 from stockpred.ml.dataset import Scalers, windows_at
 from stockpred.ml.evaluation import Evaluation
 from stockpred.ml.model import load_keras_model, serving_function
 from stockpred.ml.registry import DamagedVersion, VersionInfo, repair_hint
-from stockpred.tf_runtime import tensorflow
 
 LSTM_KIND = "lstm-direct"
 LEGACY_KIND = "legacy-close"

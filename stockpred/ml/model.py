@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stockpred.tf_runtime import tensorflow
+from stockpred.infra.tf_runtime import tensorflow
 
 
 def seed_everything(seed: int) -> None:

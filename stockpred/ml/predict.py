@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stockpred.background import BackgroundWriter
+from stockpred.infra.background import BackgroundWriter
 from stockpred.market.calendar import trading_days_after
-from stockpred.metrics import worker_metrics
 from stockpred.ml.features import compute_features
 from stockpred.ml.forecast import LoadedModel
 from stockpred.ml.prediction_store import PredictionCache, PredictionJournal, cache_key
 from stockpred.ml.registry import CurrentVersions, ModelRegistry
+from stockpred.telemetry.worker_metrics import worker_metrics
 
 log = logging.getLogger(__name__)
 prediction_log = logging.getLogger("stockpred.prediction")

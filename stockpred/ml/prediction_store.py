@@ -15,7 +15,7 @@ from pathlib import Path
 
 import redis
 
-from stockpred.deferred_writes import DeferredWrites
+from stockpred.infra.deferred_writes import DeferredWrites
 
 KEY_PREFIX = "stockpred:prediction:"
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stockpred.filememo import FileMemo
+from stockpred.infra.filememo import FileMemo
 from stockpred.paths import DIR_MODE, atomic_write
 
 MODEL_FILE = "model.keras"

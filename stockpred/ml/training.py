@@ -23,6 +23,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from stockpred.infra.tf_runtime import tensorflow
 from stockpred.ml.config import MLConfig
 from stockpred.ml.dataset import (
     NotEnoughData,
@@ -36,7 +37,6 @@ from stockpred.ml.features import compute_features
 from stockpred.ml.forecast import LSTM_KIND, LoadedModel
 from stockpred.ml.model import build_model, seed_everything
 from stockpred.ml.registry import ModelRegistry, RegistryError, new_version
-from stockpred.tf_runtime import tensorflow
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, dict[str, float]], None]

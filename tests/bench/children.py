@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from stockpred.logs import configure_logging
+from stockpred.infra.logs import configure_logging
+from stockpred.infra.redis_client import process_client
 from stockpred.market.factory import build_market_data
 from stockpred.market.history import HistoryStore
 from stockpred.ml.config import MLConfig, load_ml_config
@@ -27,7 +28,6 @@ from stockpred.ml.dataset import windows_at
 from stockpred.ml.features import compute_features
 from stockpred.ml.registry import ModelRegistry
 from stockpred.paths import DataTree
-from stockpred.redis_conn import process_client
 from stockpred.settings import get_settings
 from tests.bench.stats import summarize
 
@@ -131,7 +131,7 @@ def _alternate(
 
 def _traced_call(model: Any, x: np.ndarray) -> Callable[[], Any]:
     """The barest traced call: a concrete function of the model, its input tensor made once."""
-    from stockpred.tf_runtime import tensorflow
+    from stockpred.infra.tf_runtime import tensorflow
 
     tf = tensorflow()
     spec = tf.TensorSpec(model.input_shape, tf.float32)
@@ -225,7 +225,7 @@ def inference(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tf_threads() -> int:
-    from stockpred.tf_runtime import tensorflow
+    from stockpred.infra.tf_runtime import tensorflow
 
     return int(tensorflow().config.threading.get_intra_op_parallelism_threads())
 
@@ -233,8 +233,8 @@ def _tf_threads() -> int:
 def fit(args: dict[str, Any]) -> dict[str, Any]:
     """Figure d, bare side: model.fit on the arrays training builds, nothing else timed."""
     started = time.perf_counter_ns()
+    from stockpred.infra.tf_runtime import tensorflow
     from stockpred.ml.training import new_model, prepare_training_data
-    from stockpred.tf_runtime import tensorflow
 
     tensorflow()
     import_ms = _ms(started)

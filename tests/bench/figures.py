@@ -18,8 +18,8 @@ from typing import Any
 
 from celery.result import AsyncResult
 
-from stockpred.jobs import JobStore
-from stockpred.tf_runtime import TF_THREADS_ENV
+from stockpred.infra.tf_runtime import TF_THREADS_ENV
+from stockpred.jobs.records import JobStore
 from tests.bench import http_load
 from tests.bench.procs import say, tree_cpu_seconds
 from tests.bench.stack import HORIZON, SYMBOL, Stack, http_get, pool_children

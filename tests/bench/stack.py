@@ -11,12 +11,12 @@ import psutil
 import redis
 from celery import Celery
 
-from stockpred.jobs import DEDUPE_PREFIX
+from stockpred.jobs.records import DEDUPE_PREFIX
 from stockpred.market.daily_cache import DailyCache
 from stockpred.ml.prediction_store import cache_key
 from stockpred.ml.registry import ModelRegistry
+from stockpred.ops.provision import run_setup
 from stockpred.paths import DataTree
-from stockpred.provision import run_setup
 from stockpred.settings import Settings, load_settings, read_env_file
 from tests.bench.procs import Processes, say
 from tests.conftest import clean_environ

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from stockpred.ops.provision import run_setup
 from stockpred.paths import DataTree
-from stockpred.provision import run_setup
 from stockpred.settings import load_settings
 from stockpred.storage.backup import create_backup, list_backups
 from stockpred.storage.restore import verify_backup

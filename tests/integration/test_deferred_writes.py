@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 import redis
 
-from stockpred.deferred_writes import DeferredWrites
+from stockpred.infra.deferred_writes import DeferredWrites
 from stockpred.ml.prediction_store import PredictionCache
 
 
@@ -37,7 +37,7 @@ def test_an_error_reply_is_logged_at_the_next_write_and_never_raised(
     writes.send("SET", listed + ":ok", "1")
     writes.send("INCR", listed)  # WRONGTYPE: its reply is an error
     after = _key()
-    with caplog.at_level(logging.WARNING, logger="stockpred.deferred_writes"):
+    with caplog.at_level(logging.WARNING, logger="stockpred.infra.deferred_writes"):
         writes.send("SET", after, "still written")
         writes.flush()
     assert "WRONGTYPE" in caplog.text

@@ -9,7 +9,7 @@ import pytest
 from celery import Celery
 from flask import Flask
 
-from stockpred.counters import HitCounter
+from stockpred.infra.counters import HitCounter
 from stockpred.market.embedded import EmbeddedSource
 from stockpred.settings import Settings
 from tests.contract import assert_conforms

@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import redis
 
-from stockpred.deferred_writes import DeferredWrites
-from stockpred.jobs import DEDUPE_PREFIX, Job, JobStore
+from stockpred.infra.deferred_writes import DeferredWrites
+from stockpred.jobs.records import DEDUPE_PREFIX, Job, JobStore
 from tests.support import RedisServer, wait_for
 
 

@@ -15,13 +15,13 @@ import pytest
 from celery import Celery
 from flask.testing import FlaskClient
 
-from stockpred.counters import HitCounter
-from stockpred.jobs import JobStore
+from stockpred.infra.counters import HitCounter
+from stockpred.infra.redis_client import connect
+from stockpred.jobs.records import JobStore
 from stockpred.market.daily_cache import DailyCache
 from stockpred.ml.prediction_store import cache_key
 from stockpred.ml.registry import ModelRegistry
 from stockpred.paths import DataTree
-from stockpred.redis_conn import connect
 from stockpred.settings import Settings
 from tests.contract import assert_conforms
 from tests.support import wait_for

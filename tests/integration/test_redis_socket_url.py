@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
-from stockpred.redis_conn import connect
+from stockpred.infra.redis_client import connect
 from stockpred.settings import load_settings
 from tests.support import wait_for
 

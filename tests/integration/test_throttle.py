@@ -9,7 +9,7 @@ import uuid
 
 import redis
 
-from stockpred.throttle import RedisThrottle
+from stockpred.infra.throttle import RedisThrottle
 from tests.support import RedisServer
 
 RATE = 40.0

@@ -10,7 +10,7 @@ import pytest
 from celery import Celery
 from flask import Flask
 
-from stockpred.jobs import JobStore
+from stockpred.jobs.records import JobStore
 from stockpred.settings import Settings
 from tests.contract import assert_conforms
 from tests.support import RedisServer, free_port, wait_for

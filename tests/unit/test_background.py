@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stockpred.background import BackgroundWriter
+from stockpred.infra.background import BackgroundWriter
 
 WHO = contextvars.ContextVar("who", default="nobody")
 
@@ -49,7 +49,7 @@ def test_a_failing_job_is_logged_and_the_next_ones_still_run(
     def broken() -> None:
         raise OSError("disk full")
 
-    with caplog.at_level(logging.ERROR, logger="stockpred.background"):
+    with caplog.at_level(logging.ERROR, logger="stockpred.infra.background"):
         writer.submit(broken)
         writer.submit(lambda: seen.append(1))
         assert writer.flush(5)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from stockpred.exporter import FactsCollector
 from stockpred.market.daily_cache import DailyCache
 from stockpred.ml.registry import ModelRegistry
+from stockpred.ops.exporter import FactsCollector
 from stockpred.paths import DataTree
 from stockpred.settings import Settings
 from stockpred.storage.monitor import build_report

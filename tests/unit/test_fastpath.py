@@ -7,7 +7,7 @@ from typing import Any, cast
 
 import pytest
 
-from stockpred.logs import API_LOGGER
+from stockpred.infra.logs import API_LOGGER
 from web.fastpath import CachedPredictionFastPath
 from web.metrics import web_metrics
 from web.prediction_lookup import LOOKED_UP_ENVIRON_KEY, PredictionLookup

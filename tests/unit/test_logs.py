@@ -7,7 +7,7 @@ import multiprocessing
 import re
 from pathlib import Path
 
-from stockpred import logs
+from stockpred.infra import logs
 from stockpred.settings import load_settings
 
 WRITERS = 4

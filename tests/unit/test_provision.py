@@ -7,8 +7,8 @@ import stat
 import subprocess
 from pathlib import Path
 
+from stockpred.ops.provision import run_setup
 from stockpred.paths import DataTree
-from stockpred.provision import run_setup
 from stockpred.settings import load_settings, read_env_file
 from tests.support import BIN
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from stockpred.procset import preflight
-from stockpred.redis_server import PreflightError, check_redis_listener, redis_server_argv
+from stockpred.ops.procset import preflight
+from stockpred.ops.redis_server import PreflightError, check_redis_listener, redis_server_argv
 from stockpred.settings import Settings
 
 

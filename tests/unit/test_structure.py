@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import celeryconfig
-from stockpred.procset import procfile_entries, selected_entries
+from stockpred.ops.procset import procfile_entries, selected_entries
 from stockpred.queues import QUEUES, queue_for_task
 from stockpred.settings import load_settings
 from tests.support import ROOT
@@ -46,10 +46,10 @@ def test_importing_the_workers_and_tasks_does_not_import_tensorflow() -> None:
     [
         "stockpred.settings",
         "stockpred.paths",
-        "stockpred.jobs",
-        "stockpred.provision",
-        "stockpred.logs",
-        "stockpred.cli",
+        "stockpred.jobs.records",
+        "stockpred.ops.provision",
+        "stockpred.infra.logs",
+        "stockpred.ops.cli",
     ],
 )
 def test_the_domain_imports_neither_web_tasks_workers_nor_flask(module: str) -> None:

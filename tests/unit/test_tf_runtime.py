@@ -9,7 +9,7 @@ from tests.support import ROOT
 
 PROBE = """
 import sys
-from stockpred import tf_runtime
+from stockpred.infra import tf_runtime
 assert "tensorflow" not in sys.modules
 tf = tf_runtime.tensorflow()
 tf_runtime.tensorflow()

@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from stockpred.logs import API_LOGGER
+from stockpred.infra.logs import API_LOGGER
 from stockpred.settings import Settings
 from web import create_app
 from web.services import Services

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from stockpred.counters import HitCounter
+from stockpred.infra.counters import HitCounter
 from stockpred.market.daily_cache import MAX_DAYS, CachedPrices, DailyCache
 from stockpred.paths import DataTree
 from web.dispatch import accepted, submit, wait_for_job

@@ -6,8 +6,8 @@ import re
 
 from flask import Blueprint, Response, jsonify
 
-from stockpred.jobs import Job
-from stockpred.locks import training_lock
+from stockpred.jobs.locks import training_lock
+from stockpred.jobs.records import Job
 from web.errors import ApiError
 from web.services import services
 

@@ -6,7 +6,7 @@ import uuid
 
 from flask import Blueprint, Response, jsonify, url_for
 
-from stockpred.locks import training_lock
+from stockpred.jobs.locks import training_lock
 from web.dispatch import accepted, submit
 from web.errors import ApiError
 from web.params import json_body, parse_bool, parse_int, parse_symbol

@@ -223,7 +223,7 @@ def test_two_processes_refreshing_one_symbol_fetch_once_and_corrupt_nothing(
 
 def test_tracked_symbols_are_those_with_prices_or_a_model(tmp_path: Path) -> None:
     from stockpred.market.factory import tracked_symbols
-    from stockpred.provision import run_setup
+    from stockpred.ops.provision import run_setup
     from stockpred.settings import load_settings
 
     settings = load_settings({"STOCKPRED_DATA_DIR": str(tmp_path)})

@@ -10,11 +10,11 @@ import joblib
 import numpy as np
 from sklearn.preprocessing import MinMaxScaler
 
+from stockpred.infra.tf_runtime import tensorflow
 from stockpred.market.embedded import EmbeddedSource
 from stockpred.ml.forecast import LEGACY_KIND, LoadedModel
 from stockpred.ml.registry import ModelRegistry
 from stockpred.settings import Settings
-from stockpred.tf_runtime import tensorflow
 from tests.support import BIN
 
 

@@ -23,7 +23,7 @@ def test_the_serving_function_matches_predict_on_batch_for_any_batch_size() -> N
     x64 = rng.normal(size=(2, 20, 4))
     np.testing.assert_allclose(serve(x64), model.predict_on_batch(x64.astype("float32")), atol=1e-6)
     # a tensor made once (LoadedModel.model_input) is taken as it is
-    from stockpred.tf_runtime import tensorflow
+    from stockpred.infra.tf_runtime import tensorflow
 
     x32 = rng.normal(size=(1, 20, 4)).astype("float32")
     np.testing.assert_allclose(

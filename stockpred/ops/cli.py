@@ -44,7 +44,7 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Print only what changed.")
 def setup(legacy_models: Path | None, quiet: bool) -> None:
     """Create the persistent_data tree, config templates and secrets; migrate old models."""
-    from stockpred.provision import run_setup
+    from stockpred.ops.provision import run_setup
 
     settings = _settings()
     report = run_setup(settings, legacy_models)
@@ -110,7 +110,7 @@ def storage_test(as_json: bool) -> None:
 
 def _storage_service(settings: Settings) -> StorageService:
     """The storage service with a Redis connection when one answers (for the snapshot)."""
-    from stockpred.redis_conn import connect
+    from stockpred.infra.redis_client import connect
     from stockpred.storage.service import StorageService
 
     client = connect(settings)
@@ -123,7 +123,7 @@ def _storage_service(settings: Settings) -> StorageService:
 
 def _via_queue(path: str, body: dict[str, object]) -> None:
     """Submit a storage job through the running service and wait for its result."""
-    from stockpred.api_client import ApiClient, ApiUnavailable
+    from stockpred.ops.api_client import ApiClient, ApiUnavailable
 
     client = ApiClient(_settings())
     try:
@@ -275,7 +275,7 @@ def storage_cleanup(dry_run: bool, caches_only: bool, queue: bool) -> None:
 def storage_monitor(as_json: bool, queue: bool) -> None:
     """Usage per folder, free disk, backups, caches and health checks. Exit 1 if unhealthy."""
     if queue:
-        from stockpred.api_client import ApiClient, ApiUnavailable
+        from stockpred.ops.api_client import ApiClient, ApiUnavailable
 
         try:
             _, report = ApiClient(_settings()).call("GET", "/api/v1/storage/status?refresh=true")
@@ -336,8 +336,8 @@ def exporter() -> None:
 
     from prometheus_client import start_http_server
 
-    from stockpred.exporter import exporter_registry
-    from stockpred.redis_conn import connect
+    from stockpred.infra.redis_client import connect
+    from stockpred.ops.exporter import exporter_registry
 
     settings = _settings()
     registry = exporter_registry(settings, connect(settings), settings.metrics_dir / "workers")
@@ -350,7 +350,7 @@ def exporter() -> None:
 @main.command("redis-server")
 def redis_server() -> None:
     """Run the project's redis-server in the foreground (Unix socket, or REDIS_PORT)."""
-    from stockpred.redis_server import PreflightError, check_redis_listener, redis_server_argv
+    from stockpred.ops.redis_server import PreflightError, check_redis_listener, redis_server_argv
 
     settings = _settings()
     try:
@@ -369,9 +369,9 @@ def redis_server() -> None:
 )
 def run(procfile: Path | None) -> None:
     """Start Redis, the web app, three workers, beat and Flower; Ctrl-C stops them all."""
-    from stockpred.procset import run_process_set
-    from stockpred.provision import run_setup
-    from stockpred.redis_server import PreflightError
+    from stockpred.ops.procset import run_process_set
+    from stockpred.ops.provision import run_setup
+    from stockpred.ops.redis_server import PreflightError
 
     report = run_setup(_settings())
     for line in report.lines(_settings()):
@@ -406,7 +406,7 @@ def _follow_job(client: object, job_id: str) -> dict[str, object]:
     """Poll a job, drawing its epochs as a progress bar, until it finishes."""
     import time
 
-    from stockpred.api_client import ApiClient
+    from stockpred.ops.api_client import ApiClient
 
     assert isinstance(client, ApiClient)
     bar = None
@@ -472,7 +472,7 @@ def train(symbol: str, epochs: int | None, force: bool, local: bool, no_wait: bo
             )
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
-    from stockpred.api_client import ApiClient, ApiUnavailable
+    from stockpred.ops.api_client import ApiClient, ApiUnavailable
 
     client = ApiClient(settings)
     body: dict[str, object] = {"force": force}
@@ -537,7 +537,7 @@ def predict(symbol: str, horizon: int, local: bool) -> None:
             )
         )
         return
-    from stockpred.api_client import ApiClient, ApiUnavailable
+    from stockpred.ops.api_client import ApiClient, ApiUnavailable
 
     try:
         status, answer = ApiClient(settings).call("GET", f"/api/v1/predict/{sym}?horizon={horizon}")
@@ -615,8 +615,8 @@ def models_rollback(symbol: str, version: str | None) -> None:
 
 def _clear_prediction_cache(settings: Settings, symbol: str) -> None:
     """Drop a symbol's cached predictions, if Redis is reachable (best effort)."""
+    from stockpred.infra.redis_client import connect
     from stockpred.ml.prediction_store import PredictionCache
-    from stockpred.redis_conn import connect
 
     try:
         client = connect(settings)

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import redis
 
-from stockpred.deferred_writes import DeferredWrites
+from stockpred.infra.deferred_writes import DeferredWrites
 
 KEY_PREFIX = "stockpred:job:"
 STATES = ("queued", "started", "progress", "succeeded", "failed", "cancelled")

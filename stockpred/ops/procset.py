@@ -15,10 +15,10 @@ from honcho.environ import parse_procfile
 from honcho.manager import Manager
 from honcho.printer import Printer
 
-from stockpred.redis_server import PreflightError, check_redis_listener, port_in_use
+from stockpred.ops.redis_server import PreflightError, check_redis_listener, port_in_use
 from stockpred.settings import Settings
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 REDIS_ENTRY = "redis"
 
 

@@ -1,0 +1,1 @@
+"""Plumbing with no domain knowledge: Redis clients, counters, throttles, files, clocks, logs."""

@@ -1,0 +1,1 @@
+"""Job records, their submission, locks and the error kinds shared by worker and web."""

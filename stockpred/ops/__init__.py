@@ -1,0 +1,1 @@
+"""Operating the service: the CLI, the process set, provisioning and the exporter."""

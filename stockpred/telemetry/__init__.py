@@ -1,0 +1,1 @@
+"""Metric definitions and facts read at scrape time; imports no domain package."""
