@@ -1,6 +1,7 @@
 """The persistent_data tree: its folders, their creation with safe modes, and health checks.
 
-The one place that names the folders. Writing files into the tree goes through `atomic_write`.
+The one place that names the folders. Writing files into the tree goes through
+`stockpred.infra.files`.
 Templates and migration live in `stockpred.ops.provision`; this module knows nothing of them.
 """
 
@@ -11,15 +12,13 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from stockpred.infra.files import DIR_MODE
 from stockpred.settings import Settings
 
-DIR_MODE = 0o755
-FILE_MODE = 0o644
-SECRET_MODE = 0o600
+PERSISTENT_ENV = "persistent.env"
 
 
 @dataclass(frozen=True)
@@ -88,6 +87,51 @@ class DataTree:
     @property
     def redis(self) -> Path:
         return self.root / "redis"
+
+    @property
+    def redis_socket(self) -> Path:
+        """Unix socket of the Redis that `make run` starts when no port or URL is set."""
+        return self.redis / "redis.sock"
+
+    @property
+    def redis_conf(self) -> Path:
+        """The Redis configuration file written by `stockpred setup`."""
+        return self.config / "redis.conf"
+
+    @property
+    def persistent_env(self) -> Path:
+        """The operator's env file; values there lose to the process environment."""
+        return self.config / PERSISTENT_ENV
+
+    @property
+    def ml_config(self) -> Path:
+        """Model hyper-parameters and the retraining policy."""
+        return self.root / "ml_config.json"
+
+    @property
+    def beat_schedule(self) -> Path:
+        """Celery beat's record of when each entry last ran."""
+        return self.config / "celerybeat-schedule"
+
+    @property
+    def flower_db(self) -> Path:
+        """Flower's persistent state (task history across restarts)."""
+        return self.monitoring / "flower.db"
+
+    @property
+    def metrics(self) -> Path:
+        """Multi-process metric files of the process set."""
+        return self.monitoring / "metrics"
+
+    @property
+    def web_metrics(self) -> Path:
+        """Metric files of the gunicorn workers, aggregated by the web's /metrics."""
+        return self.metrics / "web"
+
+    @property
+    def worker_metrics(self) -> Path:
+        """Metric files of the Celery pool children, aggregated by the exporter."""
+        return self.metrics / "workers"
 
     @property
     def prometheus(self) -> Path:
@@ -219,37 +263,3 @@ def directory_usage(path: Path) -> tuple[int, int]:
 def free_bytes(path: Path) -> int:
     """Free bytes on the file system holding `path`."""
     return shutil.disk_usage(path).free
-
-
-@contextlib.contextmanager
-def atomic_writer(path: Path, mode: int = FILE_MODE, binary: bool = False) -> Iterator[object]:
-    """Yield a file that replaces `path` atomically (temp file, fsync, rename) when closed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, mode)
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write(path: Path, data: str | bytes, mode: int = FILE_MODE) -> None:
-    """Write `data` to `path` atomically with the given mode."""
-    with atomic_writer(path, mode=mode, binary=isinstance(data, bytes)) as handle:
-        handle.write(data)  # type: ignore[attr-defined]
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename in `path` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

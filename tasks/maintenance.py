@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from celery import current_app, shared_task
 
+from stockpred.infra.clock import utcnow
 from stockpred.infra.redis_client import process_client
 from stockpred.jobs.locks import training_lock
 from stockpred.market.errors import RateLimited, SourceUnavailable
@@ -68,7 +68,7 @@ def queue_stale_retraining() -> dict[str, Any]:
     config = context.ml_config()
     registry = context.registry()
     store = context.jobs()
-    now = datetime.now(UTC)
+    now = utcnow()
     queued, skipped = [], {}
     limit = int(settings.training_time_limit.total_seconds())
     for symbol in registry.symbols():

@@ -9,7 +9,8 @@ import redis
 from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 
-from stockpred.jobs.records import DamagedJobRecord, utcnow_iso
+from stockpred.infra.clock import utcnow_iso
+from stockpred.jobs.records import DamagedJobRecord
 from stockpred.ml.registry import DamagedVersion
 
 log = logging.getLogger(__name__)

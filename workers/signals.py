@@ -18,8 +18,8 @@ from typing import Any
 from celery import signals
 
 from stockpred.infra import logs
+from stockpred.infra.clock import MICROSECONDS, utcnow_iso
 from stockpred.infra.tf_runtime import TF_THREADS_ENV, tensorflow, thread_budget
-from stockpred.jobs.records import STAMP_PRECISION, utcnow_iso
 from stockpred.queues import QueueName
 from stockpred.settings import get_settings
 from stockpred.telemetry.queue_facts import stamp_published_at
@@ -116,7 +116,7 @@ def _task_prerun(
     if not getattr(task, "track_started", True):
         # A task of a few milliseconds (a prediction): its start is written with its outcome,
         # one Redis write fewer on its path, as Celery itself does not track starts by default.
-        _unreported_starts[task_id] = utcnow_iso(STAMP_PRECISION)
+        _unreported_starts[task_id] = utcnow_iso(MICROSECONDS)
         return
     try:
         # Not waited for: the task starts at once; the store's next update lands after it.

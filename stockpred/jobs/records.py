@@ -11,11 +11,12 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
 import redis
 
+from stockpred.infra.clock import MICROSECONDS, utcnow_iso
 from stockpred.infra.deferred_writes import DeferredWrites
 
 KEY_PREFIX = "stockpred:job:"
@@ -65,8 +66,6 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return {}
 """
 DONE_PREFIX = "stockpred:jobdone:"
-# Job stamps to the microsecond: a prediction waits and runs for a few milliseconds.
-STAMP_PRECISION = "microseconds"
 DEDUPE_PREFIX = "stockpred:dedupe:"
 # How long a finished job's done list lives: waiters must start within it, so it outlasts the
 # longest dedupe window (a deduplicated request waits on a job that may have just finished).
@@ -75,11 +74,6 @@ DONE_TTL_SECONDS = 600
 
 class DamagedJobRecord(ValueError):
     """A job record in Redis that is not what this code writes (edited or corrupted)."""
-
-
-def utcnow_iso(timespec: str = "milliseconds") -> str:
-    """Current UTC time in RFC 3339 with a Z suffix."""
-    return datetime.now(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -160,7 +154,7 @@ class JobStore:
         With `dedupe_key`, a job created under the same key in the last `dedupe_seconds` that
         still has its record is returned instead, and nothing is written: compare the ids.
         """
-        now = utcnow_iso(STAMP_PRECISION)
+        now = utcnow_iso(MICROSECONDS)
         job = Job(
             id=job_id or str(uuid.uuid4()),
             kind=kind,
@@ -259,7 +253,7 @@ class JobStore:
         """The update script's keys and arguments."""
         if state is not None and state not in STATES:
             raise ValueError(f"unknown job state {state!r}")
-        now = utcnow_iso(STAMP_PRECISION)
+        now = utcnow_iso(MICROSECONDS)
         fields: dict[str, Any] = {}
         if progress is not None:
             fields["progress"] = progress

@@ -12,9 +12,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from stockpred.infra.clock import utcnow
 from stockpred.infra.filememo import FileMemo
+from stockpred.infra.files import atomic_write
 from stockpred.market.calendar import is_fresh
-from stockpred.paths import atomic_write
 
 MAX_DAYS = 730
 SCHEMA = 1
@@ -133,7 +134,7 @@ class DailyCache:
         fetched_at: datetime | None = None,
     ) -> CachedPrices:
         """Write the entry atomically and return it."""
-        when = fetched_at or datetime.now(UTC)
+        when = fetched_at or utcnow()
         recent = bars[-MAX_DAYS:]
         entry = CachedPrices(symbol, source, when, recent[-1][0], first_date, total_rows, recent)
         body = {

@@ -7,15 +7,12 @@ beside it; every write replaces the parquet file atomically, so readers never se
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 
-from stockpred.paths import FILE_MODE
+from stockpred.infra.files import atomic_path, file_lock
 
 HISTORY_FILE = "daily.parquet"
 
@@ -39,14 +36,8 @@ class HistoryStore:
     @contextlib.contextmanager
     def lock(self, symbol: str) -> Iterator[None]:
         """Hold the symbol's refresh lock (blocks while another process holds it)."""
-        folder = self.folder(symbol)
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / ".refresh.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with file_lock(self.folder(symbol) / ".refresh.lock"):
             yield
-        finally:
-            os.close(fd)
 
     def load(self, symbol: str) -> pd.DataFrame | None:
         """The stored history, or None when there is none; DamagedHistory when unreadable."""
@@ -62,20 +53,8 @@ class HistoryStore:
 
     def save(self, symbol: str, frame: pd.DataFrame) -> None:
         """Replace the stored history atomically (temp file, fsync, rename)."""
-        folder = self.folder(symbol)
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{HISTORY_FILE}.", suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(self.path(symbol)) as tmp:
             frame.to_parquet(tmp, compression="zstd")
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.chmod(tmp, FILE_MODE)
-            os.replace(tmp, self.path(symbol))
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
 
     def symbols(self) -> list[str]:
         """Symbols that have a stored history."""

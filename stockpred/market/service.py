@@ -10,11 +10,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
+from stockpred.infra.clock import utcnow
 from stockpred.market.bars import merge_frames
 from stockpred.market.daily_cache import MAX_DAYS, DailyCache
 from stockpred.market.history import DamagedHistory, HistoryStore
@@ -22,10 +23,6 @@ from stockpred.market.sources import PriceSource
 
 log = logging.getLogger(__name__)
 OVERLAP = timedelta(days=10)  # refetch a little of what we have, so a fetch never starts empty
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

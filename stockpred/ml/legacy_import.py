@@ -16,6 +16,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from stockpred.infra.clock import utcnow
 from stockpred.ml.evaluation import evaluate
 from stockpred.ml.features import compute_features
 from stockpred.ml.forecast import LEGACY_KIND, LoadedModel
@@ -56,7 +57,7 @@ def import_legacy(
         "symbol": symbol,
         "kind": LEGACY_KIND,
         "trained_at": datetime.fromtimestamp(model_file.stat().st_mtime, UTC).isoformat(),
-        "imported_at": datetime.now(UTC).isoformat(),
+        "imported_at": utcnow().isoformat(),
         "imported_from": {"model": str(model_file), "scaler": str(scaler_file)},
         "features": ["close"],
         "sequence_length": window,

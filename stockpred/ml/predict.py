@@ -14,13 +14,13 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from stockpred.infra.background import BackgroundWriter
+from stockpred.infra.clock import utcnow_iso
 from stockpred.market.calendar import trading_days_after
 from stockpred.ml.features import compute_features
 from stockpred.ml.forecast import LoadedModel
@@ -51,7 +51,7 @@ def trading_signal(current: float, predicted: float, buy: float, sell: float) ->
 
 
 def utc_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return utcnow_iso("seconds")
 
 
 class ModelCache:

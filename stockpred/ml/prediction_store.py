@@ -10,11 +10,12 @@ write per line, so concurrent writers never interleave). No TensorFlow here.
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import redis
 
+from stockpred.infra.clock import utcnow
 from stockpred.infra.deferred_writes import DeferredWrites
 
 KEY_PREFIX = "stockpred:prediction:"
@@ -78,7 +79,7 @@ class PredictionJournal:
 
     def append(self, line: str) -> Path:
         """Append one JSON document (without its newline) to today's file."""
-        day = datetime.now(UTC).date().isoformat()
+        day = utcnow().date().isoformat()
         if day != self._day or not self._holds():
             self._open(day)
         view = memoryview((line + "\n").encode())

@@ -16,12 +16,13 @@ import secrets
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from stockpred.infra.clock import utcnow
 from stockpred.infra.filememo import FileMemo
-from stockpred.paths import DIR_MODE, atomic_write
+from stockpred.infra.files import DIR_MODE, atomic_write
 
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
@@ -77,7 +78,7 @@ def repair_hint(symbol: str) -> str:
 
 def new_version(now: datetime | None = None) -> str:
     """A sortable, unique version name such as 20261123T014512Z-3f9a."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    stamp = (now or utcnow()).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{secrets.token_hex(2)}"
 
 

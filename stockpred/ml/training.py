@@ -14,7 +14,6 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from stockpred.infra.clock import utcnow
 from stockpred.infra.tf_runtime import tensorflow
 from stockpred.ml.config import MLConfig
 from stockpred.ml.dataset import (
@@ -228,7 +228,7 @@ def train_and_publish(
             "version": version,
             "symbol": symbol,
             "kind": LSTM_KIND,
-            "trained_at": datetime.now(UTC).isoformat(),
+            "trained_at": utcnow().isoformat(),
             "data": {
                 "first": bars.index[0].strftime("%Y-%m-%d"),
                 "last": bars.index[-1].strftime("%Y-%m-%d"),

@@ -6,7 +6,6 @@ the only change to an existing file is appending a missing generated secret to p
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 import shutil
@@ -15,7 +14,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from stockpred.paths import FILE_MODE, SECRET_MODE, DataTree, atomic_write, ensure_directories
+from stockpred.infra.files import FILE_MODE, SECRET_MODE, atomic_path, atomic_write, sha256_file
+from stockpred.paths import DataTree, ensure_directories
 from stockpred.settings import Settings, read_env_file
 
 
@@ -95,14 +95,6 @@ def _ensure_secrets(settings: Settings, report: SetupReport) -> None:
     report.generated_secrets += [line.split("=", 1)[0] for line in additions]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def migrate_legacy_models(legacy_dir: Path, tree: DataTree, report: SetupReport) -> None:
     """Copy the v3.3.0 layout's `models/*.h5` into ml_models and `models/*.pkl` into scalers."""
     if not legacy_dir.is_dir():
@@ -111,15 +103,13 @@ def migrate_legacy_models(legacy_dir: Path, tree: DataTree, report: SetupReport)
         for source in sorted(legacy_dir.glob(pattern)):
             target = target_dir / source.name
             if target.exists():
-                if _sha256(target) != _sha256(source):
+                if sha256_file(target) != sha256_file(source):
                     report.skipped_migrations.append(
                         f"{source}: {target} exists with other content; left both as they are"
                     )
                 continue
-            tmp = target_dir / f".{source.name}.migrating"
-            shutil.copyfile(source, tmp)
-            os.chmod(tmp, FILE_MODE)
-            os.replace(tmp, target)
+            with atomic_path(target, FILE_MODE) as tmp:
+                shutil.copyfile(source, tmp)
             report.migrated_files.append(target)
 
 

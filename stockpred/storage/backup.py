@@ -14,25 +14,31 @@ Encryption uses Fernet from `cryptography` (AES-128-CBC + HMAC-SHA256, a vetted 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import io
 import json
 import logging
-import os
 import socket
 import tarfile
-import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from stockpred.paths import FILE_MODE, DataTree, atomic_write, free_bytes
+from stockpred.infra.clock import utcnow
+from stockpred.infra.files import (
+    FILE_MODE,
+    LockBusy,
+    atomic_path,
+    atomic_write,
+    file_lock,
+    sha256_file,
+)
+from stockpred.paths import DataTree, free_bytes
 
 log = logging.getLogger(__name__)
 PREFIX = "stock_prediction_backup_"
@@ -150,16 +156,11 @@ def list_backups(backups: Path) -> list[BackupInfo]:
 @contextlib.contextmanager
 def storage_lock(backups: Path, wait: bool = True) -> Iterator[None]:
     """Serialise backup, restore and cleanup across processes on this host."""
-    backups.mkdir(parents=True, exist_ok=True)
-    fd = os.open(backups / ".storage.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            raise StorageBusy("another backup, restore or cleanup is running") from None
-        yield
-    finally:
-        os.close(fd)
+        with file_lock(backups / ".storage.lock", blocking=wait):
+            yield
+    except LockBusy:
+        raise StorageBusy("another backup, restore or cleanup is running") from None
 
 
 def category_roots(tree: DataTree) -> dict[str, list[Path]]:
@@ -367,7 +368,7 @@ def _plan(
         raise InsufficientSpace(
             f"backup needs about {needed} bytes free in {backups}; only {available} are free"
         )
-    name = f"{PREFIX}{(now or datetime.now(UTC)).strftime('%Y%m%d_%H%M%S')}"
+    name = f"{PREFIX}{(now or utcnow()).strftime('%Y%m%d_%H%M%S')}"
     while metadata_path(backups, name).exists():
         name += "_1"
     final = backups / (f"{name}.tar.gz.enc" if encrypt else f"{name}.tar.gz")
@@ -448,32 +449,21 @@ def create_backup(
     manifest: dict[str, Any] = {
         "name": plan.name,
         "kind": kind or ("incremental" if base else "full"),
-        "created_at": datetime.now(UTC).isoformat(),
+        "created_at": utcnow().isoformat(),
         "base": base,
         "tool_version": tool_version(),
         "host": socket.gethostname(),
         "categories": chosen,
         "skipped": plan.skipped,
     }
-    fd, tmp_name = tempfile.mkstemp(dir=tree.backups, prefix=f".{plan.name}.", suffix=".partial")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(plan.final, FILE_MODE, suffix=".partial") as tmp:
         entries = _write_archive(tree, plan, manifest, tmp, progress)
         if encrypt:
             from cryptography.fernet import Fernet
 
             assert key is not None
             tmp.write_bytes(Fernet(key.encode()).encrypt(tmp.read_bytes()))
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        digest = _sha256_file(tmp)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, plan.final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+        digest = sha256_file(tmp)
     stored = [e for e in entries if e.stored_in == plan.name]
     sidecar = json.dumps({"files": [asdict(e) for e in entries]}).encode()
     if encrypt:
@@ -525,7 +515,7 @@ def _add_file(
     if (
         previous is not None
         and previous.size == stat.st_size
-        and (previous.mtime == stat.st_mtime or _sha256_file(path) == previous.sha256)
+        and (previous.mtime == stat.st_mtime or sha256_file(path) == previous.sha256)
     ):
         advance(stat.st_size)
         return FileEntry(
@@ -542,14 +532,6 @@ def _add_file(
     return FileEntry(
         relative, stat.st_size, stat.st_mtime, reader.digest.hexdigest(), category, name
     )
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def rotate(backups: Path, keep: int) -> list[str]:
@@ -583,4 +565,4 @@ def backup_age(backups: Path, now: datetime | None = None) -> timedelta | None:
     if not found:
         return None
     newest = datetime.fromisoformat(found[-1].created_at)
-    return (now or datetime.now(UTC)) - newest
+    return (now or utcnow()) - newest

@@ -14,11 +14,12 @@ import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stockpred.paths import DataTree, atomic_write
+from stockpred.infra.clock import utcnow
+from stockpred.infra.files import atomic_write
+from stockpred.paths import DataTree
 
 TEMP_GRACE_SECONDS = 3600
 REPORT_FILE = "cleanup-report.json"
@@ -131,7 +132,7 @@ def run_cleanup(
             {"path": str(path.relative_to(tree.root)), "bytes": size, "rule": rule}
         )
         report.bytes_freed += size
-    report.finished_at = datetime.now(UTC).isoformat()
+    report.finished_at = utcnow().isoformat()
     if not dry_run:
         with contextlib.suppress(OSError):
             atomic_write(tree.monitoring / REPORT_FILE, json.dumps(report.to_dict(), indent=1))

@@ -10,15 +10,17 @@ import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from stockpred.infra.clock import utcnow
+from stockpred.infra.files import atomic_write
 from stockpred.ml.registry import ModelRegistry, RegistryError
-from stockpred.paths import DataTree, atomic_write, check_tree, directory_usage
+from stockpred.paths import DataTree, check_tree, directory_usage
 from stockpred.storage.backup import list_backups
 from stockpred.storage.check import human_bytes
 from stockpred.storage.cleanup import last_cleanup
@@ -143,7 +145,7 @@ def build_report(
     now: datetime | None = None,
 ) -> StorageReport:
     """Measure the tree and run every health check."""
-    moment = now or datetime.now(UTC)
+    moment = now or utcnow()
     directories = {}
     for name in TOP_LEVEL:
         used, files = directory_usage(tree.root / name) if (tree.root / name).exists() else (0, 0)

@@ -13,18 +13,17 @@ swapped under a running server: it is staged in backups/ with instructions.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from stockpred.paths import FILE_MODE, DataTree
+from stockpred.infra.clock import utcnow
+from stockpred.infra.files import FILE_MODE, atomic_path, atomic_write, sha256_file, sha256_stream
+from stockpred.paths import DataTree
 from stockpred.storage.backup import (
     CATEGORIES,
     DAMAGED_ARCHIVE_ERRORS,
@@ -33,7 +32,6 @@ from stockpred.storage.backup import (
     BackupError,
     BackupInfo,
     FileEntry,
-    _sha256_file,
     create_backup,
     list_backups,
     load_info,
@@ -94,11 +92,11 @@ def _check_archive(
                 relative = _safe_member_path(member.name)
                 handle = tar.extractfile(member)
                 assert handle is not None
-                digest = _sha256_stream(handle)
+                digest, _ = sha256_stream(handle)
                 entry = expected.get(relative)
                 if entry is None:
                     problems.append(f"{name}: {relative} is not in the manifest")
-                elif digest.hexdigest() != entry.sha256:
+                elif digest != entry.sha256:
                     problems.append(f"{name}: {relative} does not match its checksum")
                 seen.add(relative)
                 files += 1
@@ -117,13 +115,6 @@ def _check_archive(
     return files, total, problems
 
 
-def _sha256_stream(handle: Any) -> Any:
-    digest = hashlib.sha256()
-    while chunk := handle.read(1 << 20):
-        digest.update(chunk)
-    return digest
-
-
 def verify_backup(backups: Path, name: str | None, key: str | None) -> VerifyResult:
     """Check a backup (default: the newest) and every archive it depends on."""
     started = time.perf_counter()
@@ -137,7 +128,7 @@ def verify_backup(backups: Path, name: str | None, key: str | None) -> VerifyRes
             info.name, False, archives, 0, 0, time.perf_counter() - started, [problem]
         )
 
-    if (backups / info.file).is_file() and _sha256_file(backups / info.file) != info.sha256:
+    if (backups / info.file).is_file() and sha256_file(backups / info.file) != info.sha256:
         # Say what is wrong before trying to read a manifest out of a damaged stream.
         return refused(f"{info.name}: the archive's checksum does not match its metadata")
     try:
@@ -158,7 +149,7 @@ def verify_backup(backups: Path, name: str | None, key: str | None) -> VerifyRes
             problems.append(f"{archive_name}: archive file {path.name} is missing")
             continue
         # The backup's own archive was checked above, before its manifest was read.
-        if archive_name != info.name and _sha256_file(path) != archive_info.sha256:
+        if archive_name != info.name and sha256_file(path) != archive_info.sha256:
             problems.append(f"{archive_name}: the archive's checksum does not match its metadata")
             continue
         try:
@@ -261,7 +252,7 @@ def _differences(tree: DataTree, wanted: list[FileEntry]) -> tuple[list[str], li
         live = tree.root / entry.path
         if not live.is_file():
             added.append(entry.path)
-        elif live.stat().st_size != entry.size or _sha256_file(live) != entry.sha256:
+        elif live.stat().st_size != entry.size or sha256_file(live) != entry.sha256:
             changed.append(entry.path)
         else:
             same += 1
@@ -314,27 +305,16 @@ def _apply(
 
 def _replace(target: Path, data: bytes, mtime: float) -> None:
     """Write `data` to a temp file beside `target`, then rename it over `target`."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, FILE_MODE)
+    with atomic_path(target, FILE_MODE) as tmp:
+        tmp.write_bytes(data)
         os.utime(tmp, (mtime, mtime))
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def describe_history(backups: Path, now_iso: str | None = None) -> list[dict[str, Any]]:
     """Backups newest first with size, age, kind and when each was last verified."""
-    from datetime import UTC, datetime
+    from datetime import datetime
 
-    now = datetime.fromisoformat(now_iso) if now_iso else datetime.now(UTC)
+    now = datetime.fromisoformat(now_iso) if now_iso else utcnow()
     rows = []
     for info in reversed(list_backups(backups)):
         age = now - datetime.fromisoformat(info.created_at)
@@ -360,7 +340,6 @@ def describe_history(backups: Path, now_iso: str | None = None) -> list[dict[str
 
 def mark_verified(backups: Path, name: str, when: str) -> None:
     """Record a successful verification in the backup's metadata."""
-    from stockpred.paths import atomic_write
     from stockpred.storage.backup import metadata_path
 
     info = load_info(backups, name)

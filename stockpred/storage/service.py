@@ -7,9 +7,9 @@ do not wait for it: when another run holds it they are skipped, so two never int
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
+from stockpred.infra.clock import utcnow
 from stockpred.paths import DataTree
 from stockpred.settings import Settings
 from stockpred.storage.backup import (
@@ -88,7 +88,7 @@ class StorageService:
         """Check every checksum of a backup and what it depends on; record success."""
         result = verify_backup(self.tree.backups, name, self.settings.backup_encryption_key)
         if result.ok:
-            mark_verified(self.tree.backups, result.name, datetime.now(UTC).isoformat())
+            mark_verified(self.tree.backups, result.name, utcnow().isoformat())
         return result.to_dict()
 
     def cleanup(

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from stockpred.paths import atomic_write
+from stockpred.infra.files import atomic_write
 from stockpred.settings import get_settings
 from tests.bench import figures, stack
 from tests.bench.figures import Options

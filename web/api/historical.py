@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from stockpred.infra.clock import utcnow
 from stockpred.infra.counters import HitCounter
 from stockpred.market.daily_cache import MAX_DAYS, CachedPrices, DailyCache
 from stockpred.paths import DataTree
@@ -52,7 +52,7 @@ def historical(symbol: str) -> Response:
     cache = DailyCache(DataTree.from_settings(settings).daily_cache)
     counter = HitCounter(svc.redis, "market_cache")
     entry = cache.load(sym)
-    if entry is not None and entry.is_fresh(datetime.now(UTC), settings.stock_data_ttl):
+    if entry is not None and entry.is_fresh(utcnow(), settings.stock_data_ttl):
         counter.hit()
         return _answer(entry, days, cached=True)
     counter.miss()

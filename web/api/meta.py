@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from stockpred.jobs.records import utcnow_iso
+from stockpred.infra.clock import utcnow_iso
 from web.health import check_health
 from web.services import services
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from stockpred.infra.clock import utcnow_iso
 from stockpred.infra.counters import HitCounter
-from stockpred.jobs.records import utcnow_iso
 from stockpred.ml.prediction_store import PredictionCache
 from stockpred.ml.registry import ModelRegistry
 from stockpred.paths import DataTree

@@ -73,6 +73,6 @@ def test_a_new_day_starts_a_new_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
         def now(cls, tz: object = None) -> datetime:  # type: ignore[override]
             return datetime(2099, 1, 2, 0, 0, 1, tzinfo=UTC)
 
-    monkeypatch.setattr(prediction_store, "datetime", Tomorrow)
+    monkeypatch.setattr(prediction_store, "utcnow", lambda: Tomorrow.now(UTC))
     assert journal.append('{"n":2}') == tmp_path / "2099-01-02.jsonl"
     assert (tmp_path / "2099-01-02.jsonl").read_text() == '{"n":2}\n'
