@@ -12,7 +12,7 @@ CELERY_WORKER := $(BIN)/celery -A workers worker --task-events --loglevel $(LOGL
 .PHONY: help install system-deps setup run test lint format lock web worker-inference \
         worker-training worker-maintenance beat flower redis storage-setup storage-test \
         check-routes clean train predict bench storage-backup storage-restore \
-        storage-cleanup storage-monitor metrics docker-up docker-down docker-logs
+        storage-cleanup storage-monitor metrics docker-up docker-run docker-down docker-logs dev-setup
 
 help: ## List every target with what it does
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,6 +41,8 @@ system-deps: ## Install redis-server, promtool (prometheus) and nginx with apt-g
 	fi
 
 setup: install storage-setup ## Install everything and create persistent_data (alias of install + storage-setup)
+
+dev-setup: setup ## v3.1's development set-up: the same as setup (the dev tools are always installed)
 
 run: install ## Start the whole process set (Redis, web :8080, 3 workers, beat, Flower :5555)
 	$(BIN)/stockpred run
@@ -130,6 +132,8 @@ metrics: install ## Run the metrics exporter alone (worker metrics and facts on 
 COMPOSE := docker compose -f docker-compose-persistent.yml
 docker-up: storage-setup ## Build and start the docker compose stack (needs a Docker engine)
 	$(COMPOSE) up -d --build
+
+docker-run: docker-up ## v3.1's name for docker-up
 
 docker-down: ## Stop the docker compose stack (data stays in persistent_data)
 	$(COMPOSE) down

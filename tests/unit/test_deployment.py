@@ -70,6 +70,22 @@ def test_every_mount_the_v3_3_1_notes_list_is_there(service: str, mount: str) ->
     assert mount in SERVICES[service]["volumes"]
 
 
+@pytest.mark.parametrize(
+    ("container", "path"),
+    [
+        ("stock-prediction", "/app/persistent_data"),
+        ("redis", "/data"),
+        ("prometheus", "/prometheus"),
+        ("grafana", "/var/lib/grafana"),
+    ],
+)
+def test_the_v3_3_1_verification_commands_name_real_containers(container: str, path: str) -> None:
+    """`docker exec <container> ls -la <path>` from the v3.3.1 notes reaches the mounted data."""
+    named = {spec.get("container_name"): name for name, spec in SERVICES.items()}
+    assert container in named, f"no service has container_name {container!r}"
+    assert any(target == path for _, target, _ in mounts(named[container]))
+
+
 @pytest.mark.parametrize("service", sorted(SERVICES))
 def test_restart_policy_healthcheck_and_non_root(service: str) -> None:
     spec = SERVICES[service]
