@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import tempfile
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -51,9 +51,11 @@ def _worker_queues(svc: Services) -> dict[str, list[str]]:
 
 def _storage_check(svc: Services) -> dict[str, Any]:
     root = svc.settings.data_dir
+    # access(2), not a probe file: the web never writes under the data root, and access() also
+    # refuses W_OK on a read-only mount.
+    if not os.access(root, os.W_OK | os.X_OK):
+        return {"status": "down", "path": str(root), "error": "missing, or not writable"}
     try:
-        with tempfile.NamedTemporaryFile(dir=root, prefix=".health-"):
-            pass
         free = free_bytes(root)
     except OSError as exc:
         return {"status": "down", "path": str(root), "error": str(exc)}
