@@ -10,14 +10,16 @@ import pytest
 
 from stockpred.ops.procset import preflight
 from stockpred.ops.redis_server import PreflightError, check_redis_listener, redis_server_argv
+from stockpred.paths import DataTree
 from stockpred.settings import Settings
 
 
 def test_by_default_redis_listens_only_on_a_private_socket(settings: Settings) -> None:
+    tree = DataTree.from_settings(settings)
     argv = redis_server_argv(settings)
-    assert argv[:2] == ["redis-server", str(settings.redis_conf)]
+    assert argv[:2] == ["redis-server", str(tree.redis_conf)]
     assert argv[argv.index("--port") + 1] == "0"
-    assert argv[argv.index("--unixsocket") + 1] == str(settings.redis_socket)
+    assert argv[argv.index("--unixsocket") + 1] == str(tree.redis_socket)
     assert argv[argv.index("--unixsocketperm") + 1] == "700"
 
 
@@ -52,7 +54,7 @@ def test_a_taken_port_stops_start_up_with_a_clear_message(settings: Settings) ->
 
 def test_a_live_socket_means_another_run_owns_this_data_folder(settings: Settings) -> None:
     with socket.socket(socket.AF_UNIX) as server:
-        server.bind(str(settings.redis_socket))
+        server.bind(str(DataTree.from_settings(settings).redis_socket))
         server.listen()
         with pytest.raises(PreflightError, match="another `make run`"):
             check_redis_listener(settings)
