@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ def test_by_default_redis_listens_only_on_a_private_socket(settings: Settings) -
 
 
 def test_with_redis_port_it_listens_on_loopback(settings: Settings) -> None:
-    argv = redis_server_argv(replace(settings, redis_port=6391))
+    argv = redis_server_argv(settings.model_copy(update={"redis_port": 6391}))
     assert argv[argv.index("--port") + 1] == "6391"
     assert argv[argv.index("--bind") + 1] == "127.0.0.1"
     assert "--unixsocket" not in argv
@@ -32,11 +31,11 @@ def test_with_redis_port_it_listens_on_loopback(settings: Settings) -> None:
 
 def test_with_redis_url_it_starts_none(settings: Settings) -> None:
     with pytest.raises(PreflightError, match="REDIS_URL"):
-        redis_server_argv(replace(settings, redis_url="redis://elsewhere:6379/0"))
+        redis_server_argv(settings.model_copy(update={"redis_url": "redis://elsewhere:6379/0"}))
 
 
 def test_a_socket_path_too_long_for_unix_is_refused(settings: Settings) -> None:
-    deep = replace(settings, data_dir=Path("/tmp/" + "d" * 120))
+    deep = settings.model_copy(update={"data_dir": Path("/tmp/" + "d" * 120)})
     with pytest.raises(PreflightError, match="longer than"):
         redis_server_argv(deep)
 
@@ -47,9 +46,9 @@ def test_a_taken_port_stops_start_up_with_a_clear_message(settings: Settings) ->
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(PreflightError, match=f"REDIS_PORT={port} is already in use"):
-            check_redis_listener(replace(settings, redis_port=port))
+            check_redis_listener(settings.model_copy(update={"redis_port": port}))
         with pytest.raises(PreflightError, match=f"WEB_PORT={port}"):
-            preflight(replace(settings, web_port=port, flower_port=1))
+            preflight(settings.model_copy(update={"web_port": port, "flower_port": 1}))
 
 
 def test_a_live_socket_means_another_run_owns_this_data_folder(settings: Settings) -> None:
