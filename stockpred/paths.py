@@ -1,7 +1,8 @@
-"""The persistent_data tree: its folders, their creation with safe modes, and health checks.
+"""The persistent_data tree: its folders and files, their creation with safe modes, health checks.
 
-The one place that names the folders. Writing files into the tree goes through
-`stockpred.infra.files`.
+The one place that names folders and files under the data root, the default root included.
+Settings may move some folders (`stockpred.settings` declares which); their defaults come from
+`default_tree`. Writing files into the tree goes through `stockpred.infra.files`.
 Templates and migration live in `stockpred.ops.provision`; this module knows nothing of them.
 """
 
@@ -14,10 +15,19 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stockpred.infra.files import DIR_MODE
-from stockpred.settings import Settings
 
+if TYPE_CHECKING:
+    # Settings computes its defaults from this module: a runtime import would be a cycle.
+    from stockpred.settings import Settings
+
+DEFAULT_ROOT = Path("persistent_data")  # relative to the working directory
+STOCK_DATA = "stock_data"
+APPLICATION_LOGS = "application"
+MAIN_LOG = "stock-prediction.log"
+CONFIG = "config"
 PERSISTENT_ENV = "persistent.env"
 
 
@@ -53,6 +63,31 @@ class DataTree:
         )
 
     @property
+    def top_level(self) -> dict[str, Path]:
+        """The folders directly below the root by name, as the storage monitor measures them."""
+        at_default = default_tree(self.root)
+        folders = (
+            at_default.ml_models,
+            at_default.ml_cache,
+            at_default.scalers,
+            self.stock_data,
+            at_default.logs,
+            at_default.config,
+            at_default.backups,
+            self.redis,
+            self.prometheus,
+            self.grafana,
+            self.monitoring,
+            self.frontend,
+        )
+        return {folder.name: folder for folder in folders}
+
+    @property
+    def legacy_models(self) -> Path:
+        """The v3.3.0 layout's `models/` folder beside the data root (`*.h5`, `*.pkl`)."""
+        return self.root.parent / "models"
+
+    @property
     def predictions_cache(self) -> Path:
         return self.ml_cache / "predictions_cache"
 
@@ -62,7 +97,7 @@ class DataTree:
 
     @property
     def stock_data(self) -> Path:
-        return self.root / "stock_data"
+        return self.root / STOCK_DATA
 
     @property
     def daily_cache(self) -> Path:
@@ -82,7 +117,7 @@ class DataTree:
 
     @property
     def logs_application(self) -> Path:
-        return self.logs / "application"
+        return self.logs / APPLICATION_LOGS
 
     @property
     def redis(self) -> Path:
@@ -180,6 +215,28 @@ class DataTree:
             "frontend/logs": self.frontend / "logs",
             "frontend/cache": self.frontend / "cache",
         }
+
+
+def default_tree(root: Path) -> DataTree:
+    """The tree with every movable folder at its default place under `root`."""
+    stock_data = root / STOCK_DATA
+    return DataTree(
+        root=root,
+        ml_models=root / "ml_models",
+        ml_cache=root / "ml_cache",
+        scalers=root / "scalers",
+        stock_historical=stock_data / "historical",
+        stock_cache=stock_data / "cache",
+        predictions=stock_data / "predictions",
+        logs=root / "logs",
+        config=root / CONFIG,
+        backups=root / "backups",
+    )
+
+
+def default_log_file(logs: Path) -> Path:
+    """The main log file under a log root."""
+    return logs / APPLICATION_LOGS / MAIN_LOG
 
 
 def ensure_directories(tree: DataTree) -> tuple[list[Path], list[Path]]:

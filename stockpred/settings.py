@@ -1,24 +1,31 @@
-"""Typed settings read from the environment and `config/persistent.env`.
+"""Typed settings: each declared once, read from the environment and `config/persistent.env`.
 
-Holds every variable the release notes name plus the service's own. Nothing is read at import:
-call `get_settings()` (cached, read once per process) or `load_settings(environ)`.
-Does not create directories or open connections.
+`Settings` declares every variable the release notes name plus the service's own: its type,
+default and the seed's variable name(s); the accepted forms live in the field types below.
+Folder defaults come from `stockpred.paths`, which names every place under the data root.
+Nothing is read at import: call `get_settings()` (cached, read once per process) or
+`load_settings(environ)`. Does not create directories or open connections.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import os
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, Any, TypeVar
 
-T = TypeVar("T")
+from pydantic import AliasChoices, BeforeValidator, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-DEFAULT_DATA_DIR = "./persistent_data"
+from stockpred.paths import DEFAULT_ROOT, PERSISTENT_ENV, DataTree, default_log_file, default_tree
+
 DURATION_FORMS = "a whole number followed by s, m, h or d (e.g. 30m, 1h, 6h, 24h)"
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -29,111 +36,19 @@ class SettingsError(ValueError):
     """A setting has a value the service cannot start with."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Every setting of the service, with paths resolved to absolute ones."""
-
-    data_dir: Path
-    ml_model_path: Path
-    scalers_path: Path
-    ml_cache_path: Path
-    stock_data_cache_path: Path
-    stock_historical_path: Path
-    prediction_cache_path: Path
-    log_path: Path
-    log_file: Path
-    backup_path: Path
-    config_path: Path
-    ml_prediction_ttl: timedelta = timedelta(hours=1)
-    stock_data_ttl: timedelta = timedelta(minutes=30)
-    cache_cleanup_interval: timedelta = timedelta(hours=6)
-    buy_threshold: float = 1.01
-    sell_threshold: float = 0.99
-    redis_url: str | None = None
-    redis_port: int | None = None
-    web_host: str = "127.0.0.1"
-    web_port: int = 8080
-    web_workers: int = 2
-    flower_address: str = "127.0.0.1"
-    flower_port: int = 5555
-    flower_basic_auth: str | None = field(default=None, repr=False)
-    api_token: str | None = field(default=None, repr=False)
-    log_level: str = "INFO"
-    log_max_bytes: int = 10 * 1024 * 1024
-    log_backup_count: int = 5
-    health_timeout: float = 1.0
-    job_ttl: timedelta = timedelta(days=7)
-    training_time_limit: timedelta = timedelta(hours=2)
-    stock_data_source: str = "auto"
-    yahoo_timeout: float = 10.0
-    yahoo_rate_limit: float = 10.0
-    historical_wait: float = 8.0
-    predict_wait: float = 10.0
-    auto_train: bool = False
-    backup_keep: int = 10
-    metrics_address: str = "127.0.0.1"
-    metrics_port: int = 9105
-    backup_encryption_key: str | None = field(default=None, repr=False)
-    backup_log_days: int = 7
-    backup_max_age: timedelta = timedelta(hours=26)
-    cleanup_cache_days: int = 1
-    cleanup_log_days: int = 30
-    cleanup_prediction_days: int = 7
-
-    @property
-    def redis_dir(self) -> Path:
-        """Folder holding Redis's data (AOF, RDB) and, by default, its socket."""
-        return self.data_dir / "redis"
-
-    @property
-    def redis_socket(self) -> Path:
-        """Unix socket of the Redis that `make run` starts when no port or URL is set."""
-        return self.redis_dir / "redis.sock"
-
-    @property
-    def redis_client_url(self) -> str:
-        """URL for redis-py clients."""
-        if self.redis_url:
-            return self.redis_url
-        if self.redis_port is not None:
-            return f"redis://127.0.0.1:{self.redis_port}/0"
-        return f"unix://{self.redis_socket}?db=0"
-
-    @property
-    def celery_url(self) -> str:
-        """URL for Celery's broker and result backend (kombu spells sockets differently)."""
-        url = self.redis_client_url
-        if url.startswith("unix://"):
-            return "redis+socket://" + url[len("unix://") :].replace("db=", "virtual_host=")
-        return url
-
-    @property
-    def manages_redis(self) -> bool:
-        """True when this project starts its own redis-server (no REDIS_URL given)."""
-        return not self.redis_url
-
-    @property
-    def metrics_dir(self) -> Path:
-        """Multi-process metric files: `web/` for gunicorn workers, `workers/` for Celery."""
-        return self.data_dir / "monitoring" / "metrics"
-
-    @property
-    def redis_conf(self) -> Path:
-        """The Redis configuration file written by `stockpred setup`."""
-        return self.config_path / "redis.conf"
-
-    @property
-    def persistent_env(self) -> Path:
-        """The operator's env file; values there lose to the process environment."""
-        return self.config_path / "persistent.env"
+def _duration_seconds(raw: str) -> int | None:
+    match = _DURATION_RE.match(raw)
+    if not match or int(match.group(1)) == 0:
+        return None
+    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 
 def parse_duration(name: str, raw: str) -> timedelta:
     """Parse `30m`, `1h`, `6h`, `24h` style values; raise SettingsError naming the variable."""
-    match = _DURATION_RE.match(raw)
-    if not match or int(match.group(1)) == 0:
+    seconds = _duration_seconds(raw)
+    if seconds is None:
         raise SettingsError(f"{name}={raw!r} is not a duration: use {DURATION_FORMS}")
-    return timedelta(seconds=int(match.group(1)) * _DURATION_UNITS[match.group(2)])
+    return timedelta(seconds=seconds)
 
 
 def format_duration(value: timedelta) -> str:
@@ -167,203 +82,436 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-class _Reader:
-    """Looks up variables in the environment first, then in persistent.env."""
-
-    def __init__(self, environ: Mapping[str, str], file_values: Mapping[str, str]) -> None:
-        self._environ = environ
-        self._file = file_values
-
-    def raw(self, *names: str) -> tuple[str, str] | None:
-        """Return (name, value) of the first non-empty variable among `names`."""
-        for source in (self._environ, self._file):
-            for name in names:
-                value = source.get(name)
-                if value is not None and value.strip() != "":
-                    return name, value.strip()
-        return None
-
-    def get(self, names: str | tuple[str, ...], convert: Callable[[str, str], T], default: T) -> T:
-        """Convert the first variable set among `names`, or return the default."""
-        found = self.raw(*((names,) if isinstance(names, str) else names))
-        return default if found is None else convert(*found)
+# Accepted forms. Each converter takes the variable's text (already stripped, never blank) and
+# raises a "setting" error whose message completes "NAME='value' ..."; values that are not text
+# (Settings(**fields) in tests) go to pydantic's own validation unchanged.
 
 
-def _int_in(low: int, high: int) -> Callable[[str, str], int]:
-    def convert(name: str, raw: str) -> int:
+def _reject(forms: str) -> PydanticCustomError:
+    return PydanticCustomError("setting", forms)
+
+
+def _from_text(convert: Callable[[str], object]) -> BeforeValidator:
+    def validate(raw: object) -> object:
+        return convert(raw) if isinstance(raw, str) else raw
+
+    return BeforeValidator(validate)
+
+
+def _whole(low: int, high: int) -> BeforeValidator:
+    def convert(raw: str) -> int:
         try:
             value = int(raw)
         except ValueError:
             value = low - 1
         if not low <= value <= high:
-            raise SettingsError(f"{name}={raw!r} must be a whole number from {low} to {high}")
+            raise _reject(f"must be a whole number from {low} to {high}")
         return value
 
-    return convert
+    return _from_text(convert)
 
 
-def _positive_float(name: str, raw: str) -> float:
+def _positive(raw: str) -> float:
     try:
         value = float(raw)
     except ValueError:
         value = -1.0
     if not value > 0:
-        raise SettingsError(f"{name}={raw!r} must be a positive number such as 1.01")
+        raise _reject("must be a positive number such as 1.01")
     return value
 
 
-def _text(name: str, raw: str) -> str:
-    return raw
+def _duration(raw: str) -> timedelta:
+    seconds = _duration_seconds(raw)
+    if seconds is None:
+        raise _reject(f"is not a duration: use {DURATION_FORMS}")
+    return timedelta(seconds=seconds)
 
 
-def _log_level(name: str, raw: str) -> str:
-    level = raw.upper()
-    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-        raise SettingsError(f"{name}={raw!r} must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
-    return level
+def _one_of(*allowed: str, upper: bool = False) -> BeforeValidator:
+    def convert(raw: str) -> str:
+        value = raw.upper() if upper else raw.lower()
+        if value not in allowed:
+            raise _reject(f"must be one of {', '.join(allowed)}")
+        return value
+
+    return _from_text(convert)
 
 
-def _redis_url(name: str, raw: str) -> str:
+def _bool(raw: str) -> bool:
+    value = raw.lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise _reject("must be true or false")
+
+
+def _redis_url(raw: str) -> str:
     if not raw.startswith(("redis://", "rediss://", "unix://", "redis+socket://")):
-        raise SettingsError(
-            f"{name}={raw!r} must be a redis://host:port/db, rediss://… or unix:///path URL"
-        )
+        raise _reject("must be a redis://host:port/db, rediss://… or unix:///path URL")
     if raw.startswith("redis+socket://"):
         # Kept in redis-py's spelling; `celery_url` gives kombu its own.
         return "unix://" + raw[len("redis+socket://") :].replace("virtual_host=", "db=")
     return raw
 
 
-def _fernet_key(name: str, raw: str) -> str:
-    import base64
-    import binascii
-
+def _fernet_key(raw: str) -> str:
     try:
         ok = len(base64.urlsafe_b64decode(raw.encode())) == 32
     except (binascii.Error, ValueError):
         ok = False
     if not ok:
-        raise SettingsError(
-            f"{name} must be a Fernet key (32 url-safe base64 bytes); make one with "
+        raise _reject(
+            "must be a Fernet key (32 url-safe base64 bytes); make one with "
             "`stockpred storage keygen`"
         )
     return raw
 
 
-def _bool(name: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off"}:
-        return False
-    raise SettingsError(f"{name}={raw!r} must be true or false")
-
-
-def _choice(*allowed: str) -> Callable[[str, str], str]:
-    def convert(name: str, raw: str) -> str:
-        value = raw.lower()
-        if value not in allowed:
-            raise SettingsError(f"{name}={raw!r} must be one of {', '.join(allowed)}")
-        return value
-
-    return convert
-
-
-def _basic_auth(name: str, raw: str) -> str:
+def _basic_auth(raw: str) -> str:
     user, sep, password = raw.partition(":")
     if not sep or not user or not password:
-        raise SettingsError(f"{name} must be user:password with neither part empty")
+        raise _reject("must be user:password with neither part empty")
     return raw
 
 
-def _dir_of(suffixes: tuple[str, ...]) -> Callable[[str, str], Path]:
+def _path(raw: str) -> Path:
+    try:
+        return Path(raw).expanduser().resolve()
+    except (OSError, ValueError, RuntimeError):
+        raise _reject("is not a usable path") from None
+
+
+def _folder_of(*suffixes: str) -> BeforeValidator:
     """Accept a folder, or (as the original's variables did) a file inside it."""
 
-    def convert(name: str, raw: str) -> Path:
-        path = Path(raw).expanduser()
+    def convert(raw: str) -> Path:
+        path = _path(raw)
         if path.suffix in suffixes or path.name.endswith("_lstm_model"):
-            return path.parent.resolve()
-        return path.resolve()
+            return path.parent
+        return path
 
-    return convert
+    return _from_text(convert)
 
 
-def _path(name: str, raw: str) -> Path:
-    return Path(raw).expanduser().resolve()
+AbsPath = Annotated[Path, _from_text(_path)]
+Port = Annotated[int, _whole(1, 65535)]
+Days = Annotated[int, _whole(1, 3650)]
+Keep = Annotated[int, _whole(1, 1000)]
+Positive = Annotated[float, _from_text(_positive)]
+Duration = Annotated[timedelta, _from_text(_duration)]
+Flag = Annotated[bool, _from_text(_bool)]
+RedisUrl = Annotated[str, _from_text(_redis_url)]
+FernetKey = Annotated[str, _from_text(_fernet_key)]
+BasicAuth = Annotated[str, _from_text(_basic_auth)]
+LogLevel = Annotated[str, _one_of("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", upper=True)]
+DataSource = Annotated[str, _one_of("auto", "yahoo", "embedded", "csv")]
+
+
+def _seed(*names: str) -> AliasChoices:
+    """The seed's variable names of one setting; the first one set wins."""
+    return AliasChoices(*names)
+
+
+def _at_default(pick: Callable[[DataTree], Path]) -> Callable[[dict[str, Any]], Path]:
+    """Default of a movable folder: its place in the tree under the (validated) data root."""
+    return lambda data: pick(default_tree(data["data_dir"]))
+
+
+class _Root(BaseSettings):
+    """The two settings that say where persistent.env is; they come from the environment only."""
+
+    model_config = SettingsConfigDict(
+        frozen=True, validate_by_name=True, validate_by_alias=True, extra="forbid"
+    )
+
+    data_dir: AbsPath = Field(
+        default_factory=DEFAULT_ROOT.resolve, validation_alias=_seed("STOCKPRED_DATA_DIR")
+    )
+    config_path: AbsPath = Field(
+        default_factory=_at_default(lambda tree: tree.config), validation_alias=_seed("CONFIG_PATH")
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Read nothing by default: `load_settings` passes the sources it chose."""
+        return (init_settings,)
+
+
+RootT = TypeVar("RootT", bound=_Root)
+
+
+class Settings(_Root):
+    """Every setting of the service, with paths resolved to absolute ones.
+
+    Build it with `load_settings`/`get_settings`; `Settings(**fields)` reads nothing.
+    """
+
+    ml_model_path: Annotated[Path, _folder_of(".h5", ".keras")] = Field(
+        default_factory=_at_default(lambda tree: tree.ml_models),
+        validation_alias=_seed("ML_MODEL_PATH"),
+    )
+    scalers_path: Annotated[Path, _folder_of(".pkl", ".joblib")] = Field(
+        default_factory=_at_default(lambda tree: tree.scalers),
+        validation_alias=_seed("SCALERS_PATH", "ML_SCALER_PATH"),
+    )
+    ml_cache_path: AbsPath = Field(
+        default_factory=_at_default(lambda tree: tree.ml_cache),
+        validation_alias=_seed("ML_CACHE_PATH"),
+    )
+    stock_data_cache_path: AbsPath = Field(
+        default_factory=_at_default(lambda tree: tree.stock_cache),
+        validation_alias=_seed("STOCK_DATA_CACHE_PATH"),
+    )
+    stock_historical_path: AbsPath = Field(
+        default_factory=_at_default(lambda tree: tree.stock_historical),
+        validation_alias=_seed("STOCK_HISTORICAL_PATH"),
+    )
+    prediction_cache_path: AbsPath = Field(
+        default_factory=_at_default(lambda tree: tree.predictions),
+        validation_alias=_seed("PREDICTION_CACHE_PATH"),
+    )
+    log_path: AbsPath = Field(
+        default_factory=_at_default(lambda tree: tree.logs), validation_alias=_seed("LOG_PATH")
+    )
+    log_file: AbsPath = Field(
+        default_factory=lambda data: default_log_file(data["log_path"]),
+        validation_alias=_seed("LOG_FILE"),
+    )
+    backup_path: AbsPath = Field(
+        default_factory=_at_default(lambda tree: tree.backups),
+        validation_alias=_seed("BACKUP_PATH"),
+    )
+    ml_prediction_ttl: Duration = Field(
+        timedelta(hours=1), validation_alias=_seed("ML_PREDICTION_TTL")
+    )
+    stock_data_ttl: Duration = Field(
+        timedelta(minutes=30), validation_alias=_seed("STOCK_DATA_TTL")
+    )
+    cache_cleanup_interval: Duration = Field(
+        timedelta(hours=6), validation_alias=_seed("CACHE_CLEANUP_INTERVAL")
+    )
+    buy_threshold: Positive = Field(1.01, validation_alias=_seed("STOCK_BUY_THRESHOLD"))
+    sell_threshold: Positive = Field(0.99, validation_alias=_seed("STOCK_SELL_THRESHOLD"))
+    redis_url: RedisUrl | None = Field(None, validation_alias=_seed("REDIS_URL"))
+    redis_port: Port | None = Field(None, validation_alias=_seed("REDIS_PORT"))
+    web_host: str = Field("127.0.0.1", validation_alias=_seed("WEB_HOST"))
+    web_port: Port = Field(8080, validation_alias=_seed("WEB_PORT"))
+    web_workers: Annotated[int, _whole(1, 64)] = Field(2, validation_alias=_seed("WEB_WORKERS"))
+    flower_address: str = Field("127.0.0.1", validation_alias=_seed("FLOWER_ADDRESS"))
+    flower_port: Port = Field(5555, validation_alias=_seed("FLOWER_PORT"))
+    flower_basic_auth: BasicAuth | None = Field(
+        None, validation_alias=_seed("FLOWER_BASIC_AUTH"), repr=False
+    )
+    api_token: str | None = Field(None, validation_alias=_seed("STOCKPRED_API_TOKEN"), repr=False)
+    log_level: LogLevel = Field("INFO", validation_alias=_seed("LOG_LEVEL"))
+    log_max_bytes: Annotated[int, _whole(1024, 2**40)] = Field(
+        10 * 1024 * 1024, validation_alias=_seed("LOG_MAX_BYTES")
+    )
+    log_backup_count: Keep = Field(5, validation_alias=_seed("LOG_BACKUP_COUNT"))
+    health_timeout: Positive = Field(1.0, validation_alias=_seed("HEALTH_TIMEOUT"))
+    job_ttl: Duration = Field(timedelta(days=7), validation_alias=_seed("JOB_TTL"))
+    training_time_limit: Duration = Field(
+        timedelta(hours=2), validation_alias=_seed("TRAINING_TIME_LIMIT")
+    )
+    stock_data_source: DataSource = Field("auto", validation_alias=_seed("STOCK_DATA_SOURCE"))
+    yahoo_timeout: Positive = Field(10.0, validation_alias=_seed("YAHOO_TIMEOUT"))
+    yahoo_rate_limit: Positive = Field(10.0, validation_alias=_seed("YAHOO_RATE_LIMIT"))
+    historical_wait: Positive = Field(8.0, validation_alias=_seed("HISTORICAL_WAIT"))
+    predict_wait: Positive = Field(10.0, validation_alias=_seed("PREDICT_WAIT"))
+    auto_train: Flag = Field(False, validation_alias=_seed("AUTO_TRAIN"))
+    backup_keep: Keep = Field(10, validation_alias=_seed("BACKUP_KEEP"))
+    metrics_address: str = Field("127.0.0.1", validation_alias=_seed("METRICS_ADDRESS"))
+    metrics_port: Port = Field(9105, validation_alias=_seed("METRICS_PORT"))
+    backup_encryption_key: FernetKey | None = Field(
+        None, validation_alias=_seed("BACKUP_ENCRYPTION_KEY"), repr=False
+    )
+    backup_log_days: Days = Field(7, validation_alias=_seed("BACKUP_LOG_DAYS"))
+    backup_max_age: Duration = Field(timedelta(hours=26), validation_alias=_seed("BACKUP_MAX_AGE"))
+    cleanup_cache_days: Days = Field(1, validation_alias=_seed("CLEANUP_CACHE_DAYS"))
+    cleanup_log_days: Days = Field(30, validation_alias=_seed("CLEANUP_LOG_DAYS"))
+    cleanup_prediction_days: Days = Field(7, validation_alias=_seed("CLEANUP_PREDICTION_DAYS"))
+
+    @model_validator(mode="after")
+    def _sell_below_buy(self) -> Settings:
+        if self.sell_threshold >= self.buy_threshold:
+            raise PydanticCustomError(
+                "setting",
+                f"STOCK_SELL_THRESHOLD={self.sell_threshold} must be below "
+                f"STOCK_BUY_THRESHOLD={self.buy_threshold}",
+            )
+        return self
+
+    @property
+    def redis_client_url(self) -> str:
+        """URL for redis-py clients."""
+        if self.redis_url:
+            return self.redis_url
+        if self.redis_port is not None:
+            return f"redis://127.0.0.1:{self.redis_port}/0"
+        return f"unix://{DataTree.from_settings(self).redis_socket}?db=0"
+
+    @property
+    def celery_url(self) -> str:
+        """URL for Celery's broker and result backend (kombu spells sockets differently)."""
+        url = self.redis_client_url
+        if url.startswith("unix://"):
+            return "redis+socket://" + url[len("unix://") :].replace("db=", "virtual_host=")
+        return url
+
+    @property
+    def manages_redis(self) -> bool:
+        """True when this project starts its own redis-server (no REDIS_URL given)."""
+        return not self.redis_url
+
+    # TEMP compat: other streams' files still read these; the lead drops this commit on merge.
+    @property
+    def redis_dir(self) -> Path:
+        """Deprecated: DataTree.redis."""
+        return DataTree.from_settings(self).redis
+
+    @property
+    def redis_socket(self) -> Path:
+        """Deprecated: DataTree.redis_socket."""
+        return DataTree.from_settings(self).redis_socket
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Deprecated: DataTree.metrics."""
+        return DataTree.from_settings(self).metrics
+
+    @property
+    def redis_conf(self) -> Path:
+        """Deprecated: DataTree.redis_conf."""
+        return DataTree.from_settings(self).redis_conf
+
+    @property
+    def persistent_env(self) -> Path:
+        """Deprecated: DataTree.persistent_env."""
+        return DataTree.from_settings(self).persistent_env
+
+    def masked_values(self) -> dict[str, object]:
+        """Every setting by field name, for display: secrets masked, durations and paths as text."""
+        values: dict[str, object] = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if field.repr is False:
+                value = "(set)" if value else "(not set)"
+            elif isinstance(value, timedelta):
+                value = format_duration(value)
+            elif isinstance(value, Path):
+                value = str(value)
+            values[name] = value
+        return values
+
+
+def seed_names(field: FieldInfo) -> tuple[str, ...]:
+    """The variable names one declared setting is read from, in order of precedence."""
+    alias = field.validation_alias
+    if isinstance(alias, AliasChoices):
+        return tuple(choice for choice in alias.choices if isinstance(choice, str))
+    return (alias,) if isinstance(alias, str) else ()
+
+
+def variable_names() -> list[str]:
+    """Every variable the settings read, in declaration order."""
+    return [name for field in Settings.model_fields.values() for name in seed_names(field)]
+
+
+class _SeedSource(PydanticBaseSettingsSource):
+    """One mapping of the seed's variables (the environment, or persistent.env), by field.
+
+    Values are stripped and blank ones count as unset. Keyed by field name, so a field set here
+    by any of its names loses, as a whole, to a source of higher priority.
+    """
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        values: Mapping[str, str],
+        origin: Path | None = None,
+        skip: frozenset[str] = frozenset(),
+    ) -> None:
+        super().__init__(settings_cls)
+        self._values = values
+        self.origin = origin
+        self._skip = skip
+        self.found: dict[str, tuple[str, str]] = {}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Return (value, variable name, False) for the first of the field's names that is set."""
+        for name in seed_names(field):
+            value = self._values.get(name)
+            if value is not None and value.strip():
+                return value.strip(), name, False
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for field_name, field in self.settings_cls.model_fields.items():
+            if field_name in self._skip:
+                continue
+            value, name, _ = self.get_field_value(field, field_name)
+            if value is not None:
+                data[field_name] = value
+                self.found[field_name] = (name, value)
+        return data
+
+
+def _problem(error: ErrorDetails, sources: Sequence[_SeedSource]) -> str:
+    """One line naming the variable the user set, its value (unless secret) and what is accepted."""
+    if not error["loc"]:
+        return error["msg"]
+    field_name = str(error["loc"][0])
+    field = Settings.model_fields.get(field_name)
+    for source in sources:
+        if field_name in source.found:
+            name, raw = source.found[field_name]
+            shown = name if field is not None and field.repr is False else f"{name}={raw!r}"
+            where = f" (in {source.origin})" if source.origin else ""
+            return f"{shown} {error['msg']}{where}"
+    names = seed_names(field) if field is not None else ()
+    return f"{names[0] if names else field_name} {error['msg']}"
+
+
+def _build(settings_cls: type[RootT], sources: Sequence[_SeedSource]) -> RootT:
+    # mypy checks calls against the fields (dataclass_transform), not BaseSettings' own keywords.
+    construct: Callable[..., RootT] = settings_cls
+    try:
+        return construct(_build_sources=(tuple(sources), {}))
+    except ValidationError as exc:
+        problems = [
+            _problem(error, sources)
+            for error in exc.errors()
+            if error["type"] != "default_factory_not_called"  # a consequence, not a cause
+        ]
+        raise SettingsError("; ".join(problems)) from None
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Build settings from `environ` (default os.environ) and the data root's persistent.env."""
+    """Build settings from `environ` (default os.environ), then the data root's persistent.env."""
     env = os.environ if environ is None else environ
-    bootstrap = _Reader(env, {})
-    data_dir = bootstrap.get("STOCKPRED_DATA_DIR", _path, Path(DEFAULT_DATA_DIR).resolve())
-    config_path = bootstrap.get("CONFIG_PATH", _path, data_dir / "config")
-    read = _Reader(env, read_env_file(config_path / "persistent.env"))
-
-    log_path = read.get("LOG_PATH", _path, data_dir / "logs")
-    buy = read.get("STOCK_BUY_THRESHOLD", _positive_float, 1.01)
-    sell = read.get("STOCK_SELL_THRESHOLD", _positive_float, 0.99)
-    if sell >= buy:
-        raise SettingsError(f"STOCK_SELL_THRESHOLD={sell} must be below STOCK_BUY_THRESHOLD={buy}")
-    return Settings(
-        data_dir=data_dir,
-        config_path=config_path,
-        ml_model_path=read.get("ML_MODEL_PATH", _dir_of((".h5", ".keras")), data_dir / "ml_models"),
-        scalers_path=read.get(
-            ("SCALERS_PATH", "ML_SCALER_PATH"), _dir_of((".pkl", ".joblib")), data_dir / "scalers"
-        ),
-        ml_cache_path=read.get("ML_CACHE_PATH", _path, data_dir / "ml_cache"),
-        stock_data_cache_path=read.get(
-            "STOCK_DATA_CACHE_PATH", _path, data_dir / "stock_data" / "cache"
-        ),
-        stock_historical_path=read.get(
-            "STOCK_HISTORICAL_PATH", _path, data_dir / "stock_data" / "historical"
-        ),
-        prediction_cache_path=read.get(
-            "PREDICTION_CACHE_PATH", _path, data_dir / "stock_data" / "predictions"
-        ),
-        log_path=log_path,
-        log_file=read.get("LOG_FILE", _path, log_path / "application" / "stock-prediction.log"),
-        backup_path=read.get("BACKUP_PATH", _path, data_dir / "backups"),
-        ml_prediction_ttl=read.get("ML_PREDICTION_TTL", parse_duration, timedelta(hours=1)),
-        stock_data_ttl=read.get("STOCK_DATA_TTL", parse_duration, timedelta(minutes=30)),
-        cache_cleanup_interval=read.get(
-            "CACHE_CLEANUP_INTERVAL", parse_duration, timedelta(hours=6)
-        ),
-        buy_threshold=buy,
-        sell_threshold=sell,
-        redis_url=read.get("REDIS_URL", _redis_url, None),
-        redis_port=read.get("REDIS_PORT", _int_in(1, 65535), None),
-        web_host=read.get("WEB_HOST", _text, "127.0.0.1"),
-        web_port=read.get("WEB_PORT", _int_in(1, 65535), 8080),
-        web_workers=read.get("WEB_WORKERS", _int_in(1, 64), 2),
-        flower_address=read.get("FLOWER_ADDRESS", _text, "127.0.0.1"),
-        flower_port=read.get("FLOWER_PORT", _int_in(1, 65535), 5555),
-        flower_basic_auth=read.get("FLOWER_BASIC_AUTH", _basic_auth, None),
-        api_token=read.get("STOCKPRED_API_TOKEN", _text, None),
-        log_level=read.get("LOG_LEVEL", _log_level, "INFO"),
-        log_max_bytes=read.get("LOG_MAX_BYTES", _int_in(1024, 2**40), 10 * 1024 * 1024),
-        log_backup_count=read.get("LOG_BACKUP_COUNT", _int_in(1, 1000), 5),
-        health_timeout=read.get("HEALTH_TIMEOUT", _positive_float, 1.0),
-        job_ttl=read.get("JOB_TTL", parse_duration, timedelta(days=7)),
-        training_time_limit=read.get("TRAINING_TIME_LIMIT", parse_duration, timedelta(hours=2)),
-        stock_data_source=read.get(
-            "STOCK_DATA_SOURCE", _choice("auto", "yahoo", "embedded", "csv"), "auto"
-        ),
-        yahoo_timeout=read.get("YAHOO_TIMEOUT", _positive_float, 10.0),
-        yahoo_rate_limit=read.get("YAHOO_RATE_LIMIT", _positive_float, 10.0),
-        historical_wait=read.get("HISTORICAL_WAIT", _positive_float, 8.0),
-        predict_wait=read.get("PREDICT_WAIT", _positive_float, 10.0),
-        auto_train=read.get("AUTO_TRAIN", _bool, False),
-        backup_keep=read.get("BACKUP_KEEP", _int_in(1, 1000), 10),
-        metrics_address=read.get("METRICS_ADDRESS", _text, "127.0.0.1"),
-        metrics_port=read.get("METRICS_PORT", _int_in(1, 65535), 9105),
-        backup_encryption_key=read.get("BACKUP_ENCRYPTION_KEY", _fernet_key, None),
-        backup_log_days=read.get("BACKUP_LOG_DAYS", _int_in(1, 3650), 7),
-        backup_max_age=read.get("BACKUP_MAX_AGE", parse_duration, timedelta(hours=26)),
-        cleanup_cache_days=read.get("CLEANUP_CACHE_DAYS", _int_in(1, 3650), 1),
-        cleanup_log_days=read.get("CLEANUP_LOG_DAYS", _int_in(1, 3650), 30),
-        cleanup_prediction_days=read.get("CLEANUP_PREDICTION_DAYS", _int_in(1, 3650), 7),
+    root = _build(_Root, [_SeedSource(_Root, env)])
+    env_file = root.config_path / PERSISTENT_ENV
+    return _build(
+        Settings,
+        [
+            _SeedSource(Settings, env),
+            _SeedSource(
+                Settings,
+                read_env_file(env_file),
+                origin=env_file,
+                skip=frozenset(_Root.model_fields),
+            ),
+        ],
     )
 
 

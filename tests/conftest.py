@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 
 from stockpred.ops.provision import run_setup
 from stockpred.queues import QUEUES
-from stockpred.settings import Settings, load_settings
+from stockpred.settings import Settings, load_settings, variable_names
 from tests.support import BIN, RedisServer, start_worker, stop_group, wait_for
 
 OFFLINE_PROXY = "http://127.0.0.1:9"
@@ -49,7 +49,8 @@ _ISOLATED = (
 
 def clean_environ() -> dict[str, str]:
     """os.environ without any stockpred setting, with the venv's bin first on PATH."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_ISOLATED)}
+    declared = set(variable_names())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_ISOLATED) and k not in declared}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     # Any request that escapes to the network fails at once (curl_cffi and requests honour it).
     for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):

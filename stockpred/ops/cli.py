@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -17,9 +16,7 @@ if TYPE_CHECKING:
     from stockpred.storage.service import StorageService
 
 from stockpred.paths import DataTree
-from stockpred.settings import Settings, SettingsError, format_duration, get_settings, load_settings
-
-SECRET_FIELDS = {"api_token", "flower_basic_auth"}
+from stockpred.settings import Settings, SettingsError, get_settings, load_settings
 
 
 def _settings() -> Settings:
@@ -58,14 +55,7 @@ def setup(legacy_models: Path | None, quiet: bool) -> None:
 def show_settings(as_json: bool) -> None:
     """Print the effective settings (secrets masked)."""
     settings = _settings()
-    values: dict[str, object] = {}
-    for field in dataclasses.fields(settings):
-        value = getattr(settings, field.name)
-        if field.name in SECRET_FIELDS:
-            value = "(set)" if value else "(not set)"
-        elif hasattr(value, "total_seconds"):
-            value = format_duration(value)
-        values[field.name] = str(value) if isinstance(value, Path) else value
+    values = settings.masked_values()
     values["broker"] = settings.celery_url
     if as_json:
         click.echo(json.dumps(values, indent=2))

@@ -16,6 +16,7 @@ from honcho.manager import Manager
 from honcho.printer import Printer
 
 from stockpred.ops.redis_server import PreflightError, check_redis_listener, port_in_use
+from stockpred.paths import DataTree
 from stockpred.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -61,8 +62,8 @@ def child_environment(settings: Settings) -> dict[str, str]:
 
 def reset_metrics_dirs(settings: Settings) -> None:
     """Start multi-process metrics afresh: files of a previous run's processes are stale."""
-    for name in ("web", "workers"):
-        folder = settings.metrics_dir / name
+    tree = DataTree.from_settings(settings)
+    for folder in (tree.web_metrics, tree.worker_metrics):
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True)
 

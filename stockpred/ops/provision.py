@@ -42,6 +42,7 @@ class SetupReport:
 
     def lines(self, settings: Settings) -> list[str]:
         """Human-readable summary lines."""
+        env_file = DataTree.from_settings(settings).persistent_env
         out = [f"persistent_data root: {settings.data_dir}"]
         out += [f"created   {p}" for p in self.created_dirs]
         out += [f"chmod 755 {p} (was group/world-writable)" for p in self.tightened_dirs]
@@ -49,7 +50,7 @@ class SetupReport:
         out += [f"migrated  {p}" for p in self.migrated_files]
         out += [f"skipped   {reason}" for reason in self.skipped_migrations]
         for name in self.generated_secrets:
-            out.append(f"generated {name} into {settings.persistent_env} (mode 600)")
+            out.append(f"generated {name} into {env_file} (mode 600)")
         if not self.changed:
             out.append("nothing to do: the tree, templates and secrets are already in place")
         return out
@@ -72,9 +73,8 @@ def _write_if_absent(path: Path, text: str, mode: int, report: SetupReport) -> N
     report.written_files.append(path)
 
 
-def _ensure_secrets(settings: Settings, report: SetupReport) -> None:
+def _ensure_secrets(env_file: Path, report: SetupReport) -> None:
     """Append generated secrets that neither the environment nor persistent.env provides."""
-    env_file = settings.persistent_env
     in_file = read_env_file(env_file)
     wanted: dict[str, Callable[[], str]] = {
         "STOCKPRED_API_TOKEN": lambda: secrets.token_urlsafe(32),
@@ -119,19 +119,18 @@ def run_setup(settings: Settings, legacy_models_dir: Path | None = None) -> Setu
     report = SetupReport()
     report.created_dirs, report.tightened_dirs = ensure_directories(tree)
     _write_if_absent(
-        settings.redis_conf,
+        tree.redis_conf,
         _render(_template("redis.conf"), redis_dir=str(tree.redis)),
         FILE_MODE,
         report,
     )
     _write_if_absent(
-        settings.persistent_env,
+        tree.persistent_env,
         _render(_template("persistent.env"), data_dir=str(settings.data_dir)),
         SECRET_MODE,
         report,
     )
-    _write_if_absent(tree.root / "ml_config.json", _template("ml_config.json"), FILE_MODE, report)
-    _ensure_secrets(settings, report)
-    legacy = legacy_models_dir or settings.data_dir.parent / "models"
-    migrate_legacy_models(legacy, tree, report)
+    _write_if_absent(tree.ml_config, _template("ml_config.json"), FILE_MODE, report)
+    _ensure_secrets(tree.persistent_env, report)
+    migrate_legacy_models(legacy_models_dir or tree.legacy_models, tree, report)
     return report

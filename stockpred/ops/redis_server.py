@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+from stockpred.paths import DataTree
 from stockpred.settings import Settings
 
 # sun_path is 108 bytes on Linux, including the terminating NUL.
@@ -41,12 +42,13 @@ def redis_server_argv(settings: Settings) -> list[str]:
         raise PreflightError(
             "REDIS_URL is set, so stockpred uses that server and starts none of its own"
         )
-    if not settings.redis_conf.is_file():
-        raise PreflightError(f"{settings.redis_conf} is missing: run `stockpred setup` first")
-    argv = ["redis-server", str(settings.redis_conf)]
+    tree = DataTree.from_settings(settings)
+    if not tree.redis_conf.is_file():
+        raise PreflightError(f"{tree.redis_conf} is missing: run `stockpred setup` first")
+    argv = ["redis-server", str(tree.redis_conf)]
     if settings.redis_port is not None:
         return [*argv, "--port", str(settings.redis_port), "--bind", "127.0.0.1"]
-    sock = settings.redis_socket
+    sock = tree.redis_socket
     if len(str(sock)) > MAX_SOCKET_PATH:
         raise PreflightError(
             f"the Redis socket path {sock} is longer than {MAX_SOCKET_PATH} bytes; "
@@ -66,8 +68,7 @@ def check_redis_listener(settings: Settings) -> None:
                 "port, unset REDIS_PORT to use a private Unix socket, or set REDIS_URL to use "
                 "that server"
             )
-    elif socket_in_use(settings.redis_socket):
+    elif socket_in_use(sock := DataTree.from_settings(settings).redis_socket):
         raise PreflightError(
-            f"a Redis already answers on {settings.redis_socket}: another `make run` is using "
-            "this data folder"
+            f"a Redis already answers on {sock}: another `make run` is using this data folder"
         )

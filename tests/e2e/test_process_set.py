@@ -24,6 +24,7 @@ import psutil
 import pytest
 import redis
 
+from stockpred.paths import DataTree
 from stockpred.settings import load_settings, read_env_file
 from tests.conftest import clean_environ
 from tests.support import ROOT, free_port, stop_group, wait_for
@@ -371,7 +372,8 @@ def test_ctrl_c_stops_every_process_and_redis_flushes_its_aof(running_set: Runni
     assert running_set.proc.wait(timeout=30) is not None
     _, alive = psutil.wait_procs(children, timeout=15)
     assert not alive, [" ".join(p.cmdline()) for p in alive]
-    aof_dir = settings.redis_dir / "appendonlydir"
+    tree = DataTree.from_settings(settings)
+    aof_dir = tree.redis / "appendonlydir"
     aof_text = b"".join(p.read_bytes() for p in aof_dir.glob("*.aof"))
     assert b"e2e:written-before-shutdown" in aof_text
-    assert not (settings.redis_dir / "redis.sock").exists()
+    assert not tree.redis_socket.exists()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 
 import pytest
 from celery import Celery
@@ -84,7 +83,7 @@ def test_bad_input_gets_a_clear_error(
 def test_past_the_bounded_wait_the_answer_is_202_with_a_location_to_poll(
     client_for: Callable[[Settings], object], worker_settings: Settings
 ) -> None:
-    client = client_for(replace(worker_settings, historical_wait=0.0))
+    client = client_for(worker_settings.model_copy(update={"historical_wait": 0.0}))
     response = client.get("/api/v1/historical/MSFT?days=2")  # type: ignore[attr-defined]
     assert response.status_code == 202
     location = response.headers["Location"]

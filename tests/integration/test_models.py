@@ -405,9 +405,10 @@ def test_the_weekly_policy_queues_training_for_a_stale_model(
 def test_auto_train_answers_202_with_a_training_job_for_a_symbol_without_model(
     celery_workers: Celery, worker_settings: Settings, auth: dict[str, str]
 ) -> None:
-    from dataclasses import replace
 
-    app = create_app({"STOCKPRED_SETTINGS": replace(worker_settings, auto_train=True)})
+    app = create_app(
+        {"STOCKPRED_SETTINGS": worker_settings.model_copy(update={"auto_train": True})}
+    )
     client = app.test_client()
     try:
         response = client.get("/api/v1/predict/AAPL")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 
 import pytest
 from celery import Celery
@@ -81,7 +80,9 @@ def test_health_is_degraded_on_a_redis_without_workers(
     lonely = RedisServer(tmp_path_factory.mktemp("lonely-redis"))
     lonely.start()
     try:
-        settings = replace(worker_settings, redis_url=lonely.url, health_timeout=0.3)
+        settings = worker_settings.model_copy(
+            update={"redis_url": lonely.url, "health_timeout": 0.3}
+        )
         response = web_app(settings).test_client().get("/api/v1/health")
         assert response.status_code == 206
         assert response.get_json()["services"]["worker_inference"] == "down"
@@ -113,7 +114,7 @@ def test_health_is_503_while_redis_is_stopped_and_recovers_after(
 def test_reads_while_redis_is_away_are_a_json_503_not_a_500(
     web_app: Callable[[Settings], Flask], worker_settings: Settings
 ) -> None:
-    dead = replace(worker_settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    dead = worker_settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
     client = web_app(dead).test_client()
     for path in ("/api/v1/tasks/some-job", "/api/v1/stats"):
         response = client.get(path)
@@ -128,7 +129,7 @@ def test_submitting_while_the_broker_is_down_is_a_503_not_a_hang(
     web_app: Callable[[Settings], Flask],
     worker_settings: Settings,
 ) -> None:
-    dead = replace(worker_settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    dead = worker_settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
     app = web_app(dead)
     started = time.monotonic()
     with app.test_request_context():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
 import pytest
 from flask.testing import FlaskClient
@@ -56,7 +55,7 @@ def test_the_app_serves_the_document(settings: Settings) -> None:
 
 @pytest.fixture
 def client(settings: Settings) -> FlaskClient:
-    return make_app(replace(settings, api_token=TOKEN)).test_client()
+    return make_app(settings.model_copy(update={"api_token": TOKEN})).test_client()
 
 
 @pytest.mark.parametrize(

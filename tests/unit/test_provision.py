@@ -53,9 +53,11 @@ def test_setup_creates_the_union_of_both_seed_trees_with_755(data_env: dict[str,
         path = settings.data_dir / relative
         assert path.is_dir(), relative
         assert stat.S_IMODE(path.stat().st_mode) == 0o755, relative
-    assert stat.S_IMODE(settings.redis_conf.stat().st_mode) == 0o644
-    assert stat.S_IMODE(settings.persistent_env.stat().st_mode) == 0o600
-    assert (settings.data_dir / "ml_config.json").is_file()
+    tree = DataTree.from_settings(settings)
+    assert stat.S_IMODE(tree.redis_conf.stat().st_mode) == 0o644
+    assert stat.S_IMODE(tree.persistent_env.stat().st_mode) == 0o600
+    assert tree.ml_config == settings.data_dir / "ml_config.json"
+    assert tree.ml_config.is_file()
 
 
 def test_redis_conf_template_is_durable_and_never_evicts_queued_tasks(
@@ -63,7 +65,7 @@ def test_redis_conf_template_is_durable_and_never_evicts_queued_tasks(
 ) -> None:
     settings = load_settings(data_env)
     run_setup(settings)
-    lines = settings.redis_conf.read_text().splitlines()
+    lines = DataTree.from_settings(settings).redis_conf.read_text().splitlines()
     assert "appendonly yes" in lines
     assert "appendfsync everysec" in lines
     assert f"dir {settings.data_dir / 'redis'}" in lines
@@ -77,20 +79,20 @@ def test_setup_twice_changes_nothing_and_keeps_an_edited_redis_conf(
 ) -> None:
     settings = load_settings(data_env)
     run_setup(settings)
-    edited = settings.redis_conf.read_text().replace("maxmemory 512mb", "maxmemory 2gb")
-    settings.redis_conf.write_text(edited)
+    redis_conf = DataTree.from_settings(settings).redis_conf
+    redis_conf.write_text(redis_conf.read_text().replace("maxmemory 512mb", "maxmemory 2gb"))
     before = snapshot(settings.data_dir)
     report = run_setup(load_settings(data_env))
     assert not report.changed
     assert snapshot(settings.data_dir) == before
-    assert "maxmemory 2gb" in settings.redis_conf.read_text()
+    assert "maxmemory 2gb" in redis_conf.read_text()
 
 
 def test_setup_generates_secrets_once_and_respects_given_ones(data_env: dict[str, str]) -> None:
     settings = load_settings(data_env)
     first = run_setup(settings)
     assert set(first.generated_secrets) == {"STOCKPRED_API_TOKEN", "FLOWER_BASIC_AUTH"}
-    values = read_env_file(settings.persistent_env)
+    values = read_env_file(DataTree.from_settings(settings).persistent_env)
     assert len(values["STOCKPRED_API_TOKEN"]) >= 32
     reloaded = load_settings(data_env)
     assert reloaded.api_token == values["STOCKPRED_API_TOKEN"]

@@ -70,9 +70,8 @@ def make_app(settings: Settings, redis_up: bool = True, served: Any = None) -> F
 
 @pytest.fixture
 def client(settings: Settings) -> FlaskClient:
-    from dataclasses import replace
 
-    return make_app(replace(settings, api_token=TOKEN)).test_client()
+    return make_app(settings.model_copy(update={"api_token": TOKEN})).test_client()
 
 
 def test_index_has_the_original_keys_and_lists_routes(client: FlaskClient) -> None:
@@ -166,9 +165,8 @@ def test_mutating_routes_accept_the_configured_token(client: FlaskClient) -> Non
 
 
 def test_without_a_configured_token_mutating_routes_are_disabled(settings: Settings) -> None:
-    from dataclasses import replace
 
-    app = make_app(replace(settings, api_token=None))
+    app = make_app(settings.model_copy(update={"api_token": None}))
     response = app.test_client().post("/api/v1/_test/echo", headers={"Authorization": "Bearer x"})
     assert response.status_code == 503
     assert "stockpred setup" in response.get_json()["detail"]
