@@ -101,9 +101,10 @@ def test_the_apps_take_what_follows_from_the_settings_lazily() -> None:
     settings = load_settings({})
     assert app.conf.broker_url == settings.celery_url
     assert app.conf.beat_schedule["cache-cleanup"]["schedule"] == settings.cache_cleanup_interval
-    assert app.conf.broker_transport_options == celeryconfig.from_settings(settings)[
-        "broker_transport_options"
-    ]
+    assert (
+        app.conf.broker_transport_options
+        == celeryconfig.from_settings(settings)["broker_transport_options"]
+    )
     train = app.tasks["training.train"]
     limit = int(settings.training_time_limit.total_seconds())
     assert (train.time_limit, train.soft_time_limit) == (limit, int(limit * 0.9))
