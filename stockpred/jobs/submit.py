@@ -39,6 +39,10 @@ class QueueUnavailable(RuntimeError):
 
     kind = ErrorKind.QUEUE_UNAVAILABLE
 
+    def __init__(self, message: str, job_id: str | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
 
 def submit(
     send_task: SendTask,
@@ -95,7 +99,7 @@ def submit(
         log.error("could not queue %s job %s: %s", task_name, job.id, exc)
         _abandon(store, job.id, exc, dedupe_key)
         _release(lock, job.id)
-        raise QueueUnavailable(str(exc)) from exc
+        raise QueueUnavailable(str(exc), job_id=job.id) from exc
     log.info("queued %s job %s on %s", task_name, job.id, queue)
     return job
 

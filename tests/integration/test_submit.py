@@ -81,7 +81,7 @@ def test_a_task_that_queues_training_leaves_nothing_queued_or_locked_when_publis
 ) -> None:
     store = JobStore(redis_client, timedelta(minutes=5))
     symbol = f"S{uuid.uuid4().hex[:6].upper()}"
-    with pytest.raises(QueueUnavailable):
+    with pytest.raises(QueueUnavailable) as failed:
         queue_stale(
             refusing_broker.send_task,
             store,
@@ -91,10 +91,10 @@ def test_a_task_that_queues_training_leaves_nothing_queued_or_locked_when_publis
             training_limit=60,
         )
     assert training_lock(redis_client, symbol, 60).owner() is None
-    records = [store.get(key.removeprefix("stockpred:job:")) for key in _job_keys(redis_client)]
-    mine = [job for job in records if job is not None and job.symbol == symbol]
-    assert len(mine) == 1
-    assert mine[0].state == "failed" and mine[0].kind == "train"
+    assert failed.value.job_id is not None
+    record = store.get(failed.value.job_id)
+    assert record is not None and record.symbol == symbol and record.kind == "train"
+    assert record.state == "failed"
 
 
 def test_a_deduplicated_submission_returns_the_earlier_job_and_releases_its_own_lock(
@@ -125,7 +125,3 @@ def test_a_deduplicated_submission_returns_the_earlier_job_and_releases_its_own_
     )
     assert again.id == first.id and sent == [first.id]
     assert lock.owner() is None
-
-
-def _job_keys(client: redis.Redis) -> list[str]:
-    return [str(key) for key in client.scan_iter(match="stockpred:job:*", count=1000)]
