@@ -49,6 +49,7 @@ def test_importing_the_workers_and_tasks_does_not_import_tensorflow() -> None:
         "stockpred.settings",
         "stockpred.paths",
         "stockpred.jobs.records",
+        "stockpred.jobs.submit",
         "stockpred.ops.provision",
         "stockpred.infra.logs",
         "stockpred.ops.cli",
