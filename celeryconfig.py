@@ -1,35 +1,24 @@
 """Celery settings for stockpred: broker, queues, routes, reliability, limits and beat schedule.
 
-A plain settings module (`app.config_from_object("celeryconfig")`), read lazily by Celery.
+A plain settings module (`app.config_from_object("celeryconfig")`) holding what is static; what
+follows from stockpred's settings (broker and backend URL, visibility timeout, time limits, the
+beat schedule file and the cache-cleanup interval) comes from `from_settings`, which the apps
+add as lazy defaults. Importing this module reads no settings and connects nothing.
 `python -m celeryconfig` checks that every route and beat entry names a declared queue and task.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from celery.schedules import crontab
 from kombu.entity import Queue
 
-from stockpred.queues import QUEUES, QueueName, hard_time_limit
-from stockpred.settings import SettingsError, get_settings
+from stockpred.queues import QUEUES, QueueName, hard_time_limit, queue_for_task, soft_time_limit
 
-try:
-    _settings = get_settings()
-except SettingsError as _error:  # pragma: no cover - exercised by the CLI test
-    raise SystemExit(f"stockpred: invalid setting: {_error}") from None
-
-_training_limit = int(_settings.training_time_limit.total_seconds())
-TIME_LIMITS = {name: hard_time_limit(name, _training_limit) for name in QUEUES}
-# Redis redelivers an unacknowledged task after this long: it must exceed the longest task, or a
-# long training would run twice (celery#5935).
-VISIBILITY_TIMEOUT = int(max(TIME_LIMITS.values()) * 1.5)
-
-broker_url = _settings.celery_url
-result_backend = _settings.celery_url
-broker_connection_retry_on_startup = True
-broker_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT}
-result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT}
+if TYPE_CHECKING:
+    from stockpred.settings import Settings
 
 task_serializer = "json"
 result_serializer = "json"
@@ -57,8 +46,11 @@ result_extended = True
 
 include = ["tasks.inference", "tasks.training", "tasks.maintenance"]
 
-beat_schedule_filename = str(_settings.config_path / "celerybeat-schedule")
-beat_schedule = {
+# Every task gets its queue's time limits (training's follows TRAINING_TIME_LIMIT), set when
+# the app binds its tasks: see `QueueTimeLimits`.
+task_annotations = ("celeryconfig:QueueTimeLimits",)
+
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "refresh-prices-after-us-close": {
         # 22:15 UTC is after the 16:00 New York close in both winter and summer time.
         "task": "maintenance.refresh_tracked_prices",
@@ -90,13 +82,71 @@ beat_schedule = {
         "kwargs": {"scheduled": True, "scope": "all"},
         "options": {"expires": 6 * 3600},
     },
-    "cache-cleanup": {
-        "task": "maintenance.cleanup",
-        "schedule": _settings.cache_cleanup_interval,
-        "kwargs": {"scheduled": True, "scope": "caches"},
-        "options": {"expires": int(_settings.cache_cleanup_interval.total_seconds())},
-    },
 }
+
+
+def beat_schedule_for(cache_cleanup_interval: timedelta) -> dict[str, dict[str, Any]]:
+    """The beat schedule, with the cache cleanup every `cache_cleanup_interval`."""
+    return {
+        **BEAT_SCHEDULE,
+        "cache-cleanup": {
+            "task": "maintenance.cleanup",
+            "schedule": cache_cleanup_interval,
+            "kwargs": {"scheduled": True, "scope": "caches"},
+            "options": {"expires": int(cache_cleanup_interval.total_seconds())},
+        },
+    }
+
+
+def time_limits(training_limit_seconds: int) -> dict[str, int]:
+    """Hard time limit in seconds per queue."""
+    return {name: hard_time_limit(name, training_limit_seconds) for name in QUEUES}
+
+
+def visibility_timeout(training_limit_seconds: int) -> int:
+    """Seconds after which Redis redelivers an unacknowledged task.
+
+    It must exceed the longest task, or a long training would run twice (celery#5935).
+    """
+    return int(max(time_limits(training_limit_seconds).values()) * 1.5)
+
+
+def from_settings(settings: Settings) -> dict[str, Any]:
+    """The Celery settings that follow from stockpred's settings (added as lazy defaults)."""
+    from stockpred.paths import DataTree
+
+    visibility = {"visibility_timeout": visibility_timeout(_training_seconds(settings))}
+    return {
+        "broker_url": settings.celery_url,
+        "result_backend": settings.celery_url,
+        "broker_transport_options": visibility,
+        "result_backend_transport_options": visibility,
+        "beat_schedule_filename": str(DataTree.from_settings(settings).beat_schedule),
+        "beat_schedule": beat_schedule_for(settings.cache_cleanup_interval),
+    }
+
+
+def _training_seconds(settings: Settings) -> int:
+    return int(settings.training_time_limit.total_seconds())
+
+
+class QueueTimeLimits:
+    """Task annotation: the hard and soft time limits of the queue a task's name routes to."""
+
+    def annotate(self, task: Any) -> dict[str, int] | None:
+        queue = queue_for_task(task.name)
+        if queue is None:
+            return None
+        from stockpred.settings import get_settings
+
+        training = _training_seconds(get_settings())
+        return {
+            "time_limit": hard_time_limit(queue, training),
+            "soft_time_limit": soft_time_limit(queue, training),
+        }
+
+    def annotate_any(self) -> None:
+        return None
 
 
 def check_routes() -> list[str]:
@@ -117,7 +167,9 @@ def check_routes() -> list[str]:
         queue = router.route({}, name)["queue"].name
         if queue not in declared or queue != name.partition(".")[0]:
             problems.append(f"task {name!r} routes to {queue!r}, not the queue its name names")
-    for entry, spec in beat_schedule.items():
+        if not app.tasks[name].time_limit:
+            problems.append(f"task {name!r} has no time limit")
+    for entry, spec in beat_schedule_for(timedelta(hours=6)).items():
         if spec["task"] not in app.tasks:
             problems.append(f"beat entry {entry!r} names unregistered task {spec['task']!r}")
     return problems

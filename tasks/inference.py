@@ -11,11 +11,7 @@ from stockpred.infra.redis_client import process_client
 from stockpred.market.symbols import normalize_symbol
 from stockpred.ml.predict import InferenceService, ModelCache
 from stockpred.ml.prediction_store import PredictionCache, PredictionJournal
-from stockpred.queues import QueueName, hard_time_limit, soft_time_limit
 from tasks import context
-
-_QUEUE = QueueName.INFERENCE
-_LIMITS = {"time_limit": hard_time_limit(_QUEUE, 0), "soft_time_limit": soft_time_limit(_QUEUE, 0)}
 
 
 def service() -> InferenceService:
@@ -60,9 +56,9 @@ RESULT_REPR_CHARS = 120
     acks_late=True,
     resultrepr_maxsize=RESULT_REPR_CHARS,
     # A prediction takes milliseconds: its job record goes from queued to its outcome, with
-    # started_at written then (workers.signals); no separate write on the task's path.
+    # started_at written then (workers.task_base); no separate write on the task's path.
+    # Time limits: the inference queue's (celeryconfig.QueueTimeLimits).
     track_started=False,
-    **_LIMITS,
 )
 def predict(symbol: str, horizon: int = 1) -> dict[str, Any]:
     """Predict `symbol` `horizon` trading days ahead with its current model."""

@@ -1,4 +1,4 @@
-"""Tasks of the `maintenance` queue: market-data refreshes and storage upkeep."""
+"""Tasks of the `maintenance` queue: market-data refreshes, retraining policy, rollback, storage."""
 
 from __future__ import annotations
 
@@ -6,39 +6,40 @@ import logging
 import uuid
 from typing import Any
 
-from celery import current_app, shared_task
+from celery import shared_task
 
 from stockpred.infra.clock import utcnow
 from stockpred.infra.redis_client import process_client
-from stockpred.jobs.locks import training_lock
+from stockpred.jobs.errors import ErrorKind
+from stockpred.jobs.locks import claim, training_lock
+from stockpred.jobs.records import JobStore
+from stockpred.jobs.submit import SendTask, submit
 from stockpred.market.errors import RateLimited, SourceUnavailable
 from stockpred.market.factory import tracked_symbols
 from stockpred.market.symbols import normalize_symbol
+from stockpred.ml.config import MLConfig
 from stockpred.ml.policy import retrain_reason
-from stockpred.ml.registry import RegistryError
-from stockpred.paths import DataTree
-from stockpred.queues import QueueName, hard_time_limit, soft_time_limit
-from stockpred.settings import get_settings
+from stockpred.ml.predict import NoModel
+from stockpred.ml.prediction_store import PredictionCache
+from stockpred.ml.registry import ModelRegistry, RegistryError
 from stockpred.storage.check import check_storage as run_storage_check
 from stockpred.storage.service import StorageBusy, StorageService
 from tasks import context
 
 log = logging.getLogger(__name__)
-_QUEUE = QueueName.MAINTENANCE
+# Time limits: the maintenance queue's, for every task here (celeryconfig.QueueTimeLimits).
 
 
-def _limits() -> dict[str, int]:
-    training = int(get_settings().training_time_limit.total_seconds())
-    return {
-        "time_limit": hard_time_limit(_QUEUE, training),
-        "soft_time_limit": soft_time_limit(_QUEUE, training),
-    }
+class RollbackRefused(RuntimeError):
+    """The registry cannot publish the version asked for (unknown, or none older)."""
+
+    kind = ErrorKind.ROLLBACK_REFUSED
 
 
-@shared_task(name="maintenance.check_storage", acks_late=True, **_limits())
+@shared_task(name="maintenance.check_storage", acks_late=True)
 def check_storage() -> dict[str, Any]:
     """Check the persistent_data tree from the worker's side; log problems as errors."""
-    report = run_storage_check(DataTree.from_settings(get_settings()))
+    report = run_storage_check(context.data_tree())
     for problem in report.problems:
         log.error("storage check: %s", problem)
     summary = report.to_dict()
@@ -54,23 +55,38 @@ def check_storage() -> dict[str, Any]:
     retry_backoff_max=120,
     retry_jitter=True,
     max_retries=3,
-    **_limits(),
 )
 def refresh_prices(symbol: str, force: bool = False) -> dict[str, Any]:
     """Fetch a symbol's new daily bars into its history and daily cache (no-op when fresh)."""
     return context.market().refresh(normalize_symbol(symbol), force=force).to_dict()
 
 
-@shared_task(name="maintenance.queue_stale_retraining", acks_late=True, **_limits())
-def queue_stale_retraining() -> dict[str, Any]:
+@shared_task(name="maintenance.queue_stale_retraining", bind=True, acks_late=True)
+def queue_stale_retraining(self: Any) -> dict[str, Any]:
     """Queue training for every model the retraining policy calls stale (age or MAPE)."""
-    settings = get_settings()
-    config = context.ml_config()
-    registry = context.registry()
-    store = context.jobs()
+    settings = context.settings()
+    return queue_stale(
+        self.app.send_task,
+        context.jobs(),
+        registry=context.registry(),
+        config=context.ml_config(),
+        redis_client=process_client(settings),
+        training_limit=int(settings.training_time_limit.total_seconds()),
+    )
+
+
+def queue_stale(
+    send_task: SendTask,
+    store: JobStore,
+    *,
+    registry: ModelRegistry,
+    config: MLConfig,
+    redis_client: Any,
+    training_limit: int,
+) -> dict[str, Any]:
+    """Submit a training job, under its symbol's lock, for every model the policy calls stale."""
     now = utcnow()
     queued, skipped = [], {}
-    limit = int(settings.training_time_limit.total_seconds())
     for symbol in registry.symbols():
         try:
             info = registry.current(symbol)
@@ -81,35 +97,77 @@ def queue_stale_retraining() -> dict[str, Any]:
         if reason is None:
             continue
         job_id = str(uuid.uuid4())
-        lock = training_lock(process_client(settings), symbol, limit)
-        if not lock.acquire(job_id):
-            skipped[symbol] = f"job {lock.owner()} is already training it"
+        lock = training_lock(redis_client, symbol, training_limit)
+        owner = claim(lock, job_id, lambda held: _running(store, held))
+        if owner is not None:
+            skipped[symbol] = f"job {owner} is already training it"
             continue
-        store.create(
+        submit(
+            send_task,
+            store,
             kind="train",
             task_name="training.train",
-            queue=QueueName.TRAINING,
+            kwargs={"symbol": symbol},
             symbol=symbol,
-            params={"symbol": symbol, "reason": reason},
             job_id=job_id,
+            lock=lock,
         )
-        current_app.send_task("training.train", kwargs={"symbol": symbol}, task_id=job_id)
         log.info("queued retraining of %s (job %s): %s", symbol, job_id, reason)
         queued.append({"symbol": symbol, "job_id": job_id, "reason": reason})
     return {"queued": queued, "skipped": skipped}
 
 
-@shared_task(name="maintenance.refresh_tracked_prices", acks_late=True, **_limits())
-def refresh_tracked_prices() -> dict[str, Any]:
+def _running(store: JobStore, job_id: str) -> bool:
+    job = store.get(job_id)
+    return job is not None and not job.finished
+
+
+@shared_task(name="maintenance.refresh_tracked_prices", bind=True, acks_late=True)
+def refresh_tracked_prices(self: Any) -> dict[str, Any]:
     """Queue a refresh of every symbol with stored prices or a model."""
-    symbols = tracked_symbols(get_settings())
+    symbols = tracked_symbols(context.settings())
+    store = context.jobs()
     for symbol in symbols:
-        refresh_prices.delay(symbol)
+        submit(
+            self.app.send_task,
+            store,
+            kind="refresh_prices",
+            task_name="maintenance.refresh_prices",
+            kwargs={"symbol": symbol},
+            symbol=symbol,
+            dedupe_key=f"refresh_prices:{symbol}",
+        )
     return {"queued": symbols}
 
 
+@shared_task(name="maintenance.rollback_model", acks_late=True)
+def rollback_model(
+    symbol: str, version: str | None = None, from_version: str | None = None
+) -> dict[str, Any]:
+    """Publish an earlier version of a symbol's model and drop its cached predictions.
+
+    Without `version`, the one before `from_version` (the current one when the caller asked):
+    a redelivered run finds the pointer already moved and rolls back no further.
+    """
+    sym = normalize_symbol(symbol)
+    registry = context.registry()
+    previous = registry.current_version(sym)  # None too when the pointer is unreadable
+    if previous is None and not registry.versions(sym):
+        raise NoModel(f"{sym} has no trained model")
+    if version is None and from_version is not None and previous != from_version:
+        return {"symbol": sym, "current": previous, "previous": from_version}
+    try:
+        current = registry.rollback(sym, version)
+    except RegistryError as exc:
+        raise RollbackRefused(str(exc)) from None
+    settings = context.settings()
+    PredictionCache(process_client(settings), settings.ml_prediction_ttl).clear(sym)
+    log.info("rolled %s back from %s to %s", sym, previous, current)
+    return {"symbol": sym, "current": current, "previous": previous}
+
+
 def _storage() -> StorageService:
-    settings = get_settings()
+    settings = context.settings()
     return context._memo("storage", lambda: StorageService(settings, process_client(settings)))
 
 
@@ -122,7 +180,7 @@ def _skip_if_busy(run: Any) -> dict[str, Any]:
     return result
 
 
-@shared_task(name="maintenance.backup", acks_late=True, **_limits())
+@shared_task(name="maintenance.backup", acks_late=True)
 def backup(
     categories: list[str] | None = None,
     base: str | None = None,
@@ -142,7 +200,7 @@ def backup(
     )
 
 
-@shared_task(name="maintenance.restore", acks_late=True, **_limits())
+@shared_task(name="maintenance.restore", acks_late=True)
 def restore(
     backup: str | None = None, categories: list[str] | None = None, dry_run: bool = False
 ) -> dict[str, Any]:
@@ -150,13 +208,13 @@ def restore(
     return _storage().restore(name=backup, categories=categories, dry_run=dry_run)
 
 
-@shared_task(name="maintenance.verify_backup", acks_late=True, **_limits())
+@shared_task(name="maintenance.verify_backup", acks_late=True)
 def verify_backup(backup: str | None = None) -> dict[str, Any]:
     """Check every checksum of a backup and the archives it depends on."""
     return _storage().verify(backup)
 
 
-@shared_task(name="maintenance.cleanup", acks_late=True, **_limits())
+@shared_task(name="maintenance.cleanup", acks_late=True)
 def cleanup(dry_run: bool = False, scope: str = "all", scheduled: bool = False) -> dict[str, Any]:
     """Remove expired caches, logs, stored predictions and orphaned temp files."""
     return _skip_if_busy(
@@ -164,7 +222,7 @@ def cleanup(dry_run: bool = False, scope: str = "all", scheduled: bool = False) 
     )
 
 
-@shared_task(name="maintenance.monitor", acks_late=True, **_limits())
+@shared_task(name="maintenance.monitor", acks_late=True)
 def monitor() -> dict[str, Any]:
     """Measure persistent_data and run the storage health checks; keep the report."""
     report = _storage().monitor()

@@ -7,32 +7,31 @@ from typing import Any
 from celery import shared_task
 
 from stockpred.infra.redis_client import process_client
+from stockpred.jobs.errors import ErrorKind
 from stockpred.jobs.locks import OwnedLock, training_lock
 from stockpred.market.symbols import normalize_symbol
 from stockpred.ml.training import TrainingCancelled, train_and_publish
-from stockpred.queues import QueueName, hard_time_limit, soft_time_limit
-from stockpred.settings import get_settings
 from stockpred.telemetry.worker_metrics import worker_metrics
 from tasks import context
-
-_QUEUE = QueueName.TRAINING
-_TRAINING_SECONDS = int(get_settings().training_time_limit.total_seconds())
 
 
 class TrainingBusy(RuntimeError):
     """Another job is training this symbol."""
 
+    kind = ErrorKind.TRAINING_BUSY
+
 
 def _lock(symbol: str) -> OwnedLock:
-    return training_lock(process_client(get_settings()), symbol, _TRAINING_SECONDS)
+    settings = context.settings()
+    limit = int(settings.training_time_limit.total_seconds())
+    return training_lock(process_client(settings), symbol, limit)
 
 
 @shared_task(
     name="training.train",
     bind=True,
     acks_late=True,
-    time_limit=hard_time_limit(_QUEUE, _TRAINING_SECONDS),
-    soft_time_limit=soft_time_limit(_QUEUE, _TRAINING_SECONDS),
+    # Time limits: TRAINING_TIME_LIMIT and 90 % of it (celeryconfig.QueueTimeLimits).
 )
 def train(self: Any, symbol: str, epochs: int | None = None, force: bool = False) -> dict[str, Any]:
     """Train `symbol`; progress and cancellation go through the job record of this task id."""

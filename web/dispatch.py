@@ -1,21 +1,16 @@
-"""Submitting work: write the job record, then send the task by name; wait briefly; answer 202."""
+"""Submitting work from a request: `stockpred.jobs.submit` with this app's parts; answer 202."""
 
 from __future__ import annotations
 
-import logging
-import uuid
 from typing import Any
 
 from flask import Response, jsonify, url_for
 
-from stockpred.jobs.records import DamagedJobRecord, Job
-from stockpred.queues import queue_for_task
+from stockpred.jobs import submit as jobs_submit
+from stockpred.jobs.locks import OwnedLock
+from stockpred.jobs.records import Job
 from web.errors import ApiError
 from web.services import services
-
-log = logging.getLogger(__name__)
-# Fail fast when the broker is away: the caller gets a 503 instead of a hung request.
-_PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 
 def submit(
@@ -27,57 +22,31 @@ def submit(
     dedupe_key: str | None = None,
     dedupe_seconds: int = 120,
     job_id: str | None = None,
+    lock: OwnedLock | None = None,
 ) -> Job:
-    """Record a job and queue its task; raise ApiError(503) if the broker cannot take it.
+    """Record a job and queue its task; raise ApiError(503) if Redis or the broker cannot.
 
     With `dedupe_key`, a job submitted under the same key in the last `dedupe_seconds` is
-    returned instead of queuing the same work again.
+    returned instead of queuing the same work again. `lock` is released if nothing is queued.
     """
-    queue = queue_for_task(task_name)
-    if queue is None:
-        raise ValueError(f"task {task_name!r} names no declared queue")
     svc = services()
-    wanted = job_id or str(uuid.uuid4())
     try:
-        job = svc.jobs.create(
+        return jobs_submit.submit(
+            svc.celery.send_task,
+            svc.jobs,
             kind=kind,
             task_name=task_name,
-            queue=queue,
+            kwargs=kwargs,
             symbol=symbol,
-            params=kwargs,
-            job_id=wanted,
             dedupe_key=dedupe_key,
             dedupe_seconds=dedupe_seconds,
+            job_id=job_id,
+            lock=lock,
         )
-    except DamagedJobRecord:
-        raise  # answered by web.errors, not as an outage
-    except Exception as exc:
-        raise ApiError(503, "job store unavailable", f"Redis did not answer: {exc}") from exc
-    if job.id != wanted:
-        return job  # the same work, submitted moments ago
-    try:
-        # The job record carries the result: Celery's result backend is not written.
-        svc.celery.send_task(
-            task_name,
-            kwargs=kwargs,
-            task_id=job.id,
-            ignore_result=True,
-            retry=True,
-            retry_policy=_PUBLISH_RETRY,
-        )
-    except Exception as exc:
-        log.error("could not queue %s job %s: %s", task_name, job.id, exc)
-        try:
-            svc.jobs.update(
-                job.id, state="failed", error={"type": "QueueUnavailable", "message": str(exc)}
-            )
-            if dedupe_key is not None:
-                svc.jobs.forget_dedupe(dedupe_key)
-        except Exception:
-            log.warning("could not mark job %s failed", job.id, exc_info=True)
+    except jobs_submit.JobStoreUnavailable as exc:
+        raise ApiError(503, "job store unavailable", str(exc)) from exc
+    except jobs_submit.QueueUnavailable as exc:
         raise ApiError(503, "task queue unavailable", str(exc)) from exc
-    log.info("queued %s job %s on %s", task_name, job.id, queue)
-    return job
 
 
 def wait_for_job(job_id: str, timeout: float) -> Job | None:

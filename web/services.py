@@ -13,6 +13,7 @@ import redis
 from celery import Celery
 from flask import current_app
 
+import celeryconfig
 from stockpred.infra.redis_client import connect
 from stockpred.jobs.records import JobStore
 from stockpred.paths import DataTree
@@ -42,9 +43,8 @@ class Services:
             return self._celery
         client = Celery("stockpred-web")
         client.config_from_object("celeryconfig")
-        client.conf.update(
-            broker_url=self.settings.celery_url, result_backend=self.settings.celery_url
-        )
+        settings = self.settings
+        client.add_defaults(lambda: celeryconfig.from_settings(settings))
         return client
 
     @functools.cached_property

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import redis
 
 PREFIX = "stockpred:lock:"
@@ -38,3 +40,20 @@ class OwnedLock:
 def training_lock(client: redis.Redis, symbol: str, training_limit_seconds: int) -> OwnedLock:
     """The per-symbol training lock; it outlives the task's hard time limit by ten minutes."""
     return OwnedLock(client, f"train:{symbol}", training_limit_seconds + 600)
+
+
+def claim(lock: OwnedLock, job_id: str, running: Callable[[str], bool]) -> str | None:
+    """Take `lock` for `job_id`; return the holder's job id instead when that job is running.
+
+    A holder whose job finished or vanished without releasing (a killed worker) is replaced.
+    """
+    if lock.acquire(job_id):
+        return None
+    owner = lock.owner()
+    if owner is not None and running(owner):
+        return owner
+    if owner is not None:
+        lock.release(owner)
+    if lock.acquire(job_id):
+        return None
+    return lock.owner() or owner or "unknown"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from stockpred.jobs.errors import ErrorKind
+
 
 class MarketDataError(Exception):
     """Base of every market-data failure."""
@@ -12,21 +14,27 @@ class MarketDataError(Exception):
 class UnknownSymbol(MarketDataError):
     """The source knows no such symbol (or it is delisted): a 404, never retried."""
 
+    kind = ErrorKind.UNKNOWN_SYMBOL
+
 
 class NoData(MarketDataError):
     """No source available here has data for the symbol: a 404."""
+
+    kind = ErrorKind.NO_DATA
 
 
 class RateLimited(MarketDataError):
     """The source asked us to slow down: retried with backoff."""
 
     retryable = True
+    kind = ErrorKind.SOURCE_UNAVAILABLE
 
 
 class SourceUnavailable(MarketDataError):
     """The source could not be reached or did not answer in time: retried, then a 503."""
 
     retryable = True
+    kind = ErrorKind.SOURCE_UNAVAILABLE
 
 
 class BadData(MarketDataError):

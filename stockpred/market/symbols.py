@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from stockpred.jobs.errors import ErrorKind
+
 MAX_LENGTH = 15
 ALLOWED = (
     "1 to 15 characters: letters, digits, '.', '-', an optional leading '^' (indices) and an "
@@ -14,6 +16,8 @@ _SYMBOL = re.compile(r"^\^?[A-Z0-9](?:[A-Z0-9.\-]*[A-Z0-9])?(?:=[A-Z]{1,2})?$")
 
 class InvalidSymbol(ValueError):
     """A symbol that cannot be a ticker."""
+
+    kind = ErrorKind.INVALID_SYMBOL
 
 
 def normalize_symbol(raw: str) -> str:

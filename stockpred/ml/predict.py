@@ -21,6 +21,7 @@ import pandas as pd
 
 from stockpred.infra.background import BackgroundWriter
 from stockpred.infra.clock import utcnow_iso
+from stockpred.jobs.errors import ErrorKind
 from stockpred.market.calendar import trading_days_after
 from stockpred.ml.features import compute_features
 from stockpred.ml.forecast import LoadedModel
@@ -35,9 +36,13 @@ prediction_log = logging.getLogger("stockpred.prediction")
 class NoModel(LookupError):
     """The symbol has no published model."""
 
+    kind = ErrorKind.NO_MODEL
+
 
 class HorizonUnsupported(ValueError):
     """The requested horizon exceeds what the model forecasts."""
+
+    kind = ErrorKind.HORIZON_UNSUPPORTED
 
 
 def trading_signal(current: float, predicted: float, buy: float, sell: float) -> str:

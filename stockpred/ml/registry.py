@@ -23,6 +23,7 @@ from typing import Any
 from stockpred.infra.clock import utcnow
 from stockpred.infra.filememo import FileMemo
 from stockpred.infra.files import DIR_MODE, atomic_write
+from stockpred.jobs.errors import ErrorKind
 
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
@@ -66,6 +67,8 @@ class RegistryError(ValueError):
 
 class DamagedVersion(RegistryError):
     """A stored version or pointer that exists but cannot be read."""
+
+    kind = ErrorKind.DAMAGED_VERSION
 
 
 def repair_hint(symbol: str) -> str:

@@ -24,7 +24,7 @@ from stockpred.ml.registry import ModelRegistry
 from stockpred.paths import DataTree
 from stockpred.settings import Settings
 from tests.contract import assert_conforms
-from tests.support import wait_for
+from tests.support import BIN, wait_for
 from web import create_app
 from web.api.stats import LOADED_PREFIX
 
@@ -301,8 +301,11 @@ def test_values_edited_in_redis_are_recomputed_skipped_or_named(
 
 
 def _training_pool_child() -> psutil.Process:
-    matching = [
-        p for p in psutil.process_iter(["cmdline"]) if "training@test" in (p.info["cmdline"] or [])
+    matching = [  # this checkout's workers only: other checkouts may run tests at the same time
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "training@test" in (p.info["cmdline"] or [])
+        and p.info["cmdline"][0].startswith(str(BIN))
     ]
     pids = {p.pid for p in matching}
     mains = [p for p in matching if p.ppid() not in pids]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -47,6 +49,7 @@ def test_importing_the_workers_and_tasks_does_not_import_tensorflow() -> None:
         "stockpred.settings",
         "stockpred.paths",
         "stockpred.jobs.records",
+        "stockpred.jobs.submit",
         "stockpred.ops.provision",
         "stockpred.infra.logs",
         "stockpred.ops.cli",
@@ -83,11 +86,54 @@ def test_celery_reliability_settings() -> None:
     assert celeryconfig.worker_prefetch_multiplier == 1
     assert celeryconfig.accept_content == ["json"]
     assert celeryconfig.task_track_started and celeryconfig.worker_send_task_events
-    assert max(celeryconfig.TIME_LIMITS.values()) < celeryconfig.VISIBILITY_TIMEOUT
-    assert celeryconfig.broker_transport_options["visibility_timeout"] == (
-        celeryconfig.VISIBILITY_TIMEOUT
+    settings = load_settings({})
+    derived = celeryconfig.from_settings(settings)
+    limits = celeryconfig.time_limits(int(settings.training_time_limit.total_seconds()))
+    visibility = derived["broker_transport_options"]["visibility_timeout"]
+    assert max(limits.values()) < visibility
+    assert derived["result_backend_transport_options"]["visibility_timeout"] == visibility
+    assert derived["broker_url"] == derived["result_backend"] == settings.celery_url
+    assert derived["beat_schedule_filename"].endswith("config/celerybeat-schedule")
+
+
+def test_the_apps_take_what_follows_from_the_settings_lazily() -> None:
+    from workers import app
+
+    settings = load_settings({})
+    assert app.conf.broker_url == settings.celery_url
+    assert app.conf.beat_schedule["cache-cleanup"]["schedule"] == settings.cache_cleanup_interval
+    assert (
+        app.conf.broker_transport_options
+        == celeryconfig.from_settings(settings)["broker_transport_options"]
     )
-    assert celeryconfig.beat_schedule_filename.endswith("config/celerybeat-schedule")
+    train = app.tasks["training.train"]
+    limit = int(settings.training_time_limit.total_seconds())
+    assert (train.time_limit, train.soft_time_limit) == (limit, int(limit * 0.9))
+    assert app.tasks["inference.predict"].time_limit == 120
+    assert app.tasks["inference.predict"].track_started is False
+
+
+def test_importing_the_worker_side_reads_no_settings_and_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    code = (
+        "import sys, workers; "
+        "assert 'prometheus_client' not in sys.modules, 'imported before its folder is set'; "
+        "import celeryconfig, tasks.context, tasks.inference, tasks.training, tasks.maintenance"
+    )
+    env = {**os.environ, "STOCKPRED_DATA_DIR": str(missing), "WEB_PORT": "x"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert not missing.exists()
+    assert list(tmp_path.iterdir()) == []
 
 
 def make_dry_run(target: str) -> str:

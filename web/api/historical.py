@@ -8,6 +8,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from stockpred.infra.clock import utcnow
 from stockpred.infra.counters import HitCounter
+from stockpred.jobs.errors import ErrorKind
 from stockpred.market.daily_cache import MAX_DAYS, CachedPrices, DailyCache
 from stockpred.paths import DataTree
 from web.dispatch import accepted, submit, wait_for_job
@@ -17,7 +18,7 @@ from web.services import services
 
 bp = Blueprint("historical", __name__, url_prefix="/api/v1/historical")
 DEFAULT_DAYS = 30
-NOT_FOUND_ERRORS = {"UnknownSymbol", "NoData", "InvalidSymbol"}
+NOT_FOUND_ERRORS = {ErrorKind.UNKNOWN_SYMBOL, ErrorKind.NO_DATA, ErrorKind.INVALID_SYMBOL}
 
 
 def _answer(entry: CachedPrices, days: int, *, cached: bool, stale: bool = False) -> Response:
@@ -71,7 +72,7 @@ def historical(symbol: str) -> Response:
         if fresh is not None:
             return _answer(fresh, days, cached=False)
     error = finished.error or {}
-    if error.get("type") in NOT_FOUND_ERRORS:
+    if error.get("kind") in NOT_FOUND_ERRORS:
         raise ApiError(404, "no data for symbol", error.get("message"))
     if entry is not None:
         return _answer(entry, days, cached=True, stale=True)

@@ -1,12 +1,13 @@
-"""`/api/v1/models`: versions, metrics and the current pointer; rollback."""
+"""`/api/v1/models`: versions, metrics and the current pointer; rollback through the queue."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from stockpred.ml.prediction_store import PredictionCache
+from stockpred.jobs.errors import ErrorKind
 from stockpred.ml.registry import ModelRegistry, RegistryError
 from stockpred.paths import DataTree
+from web.dispatch import accepted, submit, wait_for_job
 from web.errors import ApiError
 from web.params import json_body, parse_symbol
 from web.services import services
@@ -63,7 +64,12 @@ def get_model(symbol: str) -> Response:
 
 @bp.post("/<path:symbol>/rollback")
 def rollback(symbol: str) -> Response:
-    """Publish an earlier version (body {"version": ...}; default: the one before current)."""
+    """Publish an earlier version (body {"version": ...}; default: the one before current).
+
+    The maintenance worker flips the pointer and drops the symbol's cached predictions (the
+    web writes nothing under persistent_data); 202 with the job when it takes longer than the
+    prediction wait.
+    """
     sym = parse_symbol(symbol)
     target = json_body().get("version")
     if target is not None and not isinstance(target, str):
@@ -72,11 +78,21 @@ def rollback(symbol: str) -> Response:
     previous = reg.current_version(sym)  # None too when the pointer is unreadable
     if previous is None and not reg.versions(sym):
         raise ApiError(404, "no model for symbol", f"{sym} has no trained model")
-    try:
-        current = reg.rollback(sym, target)
-    except RegistryError as exc:
-        status = 404 if target is not None else 409
-        raise ApiError(status, "cannot roll back", str(exc)) from None
-    svc = services()
-    PredictionCache(svc.redis, svc.settings.ml_prediction_ttl).clear(sym)
-    return jsonify({"symbol": sym, "current": current, "previous": previous})
+    job = submit(
+        kind="rollback",
+        task_name="maintenance.rollback_model",
+        kwargs={"symbol": sym, "version": target, "from_version": previous},
+        symbol=sym,
+    )
+    finished = wait_for_job(job.id, services().settings.predict_wait)
+    if finished is None:
+        return accepted(job)
+    if finished.state == "succeeded" and isinstance(finished.result, dict):
+        return jsonify(finished.result)
+    error = finished.error or {}
+    kind, message = error.get("kind"), error.get("message") or finished.state
+    if kind == ErrorKind.NO_MODEL:
+        raise ApiError(404, "no model for symbol", message)
+    if kind == ErrorKind.ROLLBACK_REFUSED:
+        raise ApiError(404 if target is not None else 409, "cannot roll back", message)
+    raise ApiError(503, "rollback failed", message)

@@ -6,6 +6,7 @@ import time
 
 from flask import Blueprint, Response, jsonify, request
 
+from stockpred.jobs.errors import ErrorKind
 from web.api.training import start_training
 from web.dispatch import accepted, submit, wait_for_job
 from web.errors import MODEL_UNREADABLE, ApiError
@@ -20,9 +21,14 @@ PREDICT_RULE = PREFIX + "<path:symbol>"  # the endpoint label of metrics, as Fla
 bp = Blueprint("predictions", __name__, url_prefix=URL_PREFIX)
 MAX_HORIZON = 30
 MAX_DAYS = 365  # the original's lookback parameter: accepted and validated, unused
-NOT_FOUND = {"NoModel", "UnknownSymbol", "NoData", "InvalidSymbol"}
-BAD_REQUEST = {"HorizonUnsupported"}
-DAMAGED = {"DamagedVersion"}  # retrying will not help: the version must be rolled back or retrained
+NOT_FOUND = {
+    ErrorKind.NO_MODEL,
+    ErrorKind.UNKNOWN_SYMBOL,
+    ErrorKind.NO_DATA,
+    ErrorKind.INVALID_SYMBOL,
+}
+BAD_REQUEST = {ErrorKind.HORIZON_UNSUPPORTED}
+DAMAGED = {ErrorKind.DAMAGED_VERSION}  # retrying will not help: roll the version back or retrain
 
 
 @bp.get("/<path:symbol>")
@@ -91,7 +97,7 @@ def _predict(symbol: str) -> Response:
             return Response(finished.result_json, mimetype="application/json")
         return jsonify(finished.result)
     error = finished.error or {}
-    kind, message = error.get("type"), error.get("message") or finished.state
+    kind, message = error.get("kind"), error.get("message") or finished.state
     if kind in NOT_FOUND:
         raise ApiError(404, "no prediction for symbol", message)
     if kind in BAD_REQUEST:

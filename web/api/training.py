@@ -6,13 +6,17 @@ import uuid
 
 from flask import Blueprint, Response, jsonify, url_for
 
-from stockpred.jobs.locks import training_lock
+from stockpred.jobs.locks import claim, training_lock
 from web.dispatch import accepted, submit
-from web.errors import ApiError
 from web.params import json_body, parse_bool, parse_int, parse_symbol
 from web.services import services
 
 bp = Blueprint("training", __name__, url_prefix="/api/v1/train")
+
+
+def _running(job_id: str) -> bool:
+    job = services().jobs.get(job_id)
+    return job is not None and not job.finished
 
 
 def start_training(symbol: str, *, epochs: int | None, force: bool) -> Response:
@@ -20,36 +24,30 @@ def start_training(symbol: str, *, epochs: int | None, force: bool) -> Response:
     svc = services()
     lock = training_lock(svc.redis, symbol, int(svc.settings.training_time_limit.total_seconds()))
     job_id = str(uuid.uuid4())
-    if not lock.acquire(job_id):
-        owner = lock.owner()
-        running = svc.jobs.get(owner) if owner else None
-        if running is not None and not running.finished:
-            response = jsonify(
-                {
-                    "error": "training already running",
-                    "status": 409,
-                    "detail": f"job {owner} is training {symbol}; poll it or cancel it first",
-                    "task_id": owner,
-                    "status_url": url_for("jobs.get_task", task_id=owner),
-                }
-            )
-            response.status_code = 409
-            return response
-        # The holder finished or vanished without releasing (a killed worker): take over.
-        if owner is not None:
-            lock.release(owner)
-        if not lock.acquire(job_id):
-            raise ApiError(409, "training already running", f"{symbol} was just claimed; retry")
+    owner = claim(lock, job_id, _running)
+    if owner is not None:
+        response = jsonify(
+            {
+                "error": "training already running",
+                "status": 409,
+                "detail": f"job {owner} is training {symbol}; poll it or cancel it first",
+                "task_id": owner,
+                "status_url": url_for("jobs.get_task", task_id=owner),
+            }
+        )
+        response.status_code = 409
+        return response
     kwargs: dict[str, object] = {"symbol": symbol, "force": force}
     if epochs is not None:
         kwargs["epochs"] = epochs
-    try:
-        job = submit(
-            kind="train", task_name="training.train", kwargs=kwargs, symbol=symbol, job_id=job_id
-        )
-    except ApiError:
-        lock.release(job_id)
-        raise
+    job = submit(
+        kind="train",
+        task_name="training.train",
+        kwargs=kwargs,
+        symbol=symbol,
+        job_id=job_id,
+        lock=lock,
+    )
     return accepted(job)
 
 

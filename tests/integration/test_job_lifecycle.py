@@ -1,0 +1,165 @@
+"""The job lifecycle on real workers: hard time limits, revocation, rollback through the queue."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+from stockpred.infra.redis_client import connect
+from stockpred.jobs.errors import ErrorKind
+from stockpred.jobs.records import JobStore
+from stockpred.ml.registry import ModelRegistry
+from stockpred.settings import Settings, load_settings
+from tests.conftest import celery_client
+from tests.contract import assert_conforms
+from tests.support import BIN, ROOT, RedisServer, stop_group, wait_for
+
+
+@pytest.fixture
+def slow_worker(
+    worker_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Celery, Settings]]:
+    """A maintenance worker that also knows `maintenance.outlive_soft_limit`, on its own Redis."""
+    server = RedisServer(tmp_path_factory.mktemp("slow-redis"))
+    server.start()
+    env = {**worker_env, "REDIS_URL": server.url}
+    settings = load_settings(env)
+    log_path = Path(tmp_path_factory.mktemp("slow-worker")) / "worker.log"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [
+                str(BIN / "celery"),
+                "-A",
+                "tests.integration.slow_tasks",
+                "worker",
+                "--queues",
+                "maintenance",
+                "--concurrency",
+                "1",
+                "--hostname",
+                "slow@test",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    client = celery_client(settings)
+    try:
+        wait_for(
+            lambda: client.control.ping(destination=["slow@test"], timeout=0.5),
+            60,
+            what="the slow worker",
+        )
+        yield client, settings
+    finally:
+        client.close()
+        stop_group(proc)
+        server.stop()
+
+
+def test_a_task_killed_by_its_hard_time_limit_ends_failed_with_the_reason(
+    slow_worker: tuple[Celery, Settings],
+) -> None:
+    client, settings = slow_worker
+    redis_client = connect(settings)
+    store = JobStore(redis_client, settings.job_ttl)
+    job_id = str(uuid.uuid4())
+    store.create(
+        kind="slow", task_name="maintenance.outlive_soft_limit", queue="maintenance", job_id=job_id
+    )
+    # The soft limit fires first and is swallowed: the hard limit then kills the pool child.
+    client.send_task(
+        "maintenance.outlive_soft_limit",
+        kwargs={"seconds": 60},
+        task_id=job_id,
+        time_limit=2,
+        soft_time_limit=1,
+        ignore_result=True,
+    )
+    done = store.wait_finished(job_id, 30)
+    assert done is not None and done.state == "failed", done
+    assert done.error is not None
+    assert done.error["kind"] == ErrorKind.TIME_LIMIT
+    assert "hard time limit (2s) exceeded" in done.error["message"]
+    redis_client.close()
+
+
+def test_a_revoked_message_cancels_its_job(slow_worker: tuple[Celery, Settings]) -> None:
+    client, settings = slow_worker
+    redis_client = connect(settings)
+    store = JobStore(redis_client, settings.job_ttl)
+    job_id = store.create(
+        kind="slow", task_name="maintenance.outlive_soft_limit", queue="maintenance"
+    ).id
+    # Expired on arrival: the worker revokes it without running it.
+    client.send_task(
+        "maintenance.outlive_soft_limit",
+        kwargs={"seconds": 0},
+        task_id=job_id,
+        expires=datetime.now(UTC) - timedelta(minutes=1),
+        ignore_result=True,
+    )
+    done = store.wait_finished(job_id, 30)
+    assert done is not None and done.state == "cancelled", done
+    redis_client.close()
+
+
+def test_a_rollback_is_a_maintenance_job_and_the_web_writes_no_pointer(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from web import create_app
+
+    registry = ModelRegistry(settings.ml_model_path, settings.scalers_path)
+    for version in ("20240101T000000Z-aaaa", "20240201T000000Z-bbbb"):
+        model_dir = settings.ml_model_path / "ZZZ" / version
+        scaler_dir = settings.scalers_path / "ZZZ" / version
+        model_dir.mkdir(parents=True)
+        scaler_dir.mkdir(parents=True)
+        (model_dir / "model.keras").write_bytes(b"")
+        (model_dir / "metadata.json").write_text("{}")
+        (scaler_dir / "scaler.joblib").write_bytes(b"")
+    registry.publish("ZZZ", "20240201T000000Z-bbbb")
+    lonely = RedisServer(tmp_path_factory.mktemp("no-workers"))  # nothing consumes its queues
+    lonely.start()
+    app = create_app(
+        {
+            "STOCKPRED_SETTINGS": replace(settings, redis_url=lonely.url, predict_wait=0.3),
+            "TESTING": True,
+        }
+    )
+    try:
+        response = app.test_client().post(
+            "/api/v1/models/ZZZ/rollback",
+            json={},
+            headers={"Authorization": f"Bearer {settings.api_token}"},
+        )
+        body = response.get_json()
+        assert response.status_code == 202, body
+        assert_conforms("/api/v1/models/{symbol}/rollback", "post", 202, body)
+        assert response.headers["Location"] == body["status_url"]
+        assert registry.current_version("ZZZ") == "20240201T000000Z-bbbb"
+        job = app.test_client().get(body["status_url"]).get_json()
+        assert (job["kind"], job["task_name"], job["state"]) == (
+            "rollback",
+            "maintenance.rollback_model",
+            "queued",
+        )
+        assert job["params"] == {
+            "symbol": "ZZZ",
+            "version": None,
+            "from_version": "20240201T000000Z-bbbb",
+        }
+    finally:
+        app.extensions["stockpred"].close()
+        lonely.stop()

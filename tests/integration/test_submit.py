@@ -1,0 +1,127 @@
+"""Submitting work on a real Redis to a broker that refuses: nothing stays queued or locked."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+
+from stockpred.jobs.errors import ErrorKind
+from stockpred.jobs.locks import training_lock
+from stockpred.jobs.records import DEDUPE_PREFIX, JobStore
+from stockpred.jobs.submit import QueueUnavailable, submit
+from stockpred.ml.config import MLConfig
+from tasks.maintenance import queue_stale
+from tests.support import free_port
+
+
+@pytest.fixture
+def refusing_broker() -> Iterator[Celery]:
+    """A Celery client whose broker is a closed port."""
+    app = Celery("refusing", set_as_current=False)
+    app.config_from_object("celeryconfig")
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    app.conf.update(broker_url=url, result_backend=url)
+    yield app
+    app.close()
+
+
+class StaleRegistry:
+    """A registry with one model, trained long ago."""
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+
+    def symbols(self) -> list[str]:
+        return [self.symbol]
+
+    def current(self, symbol: str) -> Any:
+        return SimpleNamespace(metadata={"trained_at": "2020-01-01T00:00:00+00:00"})
+
+
+def test_a_failed_publish_fails_the_record_forgets_the_dedupe_key_and_releases_the_lock(
+    redis_client: redis.Redis, refusing_broker: Celery
+) -> None:
+    store = JobStore(redis_client, timedelta(minutes=5))
+    symbol = f"S{uuid.uuid4().hex[:6].upper()}"
+    job_id = str(uuid.uuid4())
+    lock = training_lock(redis_client, symbol, 60)
+    assert lock.acquire(job_id)
+    dedupe = f"test:{job_id}"
+    started = time.monotonic()
+    with pytest.raises(QueueUnavailable):
+        submit(
+            refusing_broker.send_task,
+            store,
+            kind="train",
+            task_name="training.train",
+            kwargs={"symbol": symbol},
+            symbol=symbol,
+            job_id=job_id,
+            dedupe_key=dedupe,
+            lock=lock,
+        )
+    assert time.monotonic() - started < 15
+    record = store.get(job_id)
+    assert record is not None and record.state == "failed"
+    assert record.error is not None and record.error["kind"] == ErrorKind.QUEUE_UNAVAILABLE
+    assert lock.owner() is None
+    assert not redis_client.exists(DEDUPE_PREFIX + dedupe)
+
+
+def test_a_task_that_queues_training_leaves_nothing_queued_or_locked_when_publishing_fails(
+    redis_client: redis.Redis, refusing_broker: Celery
+) -> None:
+    store = JobStore(redis_client, timedelta(minutes=5))
+    symbol = f"S{uuid.uuid4().hex[:6].upper()}"
+    with pytest.raises(QueueUnavailable) as failed:
+        queue_stale(
+            refusing_broker.send_task,
+            store,
+            registry=StaleRegistry(symbol),  # type: ignore[arg-type]
+            config=MLConfig(),
+            redis_client=redis_client,
+            training_limit=60,
+        )
+    assert training_lock(redis_client, symbol, 60).owner() is None
+    assert failed.value.job_id is not None
+    record = store.get(failed.value.job_id)
+    assert record is not None and record.symbol == symbol and record.kind == "train"
+    assert record.state == "failed"
+
+
+def test_a_deduplicated_submission_returns_the_earlier_job_and_releases_its_own_lock(
+    redis_client: redis.Redis,
+) -> None:
+    store = JobStore(redis_client, timedelta(minutes=5))
+    sent: list[str] = []
+
+    def send_task(name: str, /, **options: Any) -> None:
+        sent.append(options["task_id"])
+
+    dedupe = f"test:{uuid.uuid4()}"
+    first = submit(
+        send_task, store, kind="k", task_name="maintenance.monitor", kwargs={}, dedupe_key=dedupe
+    )
+    lock = training_lock(redis_client, f"S{uuid.uuid4().hex[:6].upper()}", 60)
+    second_id = str(uuid.uuid4())
+    assert lock.acquire(second_id)
+    again = submit(
+        send_task,
+        store,
+        kind="k",
+        task_name="maintenance.monitor",
+        kwargs={},
+        dedupe_key=dedupe,
+        job_id=second_id,
+        lock=lock,
+    )
+    assert again.id == first.id and sent == [first.id]
+    assert lock.owner() is None

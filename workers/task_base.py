@@ -1,0 +1,155 @@
+"""The task base class: the one owner of a job's lifecycle on the worker side.
+
+Every task of the app runs through `JobTask` (the app's `task_cls`): log context and runtime
+metrics around the call, then the job record's start, success, failure (with its error kind)
+and retry. `JobRequest` marks the record cancelled when Celery revokes the message. Task code
+touches its record only to report progress. Nothing here runs at import: the job store is
+built per process on first use (`tasks.context`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from celery import Task, states
+from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.worker.request import Request
+
+from stockpred.infra import logs
+from stockpred.infra.clock import MICROSECONDS, utcnow_iso
+from stockpred.jobs.errors import ErrorKind, error_record
+
+if TYPE_CHECKING:
+    from stockpred.jobs.records import JobStore
+
+log = logging.getLogger(__name__)
+# Where a task that does not report its start keeps the time it began (on its request).
+STARTED_AT = "stockpred_started_at"
+
+
+def _jobs() -> JobStore:
+    # Imported on use: the worker's main process must not import prometheus_client (through
+    # the domain modules) before `workers.signals` has pointed it at the metrics folder.
+    from tasks import context
+
+    return context.jobs()
+
+
+def _metrics() -> Any:
+    from stockpred.telemetry.worker_metrics import worker_metrics
+
+    return worker_metrics()
+
+
+def _symbol(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    symbol = kwargs.get("symbol") or (args[0] if args and isinstance(args[0], str) else None)
+    return str(symbol) if symbol else None
+
+
+def job_error(exc: BaseException) -> dict[str, Any]:
+    """The record's error for an exception, Celery's time limits included."""
+    if isinstance(exc, TimeLimitExceeded):
+        limit = exc.args[0] if exc.args else "?"
+        message = f"hard time limit ({limit}s) exceeded: the task was killed"
+        return {"kind": str(ErrorKind.TIME_LIMIT), "type": type(exc).__name__, "message": message}
+    if isinstance(exc, SoftTimeLimitExceeded):
+        message = "soft time limit exceeded: the task was stopped"
+        return {"kind": str(ErrorKind.TIME_LIMIT), "type": type(exc).__name__, "message": message}
+    return error_record(exc)
+
+
+class JobTask(Task):  # type: ignore[misc]
+    """A Celery task whose job record follows it: started, succeeded, failed, retried."""
+
+    Request = "workers.task_base:JobRequest"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        request = self.request
+        if request.called_directly:  # a plain function call: no message, no job
+            return super().__call__(*args, **kwargs)
+        with logs.log_context(task=self.name, task_id=request.id, symbol=_symbol(args, kwargs)):
+            self._report_start(request)
+            began = time.perf_counter()
+            state = states.FAILURE
+            try:
+                result = super().__call__(*args, **kwargs)
+                state = states.SUCCESS
+                return result
+            except Retry:
+                state = states.RETRY
+                raise
+            except Ignore:
+                state = states.IGNORED
+                raise
+            except Reject:
+                state = states.REJECTED
+                raise
+            finally:
+                metrics = _metrics()
+                metrics.tasks.labels(self.name, state).inc()
+                metrics.task_runtime.labels(self.name).observe(time.perf_counter() - began)
+
+    def _report_start(self, request: Any) -> None:
+        if not self.track_started:
+            # A task of a few milliseconds (a prediction): its start is written with its
+            # outcome, one Redis write fewer on its path.
+            setattr(request, STARTED_AT, utcnow_iso(MICROSECONDS))
+            return
+        try:
+            # Not waited for: the task starts at once; the store's next update lands after it.
+            _jobs().send_update(request.id, state="started")
+        except Exception:
+            log.warning("could not mark job %s started", request.id, exc_info=True)
+
+    def on_success(
+        self, retval: Any, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        # The store's update reads the replies of the deferred writes first: the job's result
+        # lands only after its cached copy is confirmed.
+        self._record(task_id, state="succeeded", result=retval)
+
+    def on_failure(
+        self,
+        exc: BaseException,
+        task_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        einfo: Any,
+    ) -> None:
+        # Also called in the worker's main process when a hard time limit killed the child.
+        self._record(task_id, state="failed", error=job_error(exc))
+
+    def on_retry(
+        self,
+        exc: BaseException,
+        task_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        einfo: Any,
+    ) -> None:
+        _metrics().retries.labels(self.name).inc()
+        self._record(task_id, state="queued", error=error_record(exc, kind=ErrorKind.RETRY))
+
+    def _record(self, task_id: str | None, **fields: Any) -> None:
+        """Update the job record; a Redis hiccup here must never fail the task itself."""
+        if not task_id:
+            return
+        started_at = getattr(self.request, STARTED_AT, None)
+        try:
+            _jobs().update(task_id, started_at=started_at, **fields)
+        except Exception:
+            log.warning("could not update job record %s", task_id, exc_info=True)
+
+
+class JobRequest(Request):  # type: ignore[misc]
+    """A task message in the worker's main process; a revoked one cancels its job."""
+
+    def _announce_revoked(self, *args: Any, **kwargs: Any) -> None:
+        # The one place Celery funnels every revocation (by id, on expiry, on termination).
+        super()._announce_revoked(*args, **kwargs)
+        try:
+            _jobs().update(self.id, state="cancelled")
+        except Exception:
+            log.warning("could not mark job %s cancelled", self.id, exc_info=True)
