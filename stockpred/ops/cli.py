@@ -155,7 +155,7 @@ def _bytes_bar(label: str) -> tuple[Any, Callable[[int, int], None]]:
 
 
 def _storage_call(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    from stockpred.storage.backup import BackupError
+    from stockpred.storage.errors import BackupError
 
     try:
         result = run()
@@ -310,7 +310,7 @@ def storage_verify(backup: str | None) -> None:
 @storage.command("list")
 def storage_list() -> None:
     """Backups, newest first."""
-    from stockpred.storage.restore import describe_history
+    from stockpred.storage.catalog import describe_history
 
     for row in describe_history(DataTree.from_settings(_settings()).backups):
         click.echo(

@@ -21,7 +21,7 @@ from stockpred.infra.clock import utcnow
 from stockpred.infra.files import atomic_write
 from stockpred.ml.registry import ModelRegistry, RegistryError
 from stockpred.paths import DataTree, check_tree, directory_usage
-from stockpred.storage.backup import list_backups
+from stockpred.storage.catalog import list_backups
 from stockpred.storage.check import human_bytes
 from stockpred.storage.cleanup import last_cleanup
 
