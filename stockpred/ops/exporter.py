@@ -25,7 +25,7 @@ from stockpred.market.daily_cache import DailyCache
 from stockpred.ml.registry import ModelRegistry, RegistryError
 from stockpred.paths import DataTree
 from stockpred.settings import Settings
-from stockpred.storage.backup import list_backups
+from stockpred.storage.catalog import list_backups
 from stockpred.storage.monitor import latest_report, storage_families
 from stockpred.telemetry.queue_facts import oldest_waiting_ages, queue_depths
 

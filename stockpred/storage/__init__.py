@@ -1,1 +1,1 @@
-"""Storage maintenance of persistent_data: checks now; backup, restore, cleanup, monitor later."""
+"""persistent_data storage: check, archive format, catalog, backup, restore, cleanup, monitor."""

@@ -1,66 +1,50 @@
-"""Backups of persistent_data: full or incremental `.tar.gz`, optional encryption, rotation.
+"""Writing backups of persistent_data: full or incremental, optionally encrypted.
 
 An incremental backup stores only files whose content changed since its base: a file with the
-base's size and mtime counts as unchanged, any other is compared by sha256. An archive holds the
-files under `data/<path relative to the data root>` and, as its last member,
-`manifest.json`: every file of the backed-up state with its size, mtime, sha256 and category, and
-for an incremental backup the name of the archive that stores each unchanged file. Checksums are
-computed from the very bytes written into the archive (one read per file). A metadata JSON sits
-beside each archive. Archives are written under a temporary name and renamed only when complete,
-so a failure never leaves something that looks like a valid backup. `backups/` is never included.
-Encryption uses Fernet from `cryptography` (AES-128-CBC + HMAC-SHA256, a vetted recipe).
+base's size and mtime counts as unchanged, any other is compared by sha256. Archives are written
+under a temporary name and renamed only when complete, so a failure never leaves something that
+looks like a valid backup; the metadata JSON beside an archive is written last. `backups/` is
+never included. Also here: the storage lock that serialises backup, restore and cleanup. The
+archive format is `stockpred.storage.archive`; names, metadata and rotation,
+`stockpred.storage.catalog`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
-import json
-import logging
 import socket
-import tarfile
 import time
-import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from stockpred.infra.clock import utcnow
-from stockpred.infra.files import (
-    FILE_MODE,
-    LockBusy,
-    atomic_path,
-    atomic_write,
-    file_lock,
-    sha256_file,
-)
+from stockpred.infra.files import FILE_MODE, LockBusy, atomic_path, file_lock, sha256_file
 from stockpred.paths import DataTree, free_bytes
+from stockpred.storage.archive import (
+    ArchiveWriter,
+    FileEntry,
+    archive_file_name,
+    encrypt_file,
+    write_archive,
+)
+from stockpred.storage.catalog import (
+    BackupInfo,
+    base_manifest,
+    load_info,
+    next_name,
+    save_info,
+    write_manifest_sidecar,
+)
+from stockpred.storage.errors import BackupError, InsufficientSpace, StorageBusy
 
-log = logging.getLogger(__name__)
-PREFIX = "stock_prediction_backup_"
 CATEGORIES = ("models", "ml_cache", "stock_data", "config", "logs", "redis", "monitoring")
-MANIFEST = "manifest.json"
-DATA_PREFIX = "data/"
-CHUNK = 1 << 20
-GZIP_LEVEL = 6
+REDIS_DUMP = "dump.rdb"
 SPACE_MARGIN = 50 * 1024 * 1024
 Progress = Callable[[int, int], None]
-
-
-class BackupError(RuntimeError):
-    """A backup could not be made or read; the message says why."""
-
-
-class StorageBusy(BackupError):
-    """Another backup, restore or cleanup holds the storage lock (a scheduled run skips)."""
-
-
-class InsufficientSpace(BackupError):
-    """Not enough free disk for the backup."""
 
 
 def tool_version() -> str:
@@ -68,89 +52,6 @@ def tool_version() -> str:
         return version("stockpred")
     except PackageNotFoundError:
         return "unknown"
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    """One file of a backed-up state."""
-
-    path: str
-    size: int
-    mtime: float
-    sha256: str
-    category: str
-    stored_in: str  # name of the archive holding its bytes (this one, or a base)
-
-
-@dataclass
-class BackupInfo:
-    """The metadata JSON written beside an archive."""
-
-    name: str
-    file: str
-    kind: str  # full | incremental | safety
-    created_at: str
-    categories: list[str]
-    files: int
-    stored_files: int
-    bytes: int
-    size: int
-    sha256: str
-    encrypted: bool
-    base: str | None = None
-    depends_on: list[str] = field(default_factory=list)
-    tool_version: str = ""
-    host: str = ""
-    skipped: dict[str, str] = field(default_factory=dict)
-    verified_at: str | None = None
-    manifest_file: str | None = None
-    manifest_sha256: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def metadata_path(backups: Path, name: str) -> Path:
-    return backups / f"{name}.json"
-
-
-def load_info(backups: Path, name: str) -> BackupInfo:
-    """The metadata of a backup by name (with or without its file suffix)."""
-    name = strip_suffix(name)
-    try:
-        raw = json.loads(metadata_path(backups, name).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BackupError(f"no backup named {name!r} in {backups}") from None
-    except ValueError as exc:
-        raise BackupError(f"the metadata of {name} is unreadable: {exc}") from None
-    try:
-        return BackupInfo(**raw)
-    except TypeError as exc:
-        raise BackupError(f"the metadata of {name} is incomplete: {exc}") from None
-
-
-def strip_suffix(name: str) -> str:
-    """`x.tar.gz`, `x.tar.gz.enc`, `x.json` or a path → `x`."""
-    base = Path(name).name
-    for suffix in (".tar.gz.enc", ".tar.gz", ".json"):
-        if base.endswith(suffix):
-            return base[: -len(suffix)]
-    return base
-
-
-def list_backups(backups: Path) -> list[BackupInfo]:
-    """Every backup with metadata and an archive, oldest first."""
-    found = []
-    for meta in sorted(backups.glob(f"{PREFIX}*.json")):
-        if meta.name.endswith(".manifest.json"):
-            continue
-        try:
-            info = load_info(backups, meta.stem)
-        except BackupError:
-            continue
-        if (backups / info.file).is_file():
-            found.append(info)
-    return sorted(found, key=lambda i: (i.created_at, i.name))
 
 
 @contextlib.contextmanager
@@ -169,9 +70,9 @@ def category_roots(tree: DataTree) -> dict[str, list[Path]]:
         "models": [tree.ml_models, tree.scalers],
         "ml_cache": [tree.ml_cache],
         "stock_data": [tree.stock_historical, tree.stock_cache, tree.predictions],
-        "config": [tree.config, tree.root / "ml_config.json"],
+        "config": [tree.config, tree.ml_config],
         "logs": [tree.logs],
-        "redis": [tree.redis / "dump.rdb"],
+        "redis": [tree.redis / REDIS_DUMP],
         "monitoring": [tree.monitoring, tree.grafana],
     }
 
@@ -209,23 +110,6 @@ def collect_files(tree: DataTree, categories: list[str], log_days: int) -> list[
     return out
 
 
-class _HashingReader:
-    """Reads a file while hashing exactly the bytes handed to tarfile."""
-
-    def __init__(self, handle: io.BufferedReader, progress: Callable[[int], None]) -> None:
-        self.handle = handle
-        self.digest = hashlib.sha256()
-        self.count = 0
-        self.progress = progress
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.handle.read(size)
-        self.digest.update(data)
-        self.count += len(data)
-        self.progress(len(data))
-        return data
-
-
 def snapshot_redis(client: Any, timeout: float = 60.0) -> None:
     """Ask Redis for a BGSAVE and wait until it has finished writing dump.rdb."""
     before = client.lastsave()
@@ -243,61 +127,6 @@ def snapshot_redis(client: Any, timeout: float = 60.0) -> None:
             return
         time.sleep(0.05)
     raise BackupError(f"Redis did not finish its BGSAVE within {timeout:g}s")
-
-
-def base_manifest(backups: Path, info: BackupInfo, key: str | None) -> list[FileEntry]:
-    """A backup's manifest for planning an incremental: the sidecar copy when it is intact
-    (no need to decompress the archive), else the one inside the archive."""
-    if info.manifest_file and info.manifest_sha256:
-        try:
-            data = (backups / info.manifest_file).read_bytes()
-            if hashlib.sha256(data).hexdigest() == info.manifest_sha256:
-                if info.encrypted:
-                    from cryptography.fernet import Fernet
-
-                    assert key is not None
-                    data = Fernet(key.encode()).decrypt(data)
-                return [FileEntry(**entry) for entry in json.loads(data)["files"]]
-        except Exception as exc:  # a damaged sidecar or wrong key: the archive path decides
-            log.debug("manifest sidecar of %s unusable (%s); reading the archive", info.name, exc)
-    return read_manifest(backups / info.file, key if info.encrypted else None)
-
-
-def read_manifest(archive: Path, key: str | None) -> list[FileEntry]:
-    """The manifest of an archive (the archive must be decryptable with `key` if encrypted)."""
-    with open_archive(archive, key) as tar:
-        member = tar.getmember(MANIFEST)
-        handle = tar.extractfile(member)
-        assert handle is not None
-        raw = json.loads(handle.read())
-    return [FileEntry(**entry) for entry in raw["files"]]
-
-
-# What reading a damaged gzip tar can raise: zlib.error is not an OSError, and a flipped byte
-# deep in the stream surfaces as one only when the reader gets there.
-DAMAGED_ARCHIVE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
-
-
-@contextlib.contextmanager
-def open_archive(archive: Path, key: str | None) -> Iterator[tarfile.TarFile]:
-    """Open a plain or Fernet-encrypted archive for reading."""
-    if archive.name.endswith(".enc"):
-        if not key:
-            raise BackupError(f"{archive.name} is encrypted: set BACKUP_ENCRYPTION_KEY")
-        from cryptography.fernet import Fernet, InvalidToken
-
-        try:
-            plain = Fernet(key.encode()).decrypt(archive.read_bytes())
-        except InvalidToken:
-            raise BackupError(f"{archive.name}: wrong key, or the archive was altered") from None
-        with tarfile.open(fileobj=io.BytesIO(plain), mode="r:gz") as tar:
-            yield tar
-        return
-    try:
-        with tarfile.open(archive, mode="r:gz") as tar:
-            yield tar
-    except DAMAGED_ARCHIVE_ERRORS as exc:
-        raise BackupError(f"{archive.name} is not a readable archive: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -368,10 +197,8 @@ def _plan(
         raise InsufficientSpace(
             f"backup needs about {needed} bytes free in {backups}; only {available} are free"
         )
-    name = f"{PREFIX}{(now or utcnow()).strftime('%Y%m%d_%H%M%S')}"
-    while metadata_path(backups, name).exists():
-        name += "_1"
-    final = backups / (f"{name}.tar.gz.enc" if encrypt else f"{name}.tar.gz")
+    name = next_name(backups, now or utcnow())
+    final = backups / archive_file_name(name, encrypt)
     return _Plan(name, final, files, base_state, depends, skipped, total)
 
 
@@ -388,15 +215,11 @@ def _write_archive(
         if progress is not None:
             progress(done, plan.total)
 
-    # Level 6 is gzip's (and `tar czf`'s) default; tarfile's own default of 9 is ~3x slower.
-    with (
-        open(tmp, "wb") as raw,
-        tarfile.open(fileobj=raw, mode="w:gz", compresslevel=GZIP_LEVEL) as tar,
-    ):
+    with write_archive(tmp) as archive:
         for category, path in plan.files:
             entries.append(
                 _add_file(
-                    tar,
+                    archive,
                     path,
                     str(path.relative_to(tree.root)),
                     category,
@@ -405,10 +228,7 @@ def _write_archive(
                     advance=advance,
                 )
             )
-        data = json.dumps({**manifest, "files": [asdict(e) for e in entries]}, indent=1).encode()
-        member = tarfile.TarInfo(MANIFEST)
-        member.size, member.mtime, member.mode = len(data), int(time.time()), FILE_MODE
-        tar.addfile(member, io.BytesIO(data))
+        archive.add_manifest(manifest, entries)
     return entries
 
 
@@ -456,23 +276,14 @@ def create_backup(
         "categories": chosen,
         "skipped": plan.skipped,
     }
+    seal = key if encrypt else None
     with atomic_path(plan.final, FILE_MODE, suffix=".partial") as tmp:
         entries = _write_archive(tree, plan, manifest, tmp, progress)
-        if encrypt:
-            from cryptography.fernet import Fernet
-
-            assert key is not None
-            tmp.write_bytes(Fernet(key.encode()).encrypt(tmp.read_bytes()))
+        if seal is not None:
+            encrypt_file(tmp, seal)
         digest = sha256_file(tmp)
     stored = [e for e in entries if e.stored_in == plan.name]
-    sidecar = json.dumps({"files": [asdict(e) for e in entries]}).encode()
-    if encrypt:
-        from cryptography.fernet import Fernet
-
-        assert key is not None
-        sidecar = Fernet(key.encode()).encrypt(sidecar)
-    sidecar_name = f"{plan.name}.manifest.json" + (".enc" if encrypt else "")
-    atomic_write(tree.backups / sidecar_name, sidecar)
+    sidecar_name, sidecar_sha256 = write_manifest_sidecar(tree.backups, plan.name, entries, seal)
     info = BackupInfo(
         name=plan.name,
         file=plan.final.name,
@@ -493,14 +304,14 @@ def create_backup(
         host=socket.gethostname(),
         skipped=plan.skipped,
         manifest_file=sidecar_name,
-        manifest_sha256=hashlib.sha256(sidecar).hexdigest(),
+        manifest_sha256=sidecar_sha256,
     )
-    atomic_write(metadata_path(tree.backups, plan.name), json.dumps(info.to_dict(), indent=2))
+    save_info(tree.backups, info)
     return BackupResult(info, plan.final, time.perf_counter() - started)
 
 
 def _add_file(
-    tar: tarfile.TarFile,
+    archive: ArchiveWriter,
     path: Path,
     relative: str,
     category: str,
@@ -521,48 +332,5 @@ def _add_file(
         return FileEntry(
             relative, stat.st_size, stat.st_mtime, previous.sha256, category, previous.stored_in
         )
-    member = tarfile.TarInfo(DATA_PREFIX + relative)
-    member.size, member.mtime, member.mode = stat.st_size, int(stat.st_mtime), FILE_MODE
-    with path.open("rb") as handle:
-        reader = _HashingReader(handle, advance)
-        # tarfile only calls read() on the file object it is given.
-        tar.addfile(member, reader)
-    if reader.count != stat.st_size:
-        raise BackupError(f"{relative} changed size while being backed up; try again")
-    return FileEntry(
-        relative, stat.st_size, stat.st_mtime, reader.digest.hexdigest(), category, name
-    )
-
-
-def rotate(backups: Path, keep: int) -> list[str]:
-    """Delete all but the newest `keep` backups, never one a kept backup depends on."""
-    all_backups = list_backups(backups)
-    kept = {i.name for i in all_backups[-keep:]} if keep > 0 else set()
-    by_name = {i.name: i for i in all_backups}
-    pending = list(kept)
-    while pending:
-        for dependency in by_name[pending.pop()].depends_on:
-            if dependency in by_name and dependency not in kept:
-                kept.add(dependency)
-                pending.append(dependency)
-    removed = []
-    for info in all_backups:
-        if info.name not in kept:
-            with contextlib.suppress(FileNotFoundError):
-                (backups / info.file).unlink()
-            with contextlib.suppress(FileNotFoundError):
-                metadata_path(backups, info.name).unlink()
-            if info.manifest_file:
-                with contextlib.suppress(FileNotFoundError):
-                    (backups / info.manifest_file).unlink()
-            removed.append(info.name)
-    return removed
-
-
-def backup_age(backups: Path, now: datetime | None = None) -> timedelta | None:
-    """Age of the newest backup, or None when there is none."""
-    found = list_backups(backups)
-    if not found:
-        return None
-    newest = datetime.fromisoformat(found[-1].created_at)
-    return (now or utcnow()) - newest
+    digest = archive.add_file(relative, path, stat.st_size, stat.st_mtime, advance)
+    return FileEntry(relative, stat.st_size, stat.st_mtime, digest, category, name)

@@ -7,10 +7,12 @@ same figures as Prometheus gauges in `monitoring/storage.prom` (text exposition 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -21,26 +23,22 @@ from stockpred.infra.clock import utcnow
 from stockpred.infra.files import atomic_write
 from stockpred.ml.registry import ModelRegistry, RegistryError
 from stockpred.paths import DataTree, check_tree, directory_usage
-from stockpred.storage.backup import list_backups
+from stockpred.storage.catalog import list_backups
 from stockpred.storage.check import human_bytes
 from stockpred.storage.cleanup import last_cleanup
 
 REPORT_FILE = "storage-report.json"
 METRICS_FILE = "storage.prom"
-TOP_LEVEL = (
-    "ml_models",
-    "ml_cache",
-    "scalers",
-    "stock_data",
-    "logs",
-    "config",
-    "backups",
-    "redis",
-    "prometheus",
-    "grafana",
-    "monitoring",
-    "frontend",
-)
+log = logging.getLogger(__name__)
+
+
+def top_level(tree: DataTree) -> dict[str, Path]:
+    """The folders the report measures: the tree's top level, by name, root excluded."""
+    return {
+        name: path
+        for name, path in tree.directories().items()
+        if name != "root" and "/" not in name
+    }
 
 
 @dataclass(frozen=True)
@@ -147,8 +145,8 @@ def build_report(
     """Measure the tree and run every health check."""
     moment = now or utcnow()
     directories = {}
-    for name in TOP_LEVEL:
-        used, files = directory_usage(tree.root / name) if (tree.root / name).exists() else (0, 0)
+    for name, path in top_level(tree).items():
+        used, files = directory_usage(path) if path.exists() else (0, 0)
         directories[name] = {"bytes": used, "files": files}
     total, files = directory_usage(tree.root)
     disk = shutil.disk_usage(tree.root)
@@ -165,7 +163,8 @@ def build_report(
             prediction_keys = sum(
                 1 for _ in redis_client.scan_iter(match="stockpred:prediction:*", count=500)
             )
-        except Exception:
+        except Exception as exc:
+            log.warning("cached predictions not counted: Redis did not answer (%s)", exc)
             prediction_keys = None
     cleanup = last_cleanup(tree)
     checks = [Check(f"dir:{d.name}", d.ok, d.problem or "ok") for d in check_tree(tree)]

@@ -13,37 +13,25 @@ swapped under a running server: it is staged in backups/ with instructions.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-from stockpred.infra.clock import utcnow
-from stockpred.infra.files import FILE_MODE, atomic_path, atomic_write, sha256_file, sha256_stream
+from stockpred.infra.files import FILE_MODE, atomic_path, sha256_file
 from stockpred.paths import DataTree
-from stockpred.storage.backup import (
-    CATEGORIES,
-    DAMAGED_ARCHIVE_ERRORS,
+from stockpred.storage.archive import (
     DATA_PREFIX,
-    MANIFEST,
-    BackupError,
-    BackupInfo,
     FileEntry,
-    create_backup,
-    list_backups,
-    load_info,
+    check_archive,
     open_archive,
     read_manifest,
 )
-
-REDIS_SNAPSHOT = "redis/dump.rdb"
-
-
-class UnsafeArchive(BackupError):
-    """An archive member that could write outside the data tree, or is not a plain file."""
+from stockpred.storage.backup import CATEGORIES, REDIS_DUMP, create_backup
+from stockpred.storage.catalog import load_info, resolve
+from stockpred.storage.errors import BackupError
 
 
 @dataclass
@@ -62,63 +50,10 @@ class VerifyResult:
         return asdict(self)
 
 
-def _safe_member_path(name: str) -> str:
-    """The data-root-relative path of a member, or UnsafeArchive."""
-    if not name.startswith(DATA_PREFIX):
-        raise UnsafeArchive(f"member {name!r} is outside data/")
-    relative = PurePosixPath(name[len(DATA_PREFIX) :])
-    if relative.is_absolute() or not relative.parts or ".." in relative.parts:
-        raise UnsafeArchive(f"member {name!r} has an absolute or parent path")
-    return str(relative)
-
-
-def _check_archive(
-    archive: Path, key: str | None, expected: dict[str, FileEntry], name: str
-) -> tuple[int, int, list[str]]:
-    """Read every member; compare stored files with the manifest. (files, bytes, problems)."""
-    problems: list[str] = []
-    seen: set[str] = set()
-    files = total = 0
-    with open_archive(archive, key) as tar:
-        try:
-            for member in tar:
-                if member.name == MANIFEST:
-                    continue
-                if not member.isreg():
-                    raise UnsafeArchive(
-                        f"member {member.name!r} is not a regular file "
-                        "(links and devices are refused)"
-                    )
-                relative = _safe_member_path(member.name)
-                handle = tar.extractfile(member)
-                assert handle is not None
-                digest, _ = sha256_stream(handle)
-                entry = expected.get(relative)
-                if entry is None:
-                    problems.append(f"{name}: {relative} is not in the manifest")
-                elif digest != entry.sha256:
-                    problems.append(f"{name}: {relative} does not match its checksum")
-                seen.add(relative)
-                files += 1
-                total += member.size
-            # Read on to the end of the gzip stream, as `gzip -t` does: the tar reader stops at
-            # the end-of-archive marker, so damage in the padding and the trailing CRC would
-            # otherwise go unseen.
-            stream = tar.fileobj
-            while stream is not None and stream.read(1 << 20):
-                pass
-        except DAMAGED_ARCHIVE_ERRORS as exc:
-            problems.append(f"{name}: the archive is truncated or corrupt ({exc})")
-    missing = sorted(set(expected) - seen)
-    if missing:
-        problems.append(f"{name}: {len(missing)} file(s) missing, e.g. {missing[0]}")
-    return files, total, problems
-
-
 def verify_backup(backups: Path, name: str | None, key: str | None) -> VerifyResult:
     """Check a backup (default: the newest) and every archive it depends on."""
     started = time.perf_counter()
-    info = _resolve(backups, name)
+    info = resolve(backups, name)
     problems: list[str] = []
     files = total = 0
     archives = [info.name, *info.depends_on]
@@ -153,7 +88,7 @@ def verify_backup(backups: Path, name: str | None, key: str | None) -> VerifyRes
             problems.append(f"{archive_name}: the archive's checksum does not match its metadata")
             continue
         try:
-            count, size, found = _check_archive(
+            count, size, found = check_archive(
                 path, key, by_archive.get(archive_name, {}), archive_name
             )
         except BackupError as exc:
@@ -166,15 +101,6 @@ def verify_backup(backups: Path, name: str | None, key: str | None) -> VerifyRes
     return VerifyResult(
         info.name, not problems, archives, files, total, time.perf_counter() - started, problems
     )
-
-
-def _resolve(backups: Path, name: str | None) -> BackupInfo:
-    if name:
-        return load_info(backups, name)
-    found = [i for i in list_backups(backups) if i.kind != "safety"]
-    if not found:
-        raise BackupError(f"there are no backups in {backups}")
-    return found[-1]
 
 
 @dataclass
@@ -206,7 +132,7 @@ def restore_backup(
 ) -> RestoreResult:
     """Restore a verified backup (default: the newest) into the live tree."""
     started = time.perf_counter()
-    info = _resolve(tree.backups, name)
+    info = resolve(tree.backups, name)
     # Logs are an audit trail, not state: rewinding them would drop lines written since the
     # backup, so they are restored only when asked for by name.
     chosen = list(categories or [c for c in info.categories if c != "logs"])
@@ -277,7 +203,7 @@ def _apply(
     def write(entry: FileEntry, data: bytes) -> None:
         nonlocal done
         target = tree.root / entry.path
-        if entry.path == REDIS_SNAPSHOT:
+        if target == tree.redis / REDIS_DUMP:
             # A running Redis would overwrite it; stage it for the operator instead.
             target = tree.backups / f"restored-{name}-dump.rdb"
             staged.append(str(target))
@@ -308,40 +234,3 @@ def _replace(target: Path, data: bytes, mtime: float) -> None:
     with atomic_path(target, FILE_MODE) as tmp:
         tmp.write_bytes(data)
         os.utime(tmp, (mtime, mtime))
-
-
-def describe_history(backups: Path, now_iso: str | None = None) -> list[dict[str, Any]]:
-    """Backups newest first with size, age, kind and when each was last verified."""
-    from datetime import datetime
-
-    now = datetime.fromisoformat(now_iso) if now_iso else utcnow()
-    rows = []
-    for info in reversed(list_backups(backups)):
-        age = now - datetime.fromisoformat(info.created_at)
-        rows.append(
-            {
-                "name": info.name,
-                "file": info.file,
-                "kind": info.kind,
-                "size": info.size,
-                "created_at": info.created_at,
-                "age_seconds": int(age.total_seconds()),
-                "files": info.files,
-                "encrypted": info.encrypted,
-                "base": info.base,
-                "depends_on": info.depends_on,
-                "verified_at": info.verified_at,
-                "categories": info.categories,
-                "skipped": info.skipped,
-            }
-        )
-    return rows
-
-
-def mark_verified(backups: Path, name: str, when: str) -> None:
-    """Record a successful verification in the backup's metadata."""
-    from stockpred.storage.backup import metadata_path
-
-    info = load_info(backups, name)
-    info.verified_at = when
-    atomic_write(metadata_path(backups, name), json.dumps(info.to_dict(), indent=2))

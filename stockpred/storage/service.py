@@ -12,16 +12,12 @@ from typing import Any
 from stockpred.infra.clock import utcnow
 from stockpred.paths import DataTree
 from stockpred.settings import Settings
-from stockpred.storage.backup import (
-    StorageBusy,
-    create_backup,
-    list_backups,
-    rotate,
-    storage_lock,
-)
+from stockpred.storage.backup import create_backup, storage_lock
+from stockpred.storage.catalog import list_backups, mark_verified, rotate
 from stockpred.storage.cleanup import Retention, run_cleanup
+from stockpred.storage.errors import StorageBusy
 from stockpred.storage.monitor import build_report, save_report
-from stockpred.storage.restore import mark_verified, restore_backup, verify_backup
+from stockpred.storage.restore import restore_backup, verify_backup
 
 Progress = Callable[[int, int], None]
 __all__ = ["StorageBusy", "StorageService"]

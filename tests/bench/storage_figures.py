@@ -17,7 +17,8 @@ from typing import Any
 from stockpred.ops.provision import run_setup
 from stockpred.paths import DataTree
 from stockpred.settings import load_settings
-from stockpred.storage.backup import create_backup, list_backups
+from stockpred.storage.backup import create_backup
+from stockpred.storage.catalog import list_backups
 from stockpred.storage.restore import verify_backup
 from tests.bench.procs import say
 from tests.bench.stats import figure

@@ -7,9 +7,10 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from stockpred.paths import DataTree
-from stockpred.storage.backup import CATEGORIES, BackupError, load_info
+from stockpred.storage.backup import CATEGORIES
+from stockpred.storage.catalog import describe_history, load_info
+from stockpred.storage.errors import BackupError
 from stockpred.storage.monitor import latest_report
-from stockpred.storage.restore import describe_history
 from web.dispatch import accepted, submit, wait_for_job
 from web.errors import ApiError
 from web.params import json_body, parse_bool

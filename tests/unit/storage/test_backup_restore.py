@@ -16,15 +16,9 @@ from cryptography.fernet import Fernet
 
 from stockpred.paths import DataTree
 from stockpred.settings import Settings
-from stockpred.storage.backup import (
-    BackupError,
-    InsufficientSpace,
-    create_backup,
-    list_backups,
-    load_info,
-    metadata_path,
-    rotate,
-)
+from stockpred.storage.backup import create_backup
+from stockpred.storage.catalog import list_backups, load_info, metadata_path, rotate
+from stockpred.storage.errors import BackupError, InsufficientSpace
 from stockpred.storage.restore import restore_backup, verify_backup
 
 

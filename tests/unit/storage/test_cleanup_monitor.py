@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from stockpred.ops.provision import run_setup
 from stockpred.paths import DataTree
-from stockpred.settings import Settings
+from stockpred.settings import Settings, load_settings
 from stockpred.storage.backup import create_backup
 from stockpred.storage.cleanup import Retention, last_cleanup, run_cleanup
 from stockpred.storage.monitor import build_report, prometheus_text, save_report
@@ -113,6 +114,32 @@ def test_the_monitor_reports_usage_backups_and_health(tree: DataTree) -> None:
     assert "Directory breakdown" in report.table() and "All systems healthy" in report.table()
     os.chmod(tree.logs, 0o777)
     assert not build_report(tree, max_backup_age=timedelta(hours=26)).ok
+
+
+def test_the_monitor_measures_each_top_level_folder_where_the_settings_put_it(
+    data_env: dict[str, str], tmp_path: Path
+) -> None:
+    moved = tmp_path / "elsewhere" / "backups"
+    settings = load_settings({**data_env, "BACKUP_PATH": str(moved)})
+    run_setup(settings)
+    tree = DataTree.from_settings(settings)
+    assert list(build_report(tree, max_backup_age=timedelta(hours=26)).directories) == [
+        "ml_models",
+        "ml_cache",
+        "scalers",
+        "stock_data",
+        "logs",
+        "config",
+        "backups",
+        "redis",
+        "prometheus",
+        "grafana",
+        "monitoring",
+        "frontend",
+    ]
+    (moved / "some.tar.gz").write_bytes(b"x" * 1000)
+    report = build_report(tree, max_backup_age=timedelta(hours=26))
+    assert report.directories["backups"] == {"bytes": 1000, "files": 1}
 
 
 def test_the_monitor_writes_its_report_and_prometheus_gauges(tree: DataTree) -> None:
