@@ -113,6 +113,7 @@ def visibility_timeout(training_limit_seconds: int) -> int:
 
 def from_settings(settings: Settings) -> dict[str, Any]:
     """The Celery settings that follow from stockpred's settings (added as lazy defaults)."""
+    # Deferred: read when Celery asks for its settings, never at import.
     from stockpred.paths import DataTree
 
     visibility = {"visibility_timeout": visibility_timeout(_training_seconds(settings))}
@@ -137,6 +138,7 @@ class QueueTimeLimits:
         queue = queue_for_task(task.name)
         if queue is None:
             return None
+        # Deferred: read when Celery annotates a task, never at import.
         from stockpred.settings import get_settings
 
         training = _training_seconds(get_settings())
@@ -151,6 +153,7 @@ class QueueTimeLimits:
 
 def check_routes() -> list[str]:
     """Return problems: routes to undeclared queues, beat entries for unregistered tasks."""
+    # Deferred: only the route check builds an app of its own.
     from celery import Celery
 
     app = Celery("stockpred-check")

@@ -94,6 +94,7 @@ signals.before_task_publish.connect(stamp_published_at, weak=False)
 @signals.worker_process_shutdown.connect
 def _pool_child_exit(pid: int | None = None, **_: Any) -> None:
     """Write out pending prediction lines and job updates; drop this child's live gauges."""
+    # Deferred: the task modules import prometheus_client, which must wait for the metrics folder.
     from tasks import context, inference
 
     try:
@@ -104,6 +105,7 @@ def _pool_child_exit(pid: int | None = None, **_: Any) -> None:
     except Exception:
         log.warning("could not flush pending prediction lines or job updates", exc_info=True)
     if os.environ.get(METRICS_ENV):
+        # Deferred: loaded after the metrics folder is set in the environment.
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid or os.getpid())

@@ -38,6 +38,7 @@ def _jobs() -> JobStore:
 
 
 def _metrics() -> Any:
+    # Deferred: prometheus_client waits until the metrics folder is set (see _jobs).
     from stockpred.telemetry.worker_metrics import worker_metrics
 
     return worker_metrics()

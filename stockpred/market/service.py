@@ -18,6 +18,7 @@ import pandas as pd
 from stockpred.infra.clock import utcnow
 from stockpred.market.bars import merge_frames
 from stockpred.market.daily_cache import MAX_DAYS, DailyCache
+from stockpred.market.errors import MarketDataError
 from stockpred.market.history import DamagedHistory, HistoryStore
 from stockpred.market.sources import PriceSource
 
@@ -125,7 +126,7 @@ class MarketData:
 
     def _fetch(self, symbol: str, start: Any) -> Any:
         """Fetch from the source, counting fetches, failures and latency."""
-        from stockpred.market.errors import MarketDataError
+        # Deferred: prometheus_client must not load before a worker has set its metrics folder.
         from stockpred.telemetry.worker_metrics import worker_metrics
 
         metrics = worker_metrics()

@@ -46,6 +46,7 @@ def yfinance_module(cache_root: Path) -> ModuleType:
     pid = os.getpid()
     with _setup_lock:
         if pid not in _configured:
+            # Deferred: yfinance (and its HTTP stack) loads only in a process that fetches.
             import yfinance as yf
 
             # yfinance's sqlite caches lock under many processes (yfinance#1274).
@@ -56,6 +57,7 @@ def yfinance_module(cache_root: Path) -> ModuleType:
             # yfinance itself still calls pandas APIs pandas 4 will drop: not ours to fix.
             warnings.filterwarnings("ignore", category=FutureWarning, module=r"yfinance\b")
             with contextlib.suppress(ImportError, AttributeError):
+                # Deferred: only where pandas is new enough to have it.
                 from pandas.errors import Pandas4Warning
 
                 warnings.filterwarnings("ignore", category=Pandas4Warning, module=r"yfinance\b")

@@ -57,6 +57,7 @@ def archive_file_name(name: str, encrypted: bool) -> str:
 
 def encrypt(data: bytes, key: str) -> bytes:
     """Seal bytes with the Fernet key."""
+    # Deferred: cryptography loads only for encrypted backups.
     from cryptography.fernet import Fernet
 
     return Fernet(key.encode()).encrypt(data)
@@ -64,6 +65,7 @@ def encrypt(data: bytes, key: str) -> bytes:
 
 def decrypt(data: bytes, key: str) -> bytes:
     """Open bytes sealed with the Fernet key (InvalidToken: wrong key, or altered)."""
+    # Deferred: cryptography loads only for encrypted backups.
     from cryptography.fernet import Fernet
 
     return Fernet(key.encode()).decrypt(data)
@@ -135,6 +137,7 @@ def open_archive(archive: Path, key: str | None) -> Iterator[tarfile.TarFile]:
     if archive.name.endswith(".enc"):
         if not key:
             raise BackupError(f"{archive.name} is encrypted: set BACKUP_ENCRYPTION_KEY")
+        # Deferred: cryptography loads only for encrypted backups.
         from cryptography.fernet import InvalidToken
 
         try:

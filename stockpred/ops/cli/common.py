@@ -7,15 +7,16 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import click
+import redis
 
+from stockpred.infra.redis_client import connect
+from stockpred.market.symbols import InvalidSymbol, normalize_symbol
+from stockpred.ml.registry import ModelRegistry
+from stockpred.ops.api_client import ApiClient
 from stockpred.settings import Settings, SettingsError, get_settings
 
 if TYPE_CHECKING:
-    import redis
-
     from stockpred.market.service import MarketData
-    from stockpred.ml.registry import ModelRegistry
-    from stockpred.ops.api_client import ApiClient
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,6 @@ def cli_settings() -> Settings:
 
 def parse_symbol(raw: str) -> str:
     """A normalised symbol, or a usage error naming SYMBOL."""
-    from stockpred.market.symbols import InvalidSymbol, normalize_symbol
-
     try:
         return normalize_symbol(raw)
     except InvalidSymbol as exc:
@@ -40,23 +39,18 @@ def parse_symbol(raw: str) -> str:
 
 def local_market(settings: Settings) -> MarketData:
     """Market data for work done in this process (no Redis: no shared rate limit)."""
+    # Deferred: pandas and pyarrow load only for the commands that read prices.
     from stockpred.market.factory import build_market_data
 
     return build_market_data(settings)
 
 
 def model_registry(settings: Settings) -> ModelRegistry:
-    from stockpred.ml.registry import ModelRegistry
-
     return ModelRegistry(settings.ml_model_path, settings.scalers_path)
 
 
 def redis_if_up(settings: Settings) -> redis.Redis | None:
     """A Redis client when Redis answers a ping, else None."""
-    import redis
-
-    from stockpred.infra.redis_client import connect
-
     client = connect(settings)
     try:
         client.ping()

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import click
 
+from stockpred.infra.redis_client import connect
+from stockpred.ml.prediction_store import PredictionCache
+from stockpred.ml.registry import RegistryError
 from stockpred.ops.cli.common import cli_settings, local_market, model_registry, parse_symbol
 from stockpred.settings import Settings
 
@@ -19,8 +22,6 @@ def models() -> None:
 @models.command("list")
 def models_list() -> None:
     """Every symbol with a model and its current version."""
-    from stockpred.ml.registry import RegistryError
-
     registry = model_registry(cli_settings())
     symbols = registry.symbols()
     if not symbols:
@@ -52,8 +53,6 @@ def models_show(symbol: str) -> None:
 @click.option("--to", "version", default=None, help="Version to publish (default: the previous).")
 def models_rollback(symbol: str, version: str | None) -> None:
     """Publish an earlier version of SYMBOL's model (workers pick it up without restart)."""
-    from stockpred.ml.registry import RegistryError
-
     settings = cli_settings()
     registry = model_registry(settings)
     sym = parse_symbol(symbol)
@@ -67,9 +66,6 @@ def models_rollback(symbol: str, version: str | None) -> None:
 
 def _clear_prediction_cache(settings: Settings, symbol: str) -> None:
     """Drop a symbol's cached predictions, if Redis is reachable (best effort)."""
-    from stockpred.infra.redis_client import connect
-    from stockpred.ml.prediction_store import PredictionCache
-
     try:
         client = connect(settings)
         PredictionCache(client, settings.ml_prediction_ttl).clear(symbol)
@@ -105,6 +101,7 @@ def models_import(
     symbol: str, model_file: Path | None, scaler_file: Path | None, publish: bool | None
 ) -> None:
     """Import the original service's .h5 model and .pkl scaler as a new version."""
+    # Deferred: pandas, scikit-learn and TensorFlow load only for this command.
     from stockpred.ml.legacy_import import LegacyImportError, import_legacy
 
     settings = cli_settings()

@@ -5,11 +5,18 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import click
+from prometheus_client import start_http_server
 
+from stockpred.infra.redis_client import connect
 from stockpred.ops.cli.common import cli_settings
+from stockpred.ops.exporter import exporter_registry
+from stockpred.ops.procset import run_process_set
+from stockpred.ops.provision import run_setup
+from stockpred.ops.redis_server import PreflightError, check_redis_listener, redis_server_argv
 from stockpred.paths import DataTree
 from stockpred.settings import SettingsError, load_settings
 
@@ -24,8 +31,6 @@ from stockpred.settings import SettingsError, load_settings
 @click.option("-q", "--quiet", is_flag=True, help="Print only what changed.")
 def setup(legacy_models: Path | None, quiet: bool) -> None:
     """Create the persistent_data tree, config templates and secrets; migrate old models."""
-    from stockpred.ops.provision import run_setup
-
     settings = cli_settings()
     report = run_setup(settings, legacy_models)
     for line in report.lines(settings):
@@ -36,13 +41,6 @@ def setup(legacy_models: Path | None, quiet: bool) -> None:
 @click.command()
 def exporter() -> None:
     """Serve worker metrics and queue, data, model and storage facts on METRICS_PORT."""
-    import time
-
-    from prometheus_client import start_http_server
-
-    from stockpred.infra.redis_client import connect
-    from stockpred.ops.exporter import exporter_registry
-
     settings = cli_settings()
     worker_metrics = DataTree.from_settings(settings).worker_metrics
     registry = exporter_registry(settings, connect(settings), worker_metrics)
@@ -55,8 +53,6 @@ def exporter() -> None:
 @click.command("redis-server")
 def redis_server() -> None:
     """Run the project's redis-server in the foreground (Unix socket, or REDIS_PORT)."""
-    from stockpred.ops.redis_server import PreflightError, check_redis_listener, redis_server_argv
-
     settings = cli_settings()
     try:
         check_redis_listener(settings)
@@ -74,10 +70,6 @@ def redis_server() -> None:
 )
 def run(procfile: Path | None) -> None:
     """Start Redis, the web app, three workers, beat and Flower; Ctrl-C stops them all."""
-    from stockpred.ops.procset import run_process_set
-    from stockpred.ops.provision import run_setup
-    from stockpred.ops.redis_server import PreflightError
-
     report = run_setup(cli_settings())
     for line in report.lines(cli_settings()):
         click.echo(line)

@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
+from cryptography.fernet import Fernet
 
+from stockpred.ops.api_client import ApiClient, ApiUnavailable
 from stockpred.ops.cli.common import cli_settings, follow_job, redis_if_up
 from stockpred.paths import DataTree
 from stockpred.settings import Settings
-
-if TYPE_CHECKING:
-    from stockpred.storage.service import StorageService
+from stockpred.storage.catalog import describe_history
+from stockpred.storage.check import check_storage, human_bytes
+from stockpred.storage.errors import BackupError
+from stockpred.storage.service import StorageService
 
 _CATEGORIES_HELP = "Comma-separated: models, ml_cache, stock_data, config, logs, redis, monitoring."
 
@@ -28,8 +31,6 @@ def storage() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def storage_test(as_json: bool) -> None:
     """Check every folder exists, is writable and not 777; print usage. Exit 1 on a problem."""
-    from stockpred.storage.check import check_storage, human_bytes
-
     settings = cli_settings()
     report = check_storage(DataTree.from_settings(settings))
     if as_json:
@@ -55,15 +56,11 @@ def storage_test(as_json: bool) -> None:
 
 def _storage_service(settings: Settings) -> StorageService:
     """The storage service with a Redis connection when one answers (for the snapshot)."""
-    from stockpred.storage.service import StorageService
-
     return StorageService(settings, redis_if_up(settings))
 
 
 def _via_queue(path: str, body: dict[str, object]) -> None:
     """Submit a storage job through the running service and wait for its result."""
-    from stockpred.ops.api_client import ApiClient, ApiUnavailable
-
     client = ApiClient(cli_settings())
     try:
         status, answer = client.call("POST", path, body)
@@ -94,8 +91,6 @@ def _bytes_bar(label: str) -> tuple[Any, Callable[[int, int], None]]:
 
 
 def _storage_call(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    from stockpred.storage.errors import BackupError
-
     try:
         result = run()
     except (BackupError, ValueError) as exc:
@@ -211,8 +206,6 @@ def storage_cleanup(dry_run: bool, caches_only: bool, queue: bool) -> None:
 def storage_monitor(as_json: bool, queue: bool) -> None:
     """Usage per folder, free disk, backups, caches and health checks. Exit 1 if unhealthy."""
     if queue:
-        from stockpred.ops.api_client import ApiClient, ApiUnavailable
-
         try:
             _, report = ApiClient(cli_settings()).call("GET", "/api/v1/storage/status?refresh=true")
         except ApiUnavailable as exc:
@@ -246,8 +239,6 @@ def storage_verify(backup: str | None) -> None:
 @storage.command("list")
 def storage_list() -> None:
     """Backups, newest first."""
-    from stockpred.storage.catalog import describe_history
-
     for row in describe_history(DataTree.from_settings(cli_settings()).backups):
         click.echo(
             f"{row['name']}  {row['kind']:11} {row['size']:>12} bytes  "
@@ -260,6 +251,4 @@ def storage_list() -> None:
 @storage.command("keygen")
 def storage_keygen() -> None:
     """Print a new BACKUP_ENCRYPTION_KEY (put it in persistent.env and keep a copy elsewhere)."""
-    from cryptography.fernet import Fernet
-
     click.echo(Fernet.generate_key().decode())

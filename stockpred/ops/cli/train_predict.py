@@ -13,6 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from stockpred.infra.background import BackgroundWriter
+from stockpred.ml.config import load_ml_config
+from stockpred.ml.prediction_store import PredictionCache, PredictionJournal
+from stockpred.ops.api_client import ApiClient, ApiUnavailable
 from stockpred.ops.cli.common import (
     cli_settings,
     follow_job,
@@ -42,7 +46,6 @@ def train(symbol: str, epochs: int | None, force: bool, local: bool, no_wait: bo
     if local:
         _train_here(settings, sym, epochs=epochs, force=force)
         return
-    from stockpred.ops.api_client import ApiClient, ApiUnavailable
 
     client = ApiClient(settings)
     body: dict[str, object] = {"force": force}
@@ -68,7 +71,7 @@ def train(symbol: str, epochs: int | None, force: bool, local: bool, no_wait: bo
 
 def _train_here(settings: Settings, sym: str, *, epochs: int | None, force: bool) -> None:
     """Train and publish in this process, with a progress bar of epochs."""
-    from stockpred.ml.config import load_ml_config
+    # Deferred: pandas, scikit-learn and TensorFlow load only for a local training.
     from stockpred.ml.training import train_and_publish
 
     market = local_market(settings)
@@ -99,7 +102,6 @@ def predict(symbol: str, horizon: int, local: bool) -> None:
     if local:
         click.echo(json.dumps(_predict_here(settings, sym, horizon), indent=2))
         return
-    from stockpred.ops.api_client import ApiClient, ApiUnavailable
 
     try:
         status, answer = ApiClient(settings).call("GET", f"/api/v1/predict/{sym}?horizon={horizon}")
@@ -112,6 +114,7 @@ def predict(symbol: str, horizon: int, local: bool) -> None:
 
 def _predict_here(settings: Settings, sym: str, horizon: int) -> dict[str, Any]:
     """The inference worker's answer, computed in this process."""
+    # Deferred: pandas, scikit-learn and TensorFlow load only for a local prediction.
     from stockpred.ml.predict import HorizonUnsupported, NoModel
 
     service = local_inference(settings)
@@ -125,9 +128,8 @@ def _predict_here(settings: Settings, sym: str, horizon: int) -> dict[str, Any]:
 
 def local_inference(settings: Settings) -> InferenceService:
     """The inference service as `tasks.inference` builds it, minus the shared Redis cache."""
-    from stockpred.infra.background import BackgroundWriter
+    # Deferred: pandas, scikit-learn and TensorFlow load only for a local prediction.
     from stockpred.ml.predict import InferenceService, ModelCache
-    from stockpred.ml.prediction_store import PredictionCache, PredictionJournal
 
     class _Uncached(PredictionCache):
         """Keeps nothing: a prediction made here is for this command's output only."""
