@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from celery import Celery
@@ -132,34 +132,40 @@ def test_a_rollback_is_a_maintenance_job_and_the_web_writes_no_pointer(
     registry.publish("ZZZ", "20240201T000000Z-bbbb")
     lonely = RedisServer(tmp_path_factory.mktemp("no-workers"))  # nothing consumes its queues
     lonely.start()
-    app = create_app(
-        {
-            "STOCKPRED_SETTINGS": replace(settings, redis_url=lonely.url, predict_wait=0.3),
-            "TESTING": True,
-        }
-    )
     try:
-        response = app.test_client().post(
-            "/api/v1/models/ZZZ/rollback",
-            json={},
-            headers={"Authorization": f"Bearer {settings.api_token}"},
+        app = create_app(
+            {
+                "STOCKPRED_SETTINGS": settings.model_copy(
+                    update={"redis_url": lonely.url, "predict_wait": 0.3}
+                ),
+                "TESTING": True,
+            }
         )
-        body = response.get_json()
-        assert response.status_code == 202, body
-        assert_conforms("/api/v1/models/{symbol}/rollback", "post", 202, body)
-        assert response.headers["Location"] == body["status_url"]
-        assert registry.current_version("ZZZ") == "20240201T000000Z-bbbb"
-        job = app.test_client().get(body["status_url"]).get_json()
-        assert (job["kind"], job["task_name"], job["state"]) == (
-            "rollback",
-            "maintenance.rollback_model",
-            "queued",
-        )
-        assert job["params"] == {
-            "symbol": "ZZZ",
-            "version": None,
-            "from_version": "20240201T000000Z-bbbb",
-        }
-    finally:
+        _roll_back_without_a_worker(app, registry, settings)
         app.extensions["stockpred"].close()
+    finally:
         lonely.stop()
+
+
+def _roll_back_without_a_worker(app: Any, registry: ModelRegistry, settings: Settings) -> None:
+    response = app.test_client().post(
+        "/api/v1/models/ZZZ/rollback",
+        json={},
+        headers={"Authorization": f"Bearer {settings.api_token}"},
+    )
+    body = response.get_json()
+    assert response.status_code == 202, body
+    assert_conforms("/api/v1/models/{symbol}/rollback", "post", 202, body)
+    assert response.headers["Location"] == body["status_url"]
+    assert registry.current_version("ZZZ") == "20240201T000000Z-bbbb"
+    job = app.test_client().get(body["status_url"]).get_json()
+    assert (job["kind"], job["task_name"], job["state"]) == (
+        "rollback",
+        "maintenance.rollback_model",
+        "queued",
+    )
+    assert job["params"] == {
+        "symbol": "ZZZ",
+        "version": None,
+        "from_version": "20240201T000000Z-bbbb",
+    }
