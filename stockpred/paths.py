@@ -169,6 +169,46 @@ class DataTree:
         return self.metrics / "workers"
 
     @property
+    def api_log(self) -> Path:
+        """One line per HTTP request."""
+        return self.logs_application / "api.log"
+
+    @property
+    def prediction_log(self) -> Path:
+        """One line per computed prediction."""
+        return self.logs_application / "prediction.log"
+
+    @property
+    def error_log(self) -> Path:
+        """ERROR and above, from every process."""
+        return self.logs_application / "error.log"
+
+    @property
+    def storage_report(self) -> Path:
+        """The storage monitor's last report."""
+        return self.monitoring / "storage-report.json"
+
+    @property
+    def storage_metrics(self) -> Path:
+        """The storage monitor's last report as Prometheus text."""
+        return self.monitoring / "storage.prom"
+
+    @property
+    def cleanup_report(self) -> Path:
+        """The last cleanup's report."""
+        return self.monitoring / "cleanup-report.json"
+
+    @property
+    def redis_dump(self) -> Path:
+        """Redis's RDB snapshot (what a backup of the `redis` category holds)."""
+        return self.redis / "dump.rdb"
+
+    @property
+    def storage_lock(self) -> Path:
+        """Serialises backup, restore and cleanup on this host."""
+        return self.backups / ".storage.lock"
+
+    @property
     def prometheus(self) -> Path:
         return self.root / "prometheus"
 

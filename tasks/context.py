@@ -75,7 +75,7 @@ def registry() -> ModelRegistry:
 
 def ml_config() -> MLConfig:
     """ml_config.json, read at each call so an operator's edit applies to the next training."""
-    return load_ml_config(settings().data_dir / "ml_config.json")
+    return load_ml_config(data_tree().ml_config)
 
 
 def bars_with_source(symbol: str) -> tuple[pd.DataFrame, str]:

@@ -4,7 +4,8 @@ Files: stock-prediction.log (everything), api.log (one line per HTTP request), p
 (predictions), error.log (ERROR and above), plus stdout. Several processes (gunicorn workers,
 Celery pool children) append to the same files: each record is one `write()` on an O_APPEND
 descriptor, and size rotation happens under an exclusive `flock`, so lines never interleave
-and none are lost across a rotation.
+and none are lost across a rotation. The lock is a blocking `flock` on a descriptor kept open,
+not `stockpred.infra.files.file_lock`: filelock polls a held lock, which would stall log lines.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import MappingProxyType
 
+from stockpred.paths import DataTree
 from stockpred.settings import Settings
 
 API_LOGGER = "stockpred.api"
@@ -157,7 +159,7 @@ def configure_logging(settings: Settings, role: str, stdout: bool = True) -> Non
     """Send logs to the application files (and stdout); `role` names the process in each line."""
     global _role
     _role = role
-    app_dir = settings.log_path / "application"
+    tree = DataTree.from_settings(settings)
     formatter = logging.Formatter(LOG_FORMAT)
     context_filter = ContextFilter()
     root = logging.getLogger()
@@ -166,7 +168,7 @@ def configure_logging(settings: Settings, role: str, stdout: bool = True) -> Non
         old.close()
     handlers: list[logging.Handler] = [
         _file_handler(settings, settings.log_file, logging.DEBUG),
-        _file_handler(settings, app_dir / "error.log", logging.ERROR),
+        _file_handler(settings, tree.error_log, logging.ERROR),
     ]
     if stdout:
         handlers.append(logging.StreamHandler(sys.stdout))
@@ -175,12 +177,12 @@ def configure_logging(settings: Settings, role: str, stdout: bool = True) -> Non
         handler.addFilter(context_filter)
         root.addHandler(handler)
     root.setLevel(settings.log_level)
-    for name, filename in ((API_LOGGER, "api.log"), (PREDICTION_LOGGER, "prediction.log")):
+    for name, path in ((API_LOGGER, tree.api_log), (PREDICTION_LOGGER, tree.prediction_log)):
         logger = logging.getLogger(name)
         for old in list(logger.handlers):
             logger.removeHandler(old)
             old.close()
-        handler = _file_handler(settings, app_dir / filename, logging.DEBUG)
+        handler = _file_handler(settings, path, logging.DEBUG)
         handler.setFormatter(formatter)
         handler.addFilter(context_filter)
         logger.addHandler(handler)

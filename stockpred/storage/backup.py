@@ -42,7 +42,6 @@ from stockpred.storage.catalog import (
 from stockpred.storage.errors import BackupError, InsufficientSpace, StorageBusy
 
 CATEGORIES = ("models", "ml_cache", "stock_data", "config", "logs", "redis", "monitoring")
-REDIS_DUMP = "dump.rdb"
 SPACE_MARGIN = 50 * 1024 * 1024
 Progress = Callable[[int, int], None]
 
@@ -55,10 +54,10 @@ def tool_version() -> str:
 
 
 @contextlib.contextmanager
-def storage_lock(backups: Path, wait: bool = True) -> Iterator[None]:
+def storage_lock(tree: DataTree, wait: bool = True) -> Iterator[None]:
     """Serialise backup, restore and cleanup across processes on this host."""
     try:
-        with file_lock(backups / ".storage.lock", blocking=wait):
+        with file_lock(tree.storage_lock, blocking=wait):
             yield
     except LockBusy:
         raise StorageBusy("another backup, restore or cleanup is running") from None
@@ -72,7 +71,7 @@ def category_roots(tree: DataTree) -> dict[str, list[Path]]:
         "stock_data": [tree.stock_historical, tree.stock_cache, tree.predictions],
         "config": [tree.config, tree.ml_config],
         "logs": [tree.logs],
-        "redis": [tree.redis / REDIS_DUMP],
+        "redis": [tree.redis_dump],
         "monitoring": [tree.monitoring, tree.grafana],
     }
 

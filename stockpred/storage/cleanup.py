@@ -22,7 +22,6 @@ from stockpred.infra.files import atomic_write
 from stockpred.paths import DataTree
 
 TEMP_GRACE_SECONDS = 3600
-REPORT_FILE = "cleanup-report.json"
 
 
 @dataclass(frozen=True)
@@ -135,14 +134,14 @@ def run_cleanup(
     report.finished_at = utcnow().isoformat()
     if not dry_run:
         with contextlib.suppress(OSError):
-            atomic_write(tree.monitoring / REPORT_FILE, json.dumps(report.to_dict(), indent=1))
+            atomic_write(tree.cleanup_report, json.dumps(report.to_dict(), indent=1))
     return report
 
 
 def last_cleanup(tree: DataTree) -> dict[str, Any] | None:
     """The report of the last cleanup that removed something for real, if any."""
     try:
-        found: dict[str, Any] = json.loads((tree.monitoring / REPORT_FILE).read_text())
+        found: dict[str, Any] = json.loads(tree.cleanup_report.read_text())
         return found
     except (OSError, ValueError):
         return None

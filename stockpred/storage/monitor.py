@@ -27,8 +27,6 @@ from stockpred.storage.catalog import list_backups
 from stockpred.storage.check import human_bytes
 from stockpred.storage.cleanup import last_cleanup
 
-REPORT_FILE = "storage-report.json"
-METRICS_FILE = "storage.prom"
 log = logging.getLogger(__name__)
 
 
@@ -275,14 +273,14 @@ def prometheus_text(report: StorageReport) -> str:
 
 def save_report(tree: DataTree, report: StorageReport) -> None:
     """Keep the report and its gauges under monitoring/ (atomically)."""
-    atomic_write(tree.monitoring / REPORT_FILE, json.dumps(report.to_dict(), indent=1))
-    atomic_write(tree.monitoring / METRICS_FILE, prometheus_text(report))
+    atomic_write(tree.storage_report, json.dumps(report.to_dict(), indent=1))
+    atomic_write(tree.storage_metrics, prometheus_text(report))
 
 
 def latest_report(tree: DataTree) -> dict[str, Any] | None:
     """The last saved report, if any."""
     try:
-        found: dict[str, Any] = json.loads((tree.monitoring / REPORT_FILE).read_text())
+        found: dict[str, Any] = json.loads(tree.storage_report.read_text())
         return found
     except (OSError, ValueError):
         return None

@@ -29,7 +29,7 @@ from stockpred.storage.archive import (
     open_archive,
     read_manifest,
 )
-from stockpred.storage.backup import CATEGORIES, REDIS_DUMP, create_backup
+from stockpred.storage.backup import CATEGORIES, create_backup
 from stockpred.storage.catalog import load_info, resolve
 from stockpred.storage.errors import BackupError
 
@@ -203,7 +203,7 @@ def _apply(
     def write(entry: FileEntry, data: bytes) -> None:
         nonlocal done
         target = tree.root / entry.path
-        if target == tree.redis / REDIS_DUMP:
+        if target == tree.redis_dump:
             # A running Redis would overwrite it; stage it for the operator instead.
             target = tree.backups / f"restored-{name}-dump.rdb"
             staged.append(str(target))

@@ -110,4 +110,4 @@ class StorageService:
 
     def _guard(self, scheduled: bool) -> Any:
         """The storage lock; a scheduled run that finds it taken raises StorageBusy."""
-        return storage_lock(self.tree.backups, wait=not scheduled)
+        return storage_lock(self.tree, wait=not scheduled)
