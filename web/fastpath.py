@@ -17,8 +17,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
-from werkzeug.datastructures import MultiDict
-
 from web.api.predictions import PREDICT_RULE, PREFIX
 from web.errors import ApiError
 from web.metrics import record_prediction
@@ -29,12 +27,14 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 METHODS = frozenset({"GET", "HEAD"})  # Flask answers HEAD with the GET view
 
 
-def _args(query: str) -> MultiDict[str, str]:
-    """The query string's parameters, decoded as Flask decodes `request.args`."""
-    if not query:
-        return MultiDict()
-    text = query.encode("latin-1").decode()
-    return MultiDict(parse_qsl(text, keep_blank_values=True, errors="werkzeug.url_quote"))
+def _args(query: str) -> dict[str, str]:
+    """The query string's parameters as Flask's `request.args.get` reads them (first value)."""
+    args: dict[str, str] = {}
+    if query:
+        text = query.encode("latin-1").decode()
+        for name, value in parse_qsl(text, keep_blank_values=True, errors="werkzeug.url_quote"):
+            args.setdefault(name, value)
+    return args
 
 
 class CachedPredictionFastPath:

@@ -66,22 +66,37 @@ def web_metrics() -> WebMetrics:
     )
 
 
+@functools.lru_cache(maxsize=1024)
+def _request_series(method: str, endpoint: str, status: int) -> tuple[Counter, Histogram]:
+    """The labelled series of one (method, endpoint, status); endpoints are URL rules: bounded."""
+    metrics = web_metrics()
+    return (
+        metrics.requests.labels(method, endpoint, str(status)),
+        metrics.duration.labels(method, endpoint, str(status)),
+    )
+
+
+@functools.lru_cache(maxsize=2)
+def _prediction_series(cached: bool) -> tuple[Counter, Histogram]:
+    metrics = web_metrics()
+    label = "true" if cached else "false"
+    return metrics.predictions.labels(label), metrics.prediction_latency.labels(label)
+
+
 def record_request_metrics(method: str, endpoint: str, status: int, elapsed: float) -> None:
     """Count one answered request and its duration (`endpoint` is the URL rule)."""
-    metrics = web_metrics()
-    code = str(status)
-    metrics.requests.labels(method, endpoint, code).inc()
-    metrics.duration.labels(method, endpoint, code).observe(elapsed)
+    requests, duration = _request_series(method, endpoint, status)
+    requests.inc()
+    duration.observe(elapsed)
     if status >= 400:
-        metrics.errors.labels(endpoint, code).inc()
+        web_metrics().errors.labels(endpoint, str(status)).inc()
 
 
 def record_prediction(*, cached: bool, elapsed: float) -> None:
     """Count one prediction answered with 200 and the time it took."""
-    metrics = web_metrics()
-    label = "true" if cached else "false"
-    metrics.predictions.labels(label).inc()
-    metrics.prediction_latency.labels(label).observe(elapsed)
+    predictions, latency = _prediction_series(cached)
+    predictions.inc()
+    latency.observe(elapsed)
 
 
 class _DefaultRegistry(Collector):
