@@ -5,12 +5,15 @@ import shutil
 from typing import Any
 
 from stockpred.infra.logs import configure_logging
+from stockpred.paths import DataTree
 from stockpred.settings import get_settings
 
 _settings = get_settings()
 # Every gunicorn worker writes its metrics to files here; /metrics aggregates them. Must be set
 # before the app (and prometheus_client) is imported.
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_settings.metrics_dir / "web"))
+os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", str(DataTree.from_settings(_settings).web_metrics)
+)
 os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 wsgi_app = "web:create_app()"
@@ -37,6 +40,6 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+    from prometheus_client.multiprocess import mark_process_dead
 
-    GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)
+    mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

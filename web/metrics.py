@@ -1,32 +1,35 @@
-"""Prometheus metrics of the web process: /metrics, the original's metric names, cache figures.
+"""Prometheus metrics of the web process: the original's metric names, and `GET /metrics`.
 
 Under gunicorn (PROMETHEUS_MULTIPROC_DIR set by docker/gunicorn.conf.py) every worker writes its
-values to files and /metrics aggregates all of them (prometheus-flask-exporter's
-GunicornInternalPrometheusMetrics); otherwise the process's own values are served. Cache hits,
-misses and size, and queue depth, are read from Redis at scrape time: the same figures
-/api/v1/stats shows, kept once.
+values to files and /metrics aggregates all of them; otherwise the process's own values are
+served. Either way /metrics also serves the facts read from Redis at scrape time (cache hits,
+misses and size, queue depth: `stockpred.telemetry.redis_facts`), the figures /api/v1/stats
+shows. Request and prediction metrics are recorded by one function each, whichever of the
+Flask route or the WSGI fast path answered.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from flask import Flask
+from flask import Flask, Response, request
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from prometheus_flask_exporter import PrometheusMetrics
-from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
-from stockpred.infra.counters import HitCounter
 from stockpred.ml.prediction_store import KEY_PREFIX
-from stockpred.telemetry.queue_facts import queue_depths
+from stockpred.telemetry.redis_facts import RedisFactsCollector
+from web.prediction_lookup import COUNTER_NAME
 from web.services import Services
 
 LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+MARKET_COUNTER = "market_cache"  # web.api.historical's hit counter
+CACHE_COUNTERS = (COUNTER_NAME, MARKET_COUNTER)
 
 
 @dataclass(frozen=True)
@@ -63,33 +66,37 @@ def web_metrics() -> WebMetrics:
     )
 
 
-class RedisFacts(Collector):
-    """Cache and queue figures read from Redis when /metrics is scraped."""
+@functools.lru_cache(maxsize=1024)
+def _request_series(method: str, endpoint: str, status: int) -> tuple[Counter, Histogram]:
+    """The labelled series of one (method, endpoint, status); endpoints are URL rules: bounded."""
+    metrics = web_metrics()
+    return (
+        metrics.requests.labels(method, endpoint, str(status)),
+        metrics.duration.labels(method, endpoint, str(status)),
+    )
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
 
-    def collect(self) -> Iterator[Metric]:
-        hits = CounterMetricFamily("cache_hits", "Cache hits", labels=["cache"])
-        misses = CounterMetricFamily("cache_misses", "Cache misses", labels=["cache"])
-        size = GaugeMetricFamily("cache_size", "Cached predictions in Redis")
-        depth = GaugeMetricFamily(
-            "stockpred_web_queue_depth", "Tasks waiting per queue", labels=["queue"]
-        )
-        try:
-            client = self.services.redis
-            for cache in ("prediction_cache", "market_cache"):
-                counts = HitCounter(client, cache).counts()
-                hits.add_metric([cache], counts["hits"])
-                misses.add_metric([cache], counts["misses"])
-            size.add_metric(
-                [], sum(1 for _ in client.scan_iter(match=f"{KEY_PREFIX}*", count=1000))
-            )
-            for queue, count in queue_depths(client).items():
-                depth.add_metric([queue], count)
-        except Exception:
-            return
-        yield from (hits, misses, size, depth)
+@functools.lru_cache(maxsize=2)
+def _prediction_series(cached: bool) -> tuple[Counter, Histogram]:
+    metrics = web_metrics()
+    label = "true" if cached else "false"
+    return metrics.predictions.labels(label), metrics.prediction_latency.labels(label)
+
+
+def record_request_metrics(method: str, endpoint: str, status: int, elapsed: float) -> None:
+    """Count one answered request and its duration (`endpoint` is the URL rule)."""
+    requests, duration = _request_series(method, endpoint, status)
+    requests.inc()
+    duration.observe(elapsed)
+    if status >= 400:
+        web_metrics().errors.labels(endpoint, str(status)).inc()
+
+
+def record_prediction(*, cached: bool, elapsed: float) -> None:
+    """Count one prediction answered with 200 and the time it took."""
+    predictions, latency = _prediction_series(cached)
+    predictions.inc()
+    latency.observe(elapsed)
 
 
 class _DefaultRegistry(Collector):
@@ -99,15 +106,31 @@ class _DefaultRegistry(Collector):
         return iter(REGISTRY.collect())
 
 
-def install_metrics(app: Flask, services: Services) -> None:
-    """Serve /metrics on the app (multi-process under gunicorn) and create the web metrics."""
-    web_metrics()
+def metrics_registry(services: Services) -> CollectorRegistry:
+    """What /metrics serves: this process's (or every gunicorn worker's) metrics and the facts."""
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        exporter: PrometheusMetrics = GunicornInternalPrometheusMetrics(
-            app, registry=registry, export_defaults=False
-        )
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         registry.register(_DefaultRegistry())
-        exporter = PrometheusMetrics(app, registry=registry, export_defaults=False)
-    exporter.registry.register(RedisFacts(services))
+    registry.register(
+        RedisFactsCollector(lambda: services.redis, counters=CACHE_COUNTERS, key_prefix=KEY_PREFIX)
+    )
+    return registry
+
+
+def _metrics_view(registry: CollectorRegistry) -> Callable[[], Response]:
+    def metrics() -> Response:
+        """Prometheus metrics of the web processes."""
+        names = request.args.getlist("name[]")
+        chosen = registry.restricted_registry(names) if names else registry
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return Response(encode(chosen), content_type=content_type)
+
+    return metrics
+
+
+def install_metrics(app: Flask, services: Services) -> None:
+    """Create the web metrics and serve them on `GET /metrics`."""
+    web_metrics()
+    app.add_url_rule("/metrics", view_func=_metrics_view(metrics_registry(services)))

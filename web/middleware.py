@@ -11,10 +11,11 @@ from flask import Flask, Response, g, request
 
 from stockpred.infra.logs import API_LOGGER
 from web.errors import ApiError
-from web.metrics import web_metrics
+from web.metrics import record_request_metrics
 from web.services import services
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+READ_ONLY = frozenset({"GET", "HEAD", "OPTIONS"})
 READ_METHODS = "GET, HEAD, OPTIONS"
 access_log = logging.getLogger(API_LOGGER)
 
@@ -47,6 +48,37 @@ def log_request(
     )
 
 
+def record_request(
+    method: str,
+    endpoint: str,
+    status: int,
+    elapsed: float,
+    *,
+    path: str,
+    client: str,
+    request_id: str,
+    agent: str,
+) -> None:
+    """Request metrics and the api.log line of one answered request (route or fast path)."""
+    record_request_metrics(method, endpoint, status, elapsed)
+    log_request(
+        method,
+        path,
+        status,
+        elapsed_ms=elapsed * 1000,
+        client=client,
+        request_id=request_id,
+        agent=agent,
+    )
+
+
+def answer_headers(method: str, request_id: str) -> list[tuple[str, str]]:
+    """Headers every answer carries: CORS for reads (never with credentials), the request id."""
+    if method in READ_ONLY:
+        return [("Access-Control-Allow-Origin", "*"), ("X-Request-ID", request_id)]
+    return [("X-Request-ID", request_id)]
+
+
 def _start_request() -> None:
     g.started = time.perf_counter()
     g.request_id = request_id_for(request.headers.get("X-Request-ID", ""))
@@ -76,40 +108,31 @@ def _require_token() -> None:
 
 
 def _finish_request(response: Response) -> Response:
-    if request.method in ("GET", "HEAD", "OPTIONS"):
-        # Read-only answers may be read cross-origin; never with credentials.
-        response.headers["Access-Control-Allow-Origin"] = "*"
-        if request.method == "OPTIONS":
-            response.headers["Access-Control-Allow-Methods"] = READ_METHODS
-            response.headers["Access-Control-Allow-Headers"] = "Content-Type"
-            response.headers["Access-Control-Max-Age"] = "600"
-    response.headers["X-Request-ID"] = g.get("request_id", "")
-    elapsed = time.perf_counter() - g.get("started", time.perf_counter())
     method, status = request.method, response.status_code
+    request_id = g.get("request_id", "")
+    for name, value in answer_headers(method, request_id):
+        response.headers[name] = value
+    if method == "OPTIONS":
+        response.headers["Access-Control-Allow-Methods"] = READ_METHODS
+        response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+        response.headers["Access-Control-Max-Age"] = "600"
+    elapsed = time.perf_counter() - g.get("started", time.perf_counter())
     endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    line = {
-        "path": request.full_path.rstrip("?") if request.query_string else request.path,
-        "elapsed_ms": elapsed * 1000,
-        "client": request.remote_addr or "-",
-        "request_id": g.get("request_id", "-"),
-        "agent": request.user_agent.string or "-",
-    }
+    path = request.full_path.rstrip("?") if request.query_string else request.path
+    client = request.remote_addr or "-"
+    agent = request.user_agent.string or "-"
 
     def record() -> None:
-        """Metrics and the api.log line, once the server has sent the answer."""
-        metrics = web_metrics()
-        metrics.requests.labels(method, endpoint, str(status)).inc()
-        metrics.duration.labels(method, endpoint, str(status)).observe(elapsed)
-        if status >= 400:
-            metrics.errors.labels(endpoint, str(status)).inc()
-        log_request(
+        """Once the server has sent the answer."""
+        record_request(
             method,
-            line["path"],
+            endpoint,
             status,
-            elapsed_ms=line["elapsed_ms"],
-            client=line["client"],
-            request_id=line["request_id"],
-            agent=line["agent"],
+            elapsed,
+            path=path,
+            client=client,
+            request_id=request_id or "-",
+            agent=agent,
         )
 
     response.call_on_close(record)

@@ -30,6 +30,21 @@ class HitCounter:
 
     def read_counted(self, key: str) -> Any:
         """GET `key`, counting a lookup and, if the key is absent, a miss (one round trip)."""
+        # The hottest read of the web: redis-py's command wrapper (retries, observability
+        # hooks) is a large share of it, so the script is sent on a pooled connection directly.
+        # Anything unusual (script not loaded yet, a dropped connection) goes through the
+        # wrapper, which loads the script, reconnects and retries.
+        pool = self._redis.connection_pool
+        connection: Any = pool.get_connection()
+        try:
+            connection.send_command("EVALSHA", self._read_counted.sha, 2, key, self.key)
+            return connection.read_response()
+        except redis.exceptions.NoScriptError:
+            pass
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            connection.disconnect()
+        finally:
+            pool.release(connection)
         return self._read_counted(keys=[key, self.key])
 
     def hit(self) -> None:

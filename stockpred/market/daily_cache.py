@@ -6,6 +6,7 @@ Written by workers after every refresh (atomically); read by the web process to 
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -69,6 +70,11 @@ def _are_bars(bars: Any) -> bool:
     return isinstance(bars, list) and all(isinstance(r, list) and len(r) == 6 for r in bars)
 
 
+@functools.lru_cache(maxsize=4096)  # read on every cached prediction: the Path is built once
+def _meta_path(directory: Path, symbol: str) -> Path:
+    return directory / f"{symbol}.meta.json"
+
+
 class DailyCache:
     """Reads and writes `<daily_cache>/<SYMBOL>.json`."""
 
@@ -80,7 +86,7 @@ class DailyCache:
         return self.directory / f"{symbol}.json"
 
     def meta_path(self, symbol: str) -> Path:
-        return self.directory / f"{symbol}.meta.json"
+        return _meta_path(self.directory, symbol)
 
     def meta(self, symbol: str) -> CacheMeta | None:
         """Freshness record from the small sidecar file (re-read only when it changes)."""

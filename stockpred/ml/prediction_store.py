@@ -57,10 +57,6 @@ class PredictionCache:
             deleted += int(self._redis.delete(*batch))
         return deleted
 
-    def size(self) -> int:
-        """How many predictions are cached."""
-        return sum(1 for _ in self._redis.scan_iter(match=f"{KEY_PREFIX}*", count=500))
-
 
 class PredictionJournal:
     """Appends predictions to `<directory>/<UTC date>.jsonl`, one `write()` per line.

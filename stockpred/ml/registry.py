@@ -9,6 +9,7 @@ previously published version in use. No TensorFlow here: the web reads the regis
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ CURRENT_FILE = "current"
 log = logging.getLogger(__name__)
 
 
+@functools.lru_cache(maxsize=4096)  # read on every cached prediction: the Path is built once
 def pointer_path(models_dir: Path, symbol: str) -> Path:
     """Where a symbol's `current` pointer lives."""
     return models_dir / symbol / CURRENT_FILE

@@ -27,7 +27,8 @@ from stockpred.paths import DataTree
 from stockpred.settings import Settings
 from stockpred.storage.catalog import list_backups
 from stockpred.storage.monitor import latest_report, storage_families
-from stockpred.telemetry.queue_facts import oldest_waiting_ages, queue_depths
+from stockpred.telemetry.queue_facts import oldest_waiting_ages, queue_depth_family, queue_depths
+from stockpred.telemetry.scrape_failures import scrape_failed, scrape_failures
 
 log = logging.getLogger(__name__)
 
@@ -43,31 +44,31 @@ class FactsCollector(Collector):
         for section in (self._queues, self._data, self._models, self._storage):
             try:
                 families = list(section())
-            except Exception:
+            except Exception as exc:
                 # A file edited into another shape costs its own section, not the whole scrape.
-                log.exception("metrics section %s skipped", section.__name__)
+                scrape_failed(section.__name__.lstrip("_"), exc)
                 continue
             yield from families
 
     def _queues(self) -> Iterator[Metric]:
-        depth = GaugeMetricFamily(
-            "stockpred_queue_depth", "Tasks waiting per queue", labels=["queue"]
-        )
+        up = GaugeMetricFamily("stockpred_redis_up", "1 when Redis answered this scrape")
+        try:
+            depths = queue_depths(self.redis)
+            ages = oldest_waiting_ages(self.redis)
+        except Exception as exc:
+            scrape_failed("queues", exc)
+            up.add_metric([], 0)
+            yield up
+            return
         age = GaugeMetricFamily(
             "stockpred_queue_oldest_age_seconds",
             "How long the oldest waiting task has waited",
             labels=["queue"],
         )
-        up = GaugeMetricFamily("stockpred_redis_up", "1 when Redis answered this scrape")
-        try:
-            for queue, count in queue_depths(self.redis).items():
-                depth.add_metric([queue], count)
-            for queue, seconds in oldest_waiting_ages(self.redis).items():
-                age.add_metric([queue], seconds)
-            up.add_metric([], 1)
-        except Exception:
-            up.add_metric([], 0)
-        yield from (depth, age, up)
+        for queue, seconds in ages.items():
+            age.add_metric([queue], seconds)
+        up.add_metric([], 1)
+        yield from (queue_depth_family(depths), age, up)
 
     def _data(self) -> Iterator[Metric]:
         cache = DailyCache(self.tree.daily_cache)
@@ -165,4 +166,5 @@ def exporter_registry(
     multiproc_dir.mkdir(parents=True, exist_ok=True)
     MultiProcessCollector(registry, path=str(multiproc_dir))  # type: ignore[no-untyped-call]
     registry.register(FactsCollector(settings, redis_client))
+    registry.register(scrape_failures())  # this process's own count (it writes no metric files)
     return registry

@@ -1,19 +1,25 @@
-"""Facts about the running system read straight from Redis, shared by /api/v1/stats and /metrics.
+"""Facts about the queues read straight from Redis: shared by /api/v1/stats, the web's /metrics
+and the exporter.
 
-Queue depth is the length of each queue's Redis list. The age of the oldest waiting task comes
-from a `stockpred_published_at` header every publisher adds (see `stamp_published_at`): kombu
-pushes new messages on the left and workers take from the right, so the oldest is at index -1.
+Queue depth is the length of each queue's Redis list, exported as `stockpred_queue_depth`. The
+age of the oldest waiting task comes from a `stockpred_published_at` header every publisher adds
+(see `stamp_published_at`): kombu pushes new messages on the left and workers take from the
+right, so the oldest is at index -1.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
 
 from stockpred.queues import QUEUES
 
 PUBLISHED_HEADER = "stockpred_published_at"
+QUEUE_DEPTH = "stockpred_queue_depth"
 
 
 def stamp_published_at(headers: dict[str, Any] | None = None, **_: Any) -> None:
@@ -28,6 +34,14 @@ def queue_depths(client: Any) -> dict[str, int]:
     for queue in QUEUES:
         pipe.llen(queue)
     return {q: int(n) for q, n in zip(QUEUES, pipe.execute(), strict=True)}
+
+
+def queue_depth_family(depths: Mapping[str, int]) -> GaugeMetricFamily:
+    """`stockpred_queue_depth{queue}` from `queue_depths`."""
+    family = GaugeMetricFamily(QUEUE_DEPTH, "Tasks waiting per queue", labels=["queue"])
+    for queue, count in depths.items():
+        family.add_metric([queue], count)
+    return family
 
 
 def oldest_waiting_ages(client: Any, now: float | None = None) -> dict[str, float]:

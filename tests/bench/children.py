@@ -49,6 +49,7 @@ def train(args: dict[str, Any]) -> dict[str, Any]:
     from stockpred.ml.training import train_and_publish
 
     settings = get_settings()
+    tree = DataTree.from_settings(settings)
     market = build_market_data(settings)
     bars = market.bars(SYMBOL)
     entry = market.cache.load(SYMBOL)
@@ -56,7 +57,7 @@ def train(args: dict[str, Any]) -> dict[str, Any]:
         SYMBOL,
         bars,
         config=_ml_config(),
-        registry=ModelRegistry(settings.ml_model_path, settings.scalers_path),
+        registry=ModelRegistry(tree.ml_models, tree.scalers),
         band=settings.buy_threshold - 1,
         epochs=int(args["epochs"]),
         force=True,

@@ -381,7 +381,7 @@ def cached_http_vs_bare_flask(
         ),
     }
     ratio = detail["predict_requests_per_s"] / detail["bare_requests_per_s"]
-    return figure("cached_http_predict_vs_bare_flask_redis_get", ratio, ">= 0.7", detail)
+    return figure("cached_http_predict_vs_bare_flask_redis_get", ratio, ">= 1.0", detail)
 
 
 def _web_profile(stack: Stack) -> dict[str, Any]:

@@ -65,17 +65,21 @@ class Stack:
         app.conf.update(broker_url=url, result_backend=url)
         return app
 
+    @property
+    def tree(self) -> DataTree:
+        return DataTree.from_settings(self.settings)
+
     def registry(self) -> ModelRegistry:
-        return ModelRegistry(self.settings.ml_model_path, self.settings.scalers_path)
+        return ModelRegistry(self.tree.ml_models, self.tree.scalers)
 
     def api_token(self) -> str:
         """The bearer token `stockpred setup` generated into persistent.env."""
-        return read_env_file(self.settings.persistent_env)["STOCKPRED_API_TOKEN"]
+        return read_env_file(self.tree.persistent_env)["STOCKPRED_API_TOKEN"]
 
     def prediction_keys(self) -> tuple[str, str]:
         """(prediction cache key, web dedupe key) of the current NVDA model and last bar."""
         version = self.registry().current_version(SYMBOL)
-        last_bar = DailyCache(DataTree.from_settings(self.settings).daily_cache).as_of(SYMBOL)
+        last_bar = DailyCache(self.tree.daily_cache).as_of(SYMBOL)
         if version is None or last_bar is None:
             raise RuntimeError(f"{SYMBOL} has no model or no cached bars yet")
         return (

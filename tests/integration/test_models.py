@@ -117,14 +117,14 @@ def test_a_trained_model_predicts_with_its_skill_and_then_hits_the_cache(
 
     wait_for(journaled, 10, what="the prediction's journal line")
     hits = _metric(api, 'predictions_total{cached="true"}')
-    fast = api.get(f"/api/v1/predict/{SYMBOL}?horizon=3")  # answered by web.fastpath
-    routed = api.get(f"/api/v1/predict/{SYMBOL}?horizon=3&async=false")  # by the Flask route
+    fast = api.get(f"/api/v1/predict/{SYMBOL}?horizon=3")  # a hit: answered by web.fastpath
+    spelled = api.get(f"/api/v1/predict/{SYMBOL}?horizon=3&async=false")  # by it too
     again = fast.get_json()
     assert_conforms("/api/v1/predict/{symbol}", "get", 200, again)
     assert again["cached"] is True and again["predicted_price"] == body["predicted_price"]
-    assert fast.data == routed.data
-    assert sorted(fast.headers.keys()) == sorted(routed.headers.keys())
-    assert fast.headers["X-Cache"] == routed.headers["X-Cache"] == "hit"
+    assert fast.data == spelled.data
+    assert sorted(fast.headers.keys()) == sorted(spelled.headers.keys())
+    assert fast.headers["X-Cache"] == spelled.headers["X-Cache"] == "hit"
     assert _metric(api, 'predictions_total{cached="true"}') == hits + 2
     assert counter.counts() == {"hits": before["hits"] + 2, "misses": before["misses"] + 1}
 

@@ -10,30 +10,37 @@ import pytest
 from stockpred.infra.logs import API_LOGGER
 from web.fastpath import CachedPredictionFastPath
 from web.metrics import web_metrics
-from web.prediction_lookup import LOOKED_UP_ENVIRON_KEY, PredictionLookup
+from web.prediction_lookup import (
+    LOOKUP_ENVIRON_KEY,
+    Lookup,
+    PredictionLookup,
+    PredictQuery,
+    answer_from_cache,
+    recorded_lookup,
+)
 
 STORED = '{"symbol":"NVDA","predicted_price":1.5}'
 
 
 class FakeLookup:
-    """A model at v1 with data as of 2024-01-02; one stored answer per (symbol, horizon)."""
+    """A model at v1 for NVDA and ^GSPC, data as of 2024-01-02; one answer per (symbol, horizon)."""
 
     def __init__(self, stored: dict[tuple[str, int], str], broken: bool = False) -> None:
         self.stored = stored
         self.broken = broken
-        self.reads: list[tuple[str, int, str, str]] = []
+        self.queries: list[PredictQuery] = []
 
-    def version(self, symbol: str) -> str | None:
-        return "v1" if symbol in {"NVDA", "^GSPC"} else None
-
-    def as_of(self, symbol: str) -> str | None:
-        return "2024-01-02"
-
-    def read(self, symbol: str, horizon: int, version: str, as_of: str) -> str | None:
+    def find(self, query: PredictQuery) -> Lookup:
         if self.broken:
             raise ConnectionError("Redis is down")
-        self.reads.append((symbol, horizon, version, as_of))
-        return self.stored.get((symbol, horizon))
+        self.queries.append(query)
+        if query.symbol not in {"NVDA", "^GSPC"}:
+            return Lookup(version=None, as_of=None, body=None, counted=False)
+        if query.run_async:
+            return Lookup(version="v1", as_of="2024-01-02", body=None, counted=False)
+        raw = self.stored.get((query.symbol, query.horizon))
+        body = None if raw is None else answer_from_cache(raw)
+        return Lookup(version="v1", as_of="2024-01-02", body=body, counted=True)
 
 
 def fast(inner: Inner, lookup: FakeLookup) -> CachedPredictionFastPath:
@@ -88,7 +95,8 @@ def test_a_hit_is_answered_without_flask_with_the_routes_headers(
     inner, lookup = Inner(), FakeLookup(stored)
     app = fast(inner, lookup)
     hits = web_metrics().predictions.labels("true")
-    before = hits._value.get()
+    requests = web_metrics().requests.labels("GET", "/api/v1/predict/<path:symbol>", "200")
+    before = hits._value.get(), requests._value.get()
     with caplog.at_level(logging.INFO, logger=API_LOGGER):
         status, headers, body = call(app, "/api/v1/predict/nvda", "horizon=5&days=30")
     assert inner.environs == []
@@ -101,55 +109,105 @@ def test_a_hit_is_answered_without_flask_with_the_routes_headers(
         "Access-Control-Allow-Origin": "*",
         "X-Request-ID": "req-1",
     }
-    assert lookup.reads == [("NVDA", 5, "v1", "2024-01-02")]
-    assert hits._value.get() == before + 1
+    assert lookup.queries == [PredictQuery("NVDA", 5, run_async=False)]
+    assert (hits._value.get(), requests._value.get()) == (before[0] + 1, before[1] + 1)
     line = caplog.records[-1].getMessage()
     assert line.startswith("GET /api/v1/predict/nvda?horizon=5&days=30 200 ")
     assert "client=10.0.0.7 request_id=req-1" in line
 
 
-def test_a_miss_goes_to_flask_flagged_so_the_lookup_is_not_repeated(
+def test_a_head_hit_has_the_get_headers_and_no_body(stored: dict[tuple[str, int], str]) -> None:
+    inner = Inner()
+    _, got, _ = call(fast(inner, FakeLookup(stored)), "/api/v1/predict/NVDA")
+    status, headers, body = call(
+        fast(inner, FakeLookup(stored)), "/api/v1/predict/NVDA", "", "HEAD"
+    )
+    assert (status, body, inner.environs) == ("200 OK", b"", [])
+    assert headers == got
+
+
+@pytest.mark.parametrize(
+    ("query", "horizon"),
+    [
+        ("async=false", 1),
+        ("async=no&horizon=5", 5),
+        ("horizon=5&horizon=2", 5),  # Flask reads the first value: so does the fast path
+        ("horizon=%35", 5),  # percent-encoded as any client may send it
+    ],
+)
+def test_any_synchronous_spelling_the_route_accepts_is_answered_here(
+    stored: dict[tuple[str, int], str], query: str, horizon: int
+) -> None:
+    inner = Inner()
+    status, _, body = call(fast(inner, FakeLookup(stored)), "/api/v1/predict/NVDA", query)
+    assert (status, inner.environs) == ("200 OK", [])
+    assert body == answer_from_cache(stored[("NVDA", horizon)])
+
+
+def test_the_symbol_is_read_from_the_paths_utf8_bytes_as_flask_reads_it(
     stored: dict[tuple[str, int], str],
 ) -> None:
     inner, lookup = Inner(), FakeLookup(stored)
-    app = fast(inner, lookup)
-    status, _, body = call(app, "/api/v1/predict/NVDA", "horizon=2")
+    # "NVDA" and an ideographic space (U+3000), which str.strip removes: the route serves NVDA.
+    path = "/api/v1/predict/NVDA" + "\u3000".encode().decode("latin-1")
+    assert call(fast(inner, lookup), path)[0] == "200 OK"
+    assert lookup.queries == [PredictQuery("NVDA", 1, run_async=False)]
+
+
+def test_a_miss_goes_to_flask_with_its_counted_lookup(stored: dict[tuple[str, int], str]) -> None:
+    inner, lookup = Inner(), FakeLookup(stored)
+    status, _, body = call(fast(inner, lookup), "/api/v1/predict/NVDA", "horizon=2")
     assert (status, body) == ("418 I'm a teapot", b"flask")
-    assert inner.environs[0][LOOKED_UP_ENVIRON_KEY] is True
-    assert lookup.reads == [("NVDA", 2, "v1", "2024-01-02")]
+    found = recorded_lookup(inner.environs[0])
+    assert found == Lookup(version="v1", as_of="2024-01-02", body=None, counted=True)
+    assert lookup.queries == [PredictQuery("NVDA", 2, run_async=False)]
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "version"),
+    [
+        ("/api/v1/predict/NVDA", "async=true", "v1"),  # always 202: the cache is not read
+        ("/api/v1/predict/AAPL", "", None),  # no model: the route says how to train one
+    ],
+)
+def test_async_and_unknown_symbols_go_to_flask_with_an_uncounted_lookup(
+    stored: dict[tuple[str, int], str], path: str, query: str, version: str | None
+) -> None:
+    inner = Inner()
+    assert call(fast(inner, FakeLookup(stored)), path, query)[2] == b"flask"
+    found = recorded_lookup(inner.environs[0])
+    assert (found.version, found.body, found.counted) == (version, None, False)
 
 
 @pytest.mark.parametrize(
     ("method", "path", "query"),
     [
         ("POST", "/api/v1/predict/NVDA", ""),
-        ("HEAD", "/api/v1/predict/NVDA", ""),
+        ("OPTIONS", "/api/v1/predict/NVDA", ""),
         ("GET", "/api/v1/historical/NVDA", ""),
-        ("GET", "/api/v1/predict/NVDA", "async=true"),
-        ("GET", "/api/v1/predict/NVDA", "async=false"),
+        ("GET", "/api/v1/predict/NVDA", "async=maybe"),
         ("GET", "/api/v1/predict/NVDA", "horizon=0"),
         ("GET", "/api/v1/predict/NVDA", "horizon=31"),
         ("GET", "/api/v1/predict/NVDA", "horizon=x"),
         ("GET", "/api/v1/predict/NVDA", "days=366"),
         ("GET", "/api/v1/predict/NVDA", "horizon=%C2%B2"),  # '²' is a digit to str.isdigit
-        ("GET", "/api/v1/predict/NVDA", "horizon=2&horizon=3"),  # which one: the route decides
         ("GET", "/api/v1/predict/BAD!!", ""),
         ("GET", "/api/v1/predict/NVDA/extra", ""),
-        ("GET", "/api/v1/predict/AAPL", ""),  # no model: the route says how to train one
     ],
 )
-def test_everything_else_goes_to_flask_unflagged(
+def test_other_routes_and_bad_input_go_to_flask_untouched(
     stored: dict[tuple[str, int], str], method: str, path: str, query: str
 ) -> None:
     inner, lookup = Inner(), FakeLookup(stored)
-    app = fast(inner, lookup)
-    assert call(app, path, query, method)[2] == b"flask"
-    assert len(inner.environs) == 1 and LOOKED_UP_ENVIRON_KEY not in inner.environs[0]
-    assert lookup.reads == []
+    assert call(fast(inner, lookup), path, query, method)[2] == b"flask"
+    assert len(inner.environs) == 1 and LOOKUP_ENVIRON_KEY not in inner.environs[0]
+    assert lookup.queries == []
 
 
-def test_redis_trouble_is_left_to_the_route(stored: dict[tuple[str, int], str]) -> None:
+def test_a_failed_lookup_is_raised_in_the_route_not_repeated(
+    stored: dict[tuple[str, int], str],
+) -> None:
     inner = Inner()
-    app = fast(inner, FakeLookup(stored, broken=True))
-    assert call(app, "/api/v1/predict/NVDA")[2] == b"flask"
-    assert LOOKED_UP_ENVIRON_KEY not in inner.environs[0]
+    assert call(fast(inner, FakeLookup(stored, broken=True)), "/api/v1/predict/NVDA")[2] == b"flask"
+    with pytest.raises(ConnectionError, match="Redis is down"):
+        recorded_lookup(inner.environs[0])

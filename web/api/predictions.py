@@ -1,4 +1,9 @@
-"""`/api/v1/predict/{symbol}`: cached predictions from Redis, else the inference queue."""
+"""`/api/v1/predict/{symbol}`: what the WSGI fast path (web.fastpath) does not answer.
+
+The fast path answers every cache hit and passes everything else here with its lookup: a miss
+or an async request is sent to the inference queue; bad input, a symbol without a model and
+Redis trouble are answered as errors.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +15,14 @@ from stockpred.jobs.errors import ErrorKind
 from web.api.training import start_training
 from web.dispatch import accepted, submit, wait_for_job
 from web.errors import MODEL_UNREADABLE, ApiError
-from web.metrics import web_metrics
-from web.params import parse_bool, parse_int, parse_symbol
-from web.prediction_lookup import LOOKED_UP_ENVIRON_KEY, answer_from_cache
+from web.metrics import record_prediction, web_metrics
+from web.prediction_lookup import parse_query, recorded_lookup
 from web.services import services
 
 URL_PREFIX = "/api/v1/predict"
 PREFIX = URL_PREFIX + "/"
 PREDICT_RULE = PREFIX + "<path:symbol>"  # the endpoint label of metrics, as Flask names the rule
 bp = Blueprint("predictions", __name__, url_prefix=URL_PREFIX)
-MAX_HORIZON = 30
-MAX_DAYS = 365  # the original's lookback parameter: accepted and validated, unused
 NOT_FOUND = {
     ErrorKind.NO_MODEL,
     ErrorKind.UNKNOWN_SYMBOL,
@@ -42,22 +44,16 @@ def predict(symbol: str) -> Response:
             web_metrics().prediction_errors.labels(exc.error).inc()
         raise
     if response.status_code == 200:
-        cached = "true" if response.headers.get("X-Cache") == "hit" else "false"
-        metrics = web_metrics()
-        metrics.predictions.labels(cached).inc()
-        metrics.prediction_latency.labels(cached).observe(time.perf_counter() - started)
+        record_prediction(cached=False, elapsed=time.perf_counter() - started)
     return response
 
 
 def _predict(symbol: str) -> Response:
-    sym = parse_symbol(symbol)
-    horizon = parse_int("horizon", request.args.get("horizon"), 1, MAX_HORIZON, 1) or 1
-    parse_int("days", request.args.get("days"), 1, MAX_DAYS, None)
-    run_async = parse_bool("async", request.args.get("async"))
+    query = parse_query(symbol, request.args)
+    found = recorded_lookup(request.environ)
+    sym, horizon, version = query.symbol, query.horizon, found.version
     svc = services()
     settings = svc.settings
-    lookup = svc.prediction_lookup
-    version = lookup.version(sym)
     if version is None:
         if settings.auto_train:
             return start_training(sym, epochs=None, force=False)
@@ -67,18 +63,7 @@ def _predict(symbol: str) -> Response:
             f"{sym} has no trained model: train one with POST /api/v1/train/{sym} "
             f"(or `make train SYMBOL={sym}`), or set AUTO_TRAIN=true",
         )
-    # The WSGI fast path (web.fastpath) may have looked the key up already and missed.
-    looked_up = bool(request.environ.get(LOOKED_UP_ENVIRON_KEY))
-    as_of = lookup.as_of(sym)
-    if as_of is not None and not run_async and not looked_up:
-        raw = lookup.read(sym, horizon, version, as_of)
-        looked_up = True
-        if raw is not None:
-            return Response(
-                answer_from_cache(raw), mimetype="application/json", headers={"X-Cache": "hit"}
-            )
-    if not looked_up:
-        lookup.count_miss()
+    svc.prediction_lookup.count_miss(found)
     job = submit(
         kind="predict",
         task_name="inference.predict",
@@ -87,7 +72,7 @@ def _predict(symbol: str) -> Response:
         dedupe_key=f"predict:{sym}:{horizon}:{version}",
         dedupe_seconds=30,
     )
-    if run_async:
+    if query.run_async:
         return accepted(job)
     finished = wait_for_job(job.id, settings.predict_wait)
     if finished is None:

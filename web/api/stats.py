@@ -10,12 +10,14 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from stockpred.infra.clock import utcnow_iso
-from stockpred.infra.counters import HitCounter
-from stockpred.ml.prediction_store import PredictionCache
+from stockpred.ml.prediction_store import KEY_PREFIX, PredictionCache
 from stockpred.ml.registry import ModelRegistry
 from stockpred.paths import DataTree
-from stockpred.queues import QUEUES
+from stockpred.telemetry.queue_facts import queue_depths
+from stockpred.telemetry.redis_facts import read_cache_facts
+from web.metrics import CACHE_COUNTERS, MARKET_COUNTER
 from web.params import json_body, parse_symbol
+from web.prediction_lookup import COUNTER_NAME
 from web.services import services
 
 bp = Blueprint("stats", __name__, url_prefix="/api/v1")
@@ -40,18 +42,12 @@ def clear_cache() -> Response:
     )
 
 
-def _ratio(counts: dict[str, int]) -> float:
-    total = counts["hits"] + counts["misses"]
-    return round(counts["hits"] / total, 4) if total else 0.0
-
-
 @bp.get("/stats")
 def stats() -> Response:
     """Cache hits/misses/size, models and loaded versions, uptime, memory and queue depths."""
     svc = services()
     client = svc.redis
-    predictions = HitCounter(client, "prediction_cache").counts()
-    market = HitCounter(client, "market_cache").counts()
+    caches = read_cache_facts(client, counters=CACHE_COUNTERS, key_prefix=KEY_PREFIX)
     tree = DataTree.from_settings(svc.settings)
     registry = ModelRegistry(tree.ml_models, tree.scalers)
     loaded: dict[str, Any] = {}
@@ -65,10 +61,9 @@ def stats() -> Response:
     return jsonify(
         {
             "cache": {
-                **predictions,
-                "hit_ratio": _ratio(predictions),
-                "size": PredictionCache(client, svc.settings.ml_prediction_ttl).size(),
-                "market_data": {**market, "hit_ratio": _ratio(market)},
+                **caches.summary(COUNTER_NAME),
+                "size": caches.size,
+                "market_data": caches.summary(MARKET_COUNTER),
             },
             "model": {
                 "models": registry.symbols(),
@@ -78,7 +73,7 @@ def stats() -> Response:
             "system": {
                 "uptime_seconds": round(time.time() - svc.started_at, 1),
                 "memory_max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                "queue_depths": {q: int(client.llen(q)) for q in QUEUES},
+                "queue_depths": queue_depths(client),
                 "redis_used_memory": int(client.info("memory").get("used_memory", 0)),
                 "time": utcnow_iso(),
             },
