@@ -372,32 +372,6 @@ class Settings(_Root):
         """True when this project starts its own redis-server (no REDIS_URL given)."""
         return not self.redis_url
 
-    # TEMP compat: other streams' files still read these; the lead drops this commit on merge.
-    @property
-    def redis_dir(self) -> Path:
-        """Deprecated: DataTree.redis."""
-        return DataTree.from_settings(self).redis
-
-    @property
-    def redis_socket(self) -> Path:
-        """Deprecated: DataTree.redis_socket."""
-        return DataTree.from_settings(self).redis_socket
-
-    @property
-    def metrics_dir(self) -> Path:
-        """Deprecated: DataTree.metrics."""
-        return DataTree.from_settings(self).metrics
-
-    @property
-    def redis_conf(self) -> Path:
-        """Deprecated: DataTree.redis_conf."""
-        return DataTree.from_settings(self).redis_conf
-
-    @property
-    def persistent_env(self) -> Path:
-        """Deprecated: DataTree.persistent_env."""
-        return DataTree.from_settings(self).persistent_env
-
     def masked_values(self) -> dict[str, object]:
         """Every setting by field name, for display: secrets masked, durations and paths as text."""
         values: dict[str, object] = {}
