@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from typing import Any
-
-from prometheus_client.core import GaugeMetricFamily
+from typing import TYPE_CHECKING, Any
 
 from stockpred.queues import QUEUES
+
+if TYPE_CHECKING:
+    from prometheus_client.core import GaugeMetricFamily
 
 PUBLISHED_HEADER = "stockpred_published_at"
 QUEUE_DEPTH = "stockpred_queue_depth"
@@ -38,6 +39,10 @@ def queue_depths(client: Any) -> dict[str, int]:
 
 def queue_depth_family(depths: Mapping[str, int]) -> GaugeMetricFamily:
     """`stockpred_queue_depth{queue}` from `queue_depths`."""
+    # Deferred: workers import this module (stamp_published_at) before they set the metrics
+    # folder that prometheus_client reads when it is first imported.
+    from prometheus_client.core import GaugeMetricFamily
+
     family = GaugeMetricFamily(QUEUE_DEPTH, "Tasks waiting per queue", labels=["queue"])
     for queue, count in depths.items():
         family.add_metric([queue], count)
