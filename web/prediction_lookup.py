@@ -78,7 +78,7 @@ class PredictionLookup:
         text = None if raw is None else str(raw)
         if text is not None and (text[:1] != "{" or text[-1:] != "}"):
             # Not what a worker writes (a JSON object): recompute rather than serve it.
-            self.counter.miss(looked_up=True)  # the script counted the lookup already
+            self.counter.miss(looked_up=True)  # read_counted counted the lookup already
             text = None
         body = None if text is None else answer_from_cache(text)
         return Lookup(version=version, as_of=as_of, body=body, counted=True)

@@ -1,8 +1,8 @@
 """Hit and miss counters kept in Redis, shared by every process (read by stats and metrics).
 
 Lookups and misses are counted (hits = lookups - misses) so that a cache hit costs no extra
-round trip: `read_counted` reads a key and counts its lookup (and, when absent, its miss) in
-one server-side script.
+round trip: `read_counted` sends the GET and the lookup's HINCRBY together, and counts a miss
+in a second trip only when the key is absent (the slow path, which queues work anyway).
 """
 
 from __future__ import annotations
@@ -12,12 +12,6 @@ from typing import Any
 import redis
 
 PREFIX = "stockpred:stats:"
-_READ_COUNTED = """
-local value = redis.call('GET', KEYS[1])
-redis.call('HINCRBY', KEYS[2], 'lookups', 1)
-if not value then redis.call('HINCRBY', KEYS[2], 'misses', 1) end
-return value
-"""
 
 
 class HitCounter:
@@ -26,26 +20,36 @@ class HitCounter:
     def __init__(self, client: redis.Redis, name: str) -> None:
         self._redis = client
         self.key = PREFIX + name
-        self._read_counted = client.register_script(_READ_COUNTED)
 
     def read_counted(self, key: str) -> Any:
-        """GET `key`, counting a lookup and, if the key is absent, a miss (one round trip)."""
-        # The hottest read of the web: redis-py's command wrapper (retries, observability
-        # hooks) is a large share of it, so the script is sent on a pooled connection directly.
-        # Anything unusual (script not loaded yet, a dropped connection) goes through the
-        # wrapper, which loads the script, reconnects and retries.
+        """GET `key`, counting a lookup and, if the key is absent, a miss."""
+        value = self._get_and_count(key)
+        if value is None:
+            self._redis.hincrby(self.key, "misses", 1)
+        return value
+
+    def _get_and_count(self, key: str) -> Any:
+        """GET and HINCRBY in one round trip (not a transaction: the two need not be atomic)."""
+        # The hottest read of the web: redis-py's pipeline object and command wrapper are a
+        # large share of it, so both commands go out on a pooled connection directly. A
+        # dropped connection goes through an ordinary pipeline, which reconnects.
         pool = self._redis.connection_pool
         connection: Any = pool.get_connection()
         try:
-            connection.send_command("EVALSHA", self._read_counted.sha, 2, key, self.key)
-            return connection.read_response()
-        except redis.exceptions.NoScriptError:
-            pass
+            connection.send_packed_command(
+                connection.pack_commands([("GET", key), ("HINCRBY", self.key, "lookups", 1)])
+            )
+            value = connection.read_response()
+            connection.read_response()
+            return value
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             connection.disconnect()
         finally:
             pool.release(connection)
-        return self._read_counted(keys=[key, self.key])
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(key)
+        pipe.hincrby(self.key, "lookups", 1)
+        return pipe.execute()[0]
 
     def hit(self) -> None:
         self._redis.hincrby(self.key, "lookups", 1)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from stockpred.infra import logs
 from stockpred.settings import load_settings
+from tests.support import wait_for
 
 WRITERS = 4
 LINES_EACH = 1500
@@ -63,9 +64,10 @@ def test_records_go_to_their_own_files_with_their_context(tmp_path: Path) -> Non
             logging.getLogger("stockpred.x").error("broke")
         logging.getLogger(logs.API_LOGGER).info("GET / 200")
     finally:
-        logging.getLogger().handlers.clear()
-        for name in (logs.API_LOGGER, logs.PREDICTION_LOGGER):
-            logging.getLogger(name).handlers.clear()
+        for logger in map(logging.getLogger, ("", logs.API_LOGGER, logs.PREDICTION_LOGGER)):
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+                handler.close()  # writes what api.log's handler buffered, as at exit
     app_dir = tmp_path / "logs" / "application"
     everything = (app_dir / "stock-prediction.log").read_text()
     assert "[unit:" in everything and "broke" in everything
@@ -75,3 +77,58 @@ def test_records_go_to_their_own_files_with_their_context(tmp_path: Path) -> Non
     assert "broke" in errors and "predicted" not in errors
     assert "GET / 200" in (app_dir / "api.log").read_text()
     assert "predicted" not in (app_dir / "api.log").read_text()
+
+
+def _buffered(path: Path, seconds: float) -> logging.Logger:
+    """A logger of its own writing through a buffered shared handler."""
+    handler = logs.SharedRotatingFileHandler(path, 1 << 20, 3, buffer_seconds=seconds)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger(f"buffered-{path.name}")
+    logger.propagate = False
+    logger.handlers = [handler]
+    logger.setLevel(logging.INFO)
+    return logger
+
+
+def test_buffered_lines_are_written_by_the_flusher_without_another_request(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "api.log"
+    logger = _buffered(path, 0.2)
+    logger.info("GET /a 200")
+    assert not path.exists() or "GET /a" not in path.read_text()  # buffered, not yet written
+    wait_for(lambda: path.is_file() and "GET /a 200" in path.read_text(), 5, what="the flush")
+    logger.handlers[0].close()
+
+
+def test_closing_writes_what_is_buffered_and_a_full_buffer_is_written_at_once(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "api.log"
+    logger = _buffered(path, 3600)
+    line = "x" * 1023
+    for _ in range(logs.BUFFER_BYTES // 1024):
+        logger.info(line)
+    assert path.read_text().count(line) == logs.BUFFER_BYTES // 1024  # the batch filled up
+    logger.info("last")
+    assert "last" not in path.read_text()
+    logger.handlers[0].close()
+    assert path.read_text().endswith("last\n")
+
+
+def _child_logs_once(path: str) -> None:
+    logger = logging.getLogger(f"buffered-{Path(path).name}")
+    logger.info("child")
+    logger.handlers[0].close()
+
+
+def test_a_forked_child_never_writes_the_lines_its_parent_buffered(tmp_path: Path) -> None:
+    path = tmp_path / "api.log"
+    logger = _buffered(path, 3600)
+    logger.info("parent")
+    child = multiprocessing.get_context("fork").Process(target=_child_logs_once, args=(str(path),))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    logger.handlers[0].close()
+    assert sorted(path.read_text().splitlines()) == ["child", "parent"]
