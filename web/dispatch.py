@@ -2,51 +2,42 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec
 
 from flask import Response, jsonify, url_for
 
 from stockpred.jobs import submit as jobs_submit
-from stockpred.jobs.locks import OwnedLock
-from stockpred.jobs.records import Job
+from stockpred.jobs.records import Job, JobStore
+from stockpred.jobs.submit import SendTask
 from web.errors import ApiError
 from web.services import services
 
+P = ParamSpec("P")
 
-def submit(
-    *,
-    kind: str,
-    task_name: str,
-    kwargs: dict[str, Any],
-    symbol: str | None = None,
-    dedupe_key: str | None = None,
-    dedupe_seconds: int = 120,
-    job_id: str | None = None,
-    lock: OwnedLock | None = None,
-) -> Job:
-    """Record a job and queue its task; raise ApiError(503) if Redis or the broker cannot.
 
-    With `dedupe_key`, a job submitted under the same key in the last `dedupe_seconds` is
-    returned instead of queuing the same work again. `lock` is released if nothing is queued.
-    """
-    svc = services()
-    try:
-        return jobs_submit.submit(
-            svc.celery.send_task,
-            svc.jobs,
-            kind=kind,
-            task_name=task_name,
-            kwargs=kwargs,
-            symbol=symbol,
-            dedupe_key=dedupe_key,
-            dedupe_seconds=dedupe_seconds,
-            job_id=job_id,
-            lock=lock,
-        )
-    except jobs_submit.JobStoreUnavailable as exc:
-        raise ApiError(503, "job store unavailable", str(exc)) from exc
-    except jobs_submit.QueueUnavailable as exc:
-        raise ApiError(503, "task queue unavailable", str(exc)) from exc
+def _with_app_parts(
+    submit_job: Callable[Concatenate[SendTask, JobStore, P], Job],
+) -> Callable[P, Job]:
+    """`submit_job` with this app's Celery client and job store; its failures as 503s."""
+
+    @functools.wraps(submit_job)
+    def call(*args: P.args, **kwargs: P.kwargs) -> Job:
+        svc = services()
+        try:
+            return submit_job(svc.celery.send_task, svc.jobs, *args, **kwargs)
+        except jobs_submit.JobStoreUnavailable as exc:
+            raise ApiError(503, "job store unavailable", str(exc)) from exc
+        except jobs_submit.QueueUnavailable as exc:
+            raise ApiError(503, "task queue unavailable", str(exc)) from exc
+
+    return call
+
+
+# Record a job and queue its task (see stockpred.jobs.submit); ApiError(503) when Redis or the
+# broker cannot take it.
+submit = _with_app_parts(jobs_submit.submit)
 
 
 def wait_for_job(job_id: str, timeout: float) -> Job | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from typing import IO, Any, Literal, overload
 
 from filelock import FileLock, Timeout
 
+log = logging.getLogger(__name__)
 DIR_MODE = 0o755
 FILE_MODE = 0o644
 SECRET_MODE = 0o600
@@ -33,6 +36,7 @@ __all__ = [
     "atomic_write",
     "atomic_writer",
     "file_lock",
+    "read_json_object",
     "sha256_file",
     "sha256_stream",
 ]
@@ -100,6 +104,21 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """A JSON object kept in a file, or None when the file is missing or not one (logged)."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("%s cannot be read as JSON (%s); ignored", path, exc)
+        return None
+    if not isinstance(found, dict):
+        log.warning("%s holds JSON of another shape; ignored", path)
+        return None
+    return found
 
 
 def sha256_stream(handle: IO[bytes]) -> tuple[str, int]:

@@ -25,7 +25,7 @@ from stockpred.market.daily_cache import DailyCache
 from stockpred.ml.registry import ModelRegistry, RegistryError
 from stockpred.paths import DataTree
 from stockpred.settings import Settings
-from stockpred.storage.catalog import list_backups
+from stockpred.storage.catalog import list_backups, newest_age
 from stockpred.storage.monitor import latest_report, storage_families
 from stockpred.telemetry.queue_facts import oldest_waiting_ages, queue_depth_family, queue_depths
 from stockpred.telemetry.scrape_failures import scrape_failed, scrape_failures
@@ -139,10 +139,8 @@ class FactsCollector(Collector):
         age = GaugeMetricFamily(
             "stockpred_backup_age_seconds", "Age of the newest backup (-1: none)"
         )
-        newest = backups[-1].created_at if backups else None
-        age.add_metric(
-            [], -1 if newest is None else time.time() - datetime.fromisoformat(newest).timestamp()
-        )
+        newest = newest_age(backups)
+        age.add_metric([], -1 if newest is None else newest.total_seconds())
         yield from (count, age)
         report = latest_report(self.tree)
         if report is not None:

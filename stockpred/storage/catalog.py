@@ -183,13 +183,11 @@ def rotate(backups: Path, keep: int) -> list[str]:
     return removed
 
 
-def backup_age(backups: Path, now: datetime | None = None) -> timedelta | None:
-    """Age of the newest backup, or None when there is none."""
-    found = list_backups(backups)
-    if not found:
+def newest_age(backups: list[BackupInfo], now: datetime | None = None) -> timedelta | None:
+    """Age of the newest of `backups` (as `list_backups` orders them), or None when empty."""
+    if not backups:
         return None
-    newest = datetime.fromisoformat(found[-1].created_at)
-    return (now or utcnow()) - newest
+    return (now or utcnow()) - datetime.fromisoformat(backups[-1].created_at)
 
 
 def describe_history(backups: Path, now_iso: str | None = None) -> list[dict[str, Any]]:

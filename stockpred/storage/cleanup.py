@@ -8,8 +8,8 @@ model versions and `current` pointers, scalers, the price history, backups, conf
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 import shutil
 import time
 from collections.abc import Iterator
@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from stockpred.infra.clock import utcnow
-from stockpred.infra.files import atomic_write
+from stockpred.infra.files import atomic_write, read_json_object
 from stockpred.paths import DataTree
 
+log = logging.getLogger(__name__)
 TEMP_GRACE_SECONDS = 3600
 
 
@@ -133,18 +134,16 @@ def run_cleanup(
         report.bytes_freed += size
     report.finished_at = utcnow().isoformat()
     if not dry_run:
-        with contextlib.suppress(OSError):
+        try:
             atomic_write(tree.cleanup_report, json.dumps(report.to_dict(), indent=1))
+        except OSError as exc:  # the cleanup itself is done; only its report is missing
+            log.warning("cleanup report not saved to %s: %s", tree.cleanup_report, exc)
     return report
 
 
 def last_cleanup(tree: DataTree) -> dict[str, Any] | None:
     """The report of the last cleanup that removed something for real, if any."""
-    try:
-        found: dict[str, Any] = json.loads(tree.cleanup_report.read_text())
-        return found
-    except (OSError, ValueError):
-        return None
+    return read_json_object(tree.cleanup_report)
 
 
 __all__ = ["CleanupReport", "Retention", "last_cleanup", "run_cleanup"]

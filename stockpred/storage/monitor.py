@@ -20,12 +20,14 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from stockpred.infra.clock import utcnow
-from stockpred.infra.files import atomic_write
+from stockpred.infra.files import atomic_write, read_json_object
+from stockpred.ml.prediction_store import KEY_PREFIX
 from stockpred.ml.registry import ModelRegistry, RegistryError
 from stockpred.paths import DataTree, check_tree, directory_usage
-from stockpred.storage.catalog import list_backups
+from stockpred.storage.catalog import list_backups, newest_age
 from stockpred.storage.check import human_bytes
 from stockpred.storage.cleanup import last_cleanup
+from stockpred.telemetry.redis_facts import count_keys
 
 log = logging.getLogger(__name__)
 
@@ -150,17 +152,12 @@ def build_report(
     disk = shutil.disk_usage(tree.root)
     backups = list_backups(tree.backups)
     newest = backups[-1] if backups else None
-    age = (
-        None
-        if newest is None
-        else int((moment - datetime.fromisoformat(newest.created_at)).total_seconds())
-    )
+    newest_backup_age = newest_age(backups, moment)
+    age = None if newest_backup_age is None else int(newest_backup_age.total_seconds())
     prediction_keys = None
     if redis_client is not None:
         try:
-            prediction_keys = sum(
-                1 for _ in redis_client.scan_iter(match="stockpred:prediction:*", count=500)
-            )
+            prediction_keys = count_keys(redis_client, KEY_PREFIX)
         except Exception as exc:
             log.warning("cached predictions not counted: Redis did not answer (%s)", exc)
             prediction_keys = None
@@ -279,8 +276,4 @@ def save_report(tree: DataTree, report: StorageReport) -> None:
 
 def latest_report(tree: DataTree) -> dict[str, Any] | None:
     """The last saved report, if any."""
-    try:
-        found: dict[str, Any] = json.loads(tree.storage_report.read_text())
-        return found
-    except (OSError, ValueError):
-        return None
+    return read_json_object(tree.storage_report)

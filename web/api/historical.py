@@ -13,6 +13,7 @@ from stockpred.market.daily_cache import MAX_DAYS, CachedPrices, DailyCache
 from stockpred.paths import DataTree
 from web.dispatch import accepted, submit, wait_for_job
 from web.errors import ApiError
+from web.metrics import MARKET_COUNTER
 from web.params import parse_int, parse_symbol
 from web.services import services
 
@@ -51,7 +52,7 @@ def historical(symbol: str) -> Response:
     svc = services()
     settings = svc.settings
     cache = DailyCache(DataTree.from_settings(settings).daily_cache)
-    counter = HitCounter(svc.redis, "market_cache")
+    counter = HitCounter(svc.redis, MARKET_COUNTER)
     entry = cache.load(sym)
     if entry is not None and entry.is_fresh(utcnow(), settings.stock_data_ttl):
         counter.hit()
