@@ -40,6 +40,8 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
+    # Deferred: prometheus_client reads PROMETHEUS_MULTIPROC_DIR when first imported, and this
+    # file sets it above, after its own imports.
     from prometheus_client.multiprocess import mark_process_dead
 
     mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
