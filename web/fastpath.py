@@ -77,7 +77,8 @@ class CachedPredictionFastPath:
             ],
         )
         elapsed = time.perf_counter() - started
-        record_prediction(cached=True, elapsed=elapsed)
+        if method == "GET":  # a HEAD answers no prediction
+            record_prediction(cached=True, elapsed=elapsed)
 
         def record() -> None:
             """Request metrics and the api.log line, once the server has sent the answer."""

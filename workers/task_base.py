@@ -88,9 +88,16 @@ class JobTask(Task):  # type: ignore[misc]
                 state = states.REJECTED
                 raise
             finally:
-                metrics = _metrics()
-                metrics.tasks.labels(self.name, state).inc()
-                metrics.task_runtime.labels(self.name).observe(time.perf_counter() - began)
+                self._count(state, time.perf_counter() - began)
+
+    def _count(self, state: str, seconds: float) -> None:
+        """Task metrics; a metrics failure must never replace the task's own outcome."""
+        try:
+            metrics = _metrics()
+            metrics.tasks.labels(self.name, state).inc()
+            metrics.task_runtime.labels(self.name).observe(seconds)
+        except Exception:
+            log.warning("could not record the metrics of %s", self.name, exc_info=True)
 
     def _report_start(self, request: Any) -> None:
         if not self.track_started:
@@ -130,8 +137,12 @@ class JobTask(Task):  # type: ignore[misc]
         kwargs: dict[str, Any],
         einfo: Any,
     ) -> None:
-        _metrics().retries.labels(self.name).inc()
-        self._record(task_id, state="queued", error=error_record(exc, kind=ErrorKind.RETRY))
+        try:
+            _metrics().retries.labels(self.name).inc()
+        except Exception:
+            log.warning("could not count the retry of %s", self.name, exc_info=True)
+        reason = exc if exc is not None else RuntimeError("retried")  # self.retry() without exc
+        self._record(task_id, state="queued", error=error_record(reason, kind=ErrorKind.RETRY))
 
     def _record(self, task_id: str | None, **fields: Any) -> None:
         """Update the job record; a Redis hiccup here must never fail the task itself."""

@@ -44,8 +44,15 @@ class HitCounter:
             return value
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             connection.disconnect()
+        except BaseException:
+            # An error reply (e.g. a key of another type) leaves the HINCRBY reply unread: the
+            # connection must not go back to the pool with it.
+            connection.disconnect()
+            raise
         finally:
             pool.release(connection)
+        # If the drop came after the server ran HINCRBY, this lookup is counted twice: a hit
+        # ratio one request off, never a wrong answer.
         pipe = self._redis.pipeline(transaction=False)
         pipe.get(key)
         pipe.hincrby(self.key, "lookups", 1)

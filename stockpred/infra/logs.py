@@ -167,11 +167,12 @@ class SharedRotatingFileHandler(logging.Handler):
         with self.lock:  # type: ignore[union-attr]
             try:
                 self._write_pending()
-            except Exception:
-                # Nothing to hand to handleError: report the failure on stderr as it would.
-                sys.stderr.write(f"could not write buffered lines to {self.path}\n")
+            except Exception as exc:
+                # No record to hand to handleError: report on stderr as it would.
+                sys.stderr.write(f"lost buffered lines: cannot write {self.path}: {exc!r}\n")
 
     def _write_pending(self) -> None:
+        """Write the batch; on failure it is dropped (memory stays bounded) and the error raised."""
         if self._pending and self._flusher_pid == os.getpid():
             data = b"".join(self._pending)
             self._pending.clear()
@@ -213,8 +214,9 @@ class SharedRotatingFileHandler(logging.Handler):
 
     def close(self) -> None:
         self.flush()
-        self._closed = True
-        self._close_fds()
+        with self.lock:  # type: ignore[union-attr]
+            self._closed = True  # a flusher waking now finds nothing to write, and stops
+            self._close_fds()
         super().close()
 
 
@@ -232,11 +234,11 @@ def configure_logging(settings: Settings, role: str, stdout: bool = True) -> Non
     """Send logs to the application files (and stdout); `role` names the process in each line."""
     global _role
     _role = role
-    # LOG_FORMAT uses neither the caller's file and line, nor thread or process names: skip
-    # computing them for every record (the logging HOWTO's "Optimization" section).
+    # LOG_FORMAT uses neither the caller's file and line nor the thread: skip computing them for
+    # every record (the logging HOWTO's "Optimization" section). This is process-wide: no
+    # formatter of this process may use %(funcName)s, %(lineno)d or %(threadName)s.
     logging._srcfile = None
     logging.logThreads = False
-    logging.logMultiprocessing = False
     tree = DataTree.from_settings(settings)
     formatter = logging.Formatter(LOG_FORMAT)
     context_filter = ContextFilter()

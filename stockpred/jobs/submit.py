@@ -78,6 +78,7 @@ def submit(
             dedupe_seconds=dedupe_seconds,
         )
     except DamagedJobRecord:
+        _release(lock, wanted)
         raise
     except Exception as exc:
         _release(lock, wanted)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 import redis
 
 from stockpred.infra.counters import HitCounter
@@ -31,4 +32,20 @@ def test_the_counted_read_reconnects_after_the_server_dropped_its_connection(
     redis_client.client_kill_filter(_id=own.client_id())  # the pooled connection it reuses
     assert counter.read_counted(key) == "{}"
     assert counter.counts() == {"hits": 2, "misses": 0}
+    own.close()
+
+
+def test_an_error_reply_leaves_no_unread_reply_on_a_pooled_connection(
+    redis_server: RedisServer,
+) -> None:
+    own = redis_server.client()  # a pool of its own with one connection in play
+    counter = HitCounter(own, f"test-{uuid.uuid4().hex}")
+    wrong = f"test:counted:{uuid.uuid4().hex}"
+    own.hset(wrong, "a", "1")  # GET on a hash: WRONGTYPE
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        counter.read_counted(wrong)
+    good = f"test:counted:{uuid.uuid4().hex}"
+    own.set(good, "{}", ex=60)
+    assert own.get(good) == "{}"  # not the HINCRBY's integer left over from the failed read
+    assert counter.read_counted(good) == "{}"
     own.close()

@@ -1,0 +1,71 @@
+"""JobTask: the job record follows the task, and a metrics failure never changes an outcome."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from celery import Celery
+
+from workers import task_base
+
+
+class FakeJobs:
+    """Records the updates JobTask makes to job records."""
+
+    def __init__(self) -> None:
+        self.updates: list[tuple[str, dict[str, Any]]] = []
+
+    def update(self, job_id: str, **fields: Any) -> bool:
+        self.updates.append((job_id, fields))
+        return True
+
+    def send_update(self, job_id: str, *, state: str) -> None:
+        self.updates.append((job_id, {"state": state}))
+
+
+@pytest.fixture
+def jobs(monkeypatch: pytest.MonkeyPatch) -> FakeJobs:
+    """JobTask's job store, faked."""
+    fake = FakeJobs()
+    monkeypatch.setattr(task_base, "_jobs", lambda: fake)
+    return fake
+
+
+def _app() -> Celery:
+    app = Celery("unit", task_cls=task_base.JobTask, set_as_current=False)
+    app.conf.update(task_always_eager=True, broker_url="memory://", result_backend=None)
+    return app
+
+
+def test_a_failing_metrics_store_does_not_change_the_task_outcome(
+    jobs: FakeJobs, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> Any:
+        raise OSError("metrics folder gone")
+
+    monkeypatch.setattr(task_base, "_metrics", broken)
+    app = _app()
+
+    @app.task(name="maintenance.add")
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    result = add.apply(args=(2, 3), task_id="job-1")
+    assert result.successful() and result.get() == 5
+    job_id, fields = jobs.updates[-1]
+    assert (job_id, fields["state"], fields["result"]) == ("job-1", "succeeded", 5)
+    assert "could not record the metrics of maintenance.add" in caplog.text
+
+
+def test_a_failed_task_records_its_kind(jobs: FakeJobs) -> None:
+    app = _app()
+
+    @app.task(name="maintenance.boom")
+    def boom() -> None:
+        raise ValueError("no")
+
+    boom.apply(task_id="job-2")
+    job_id, fields = jobs.updates[-1]
+    assert (job_id, fields["state"]) == ("job-2", "failed")
+    assert fields["error"]["kind"] == "internal" and fields["error"]["message"] == "no"
