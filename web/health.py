@@ -35,6 +35,7 @@ def _redis_check(svc: Services) -> dict[str, Any]:
     try:
         svc.redis.ping()
     except Exception as exc:
+        log.warning("health: Redis did not answer PING: %s", exc)
         return {"status": "down", "error": str(exc)}
     return {"status": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 

@@ -109,6 +109,7 @@ def _redis_check(client: Any) -> Check:
     try:
         info = client.info("persistence")
     except Exception as exc:
+        log.warning("storage monitor: Redis did not answer INFO persistence: %s", exc)
         return Check("redis_persistence", False, f"Redis did not answer: {exc}")
     aof_ok = info.get("aof_enabled") and info.get("aof_last_write_status") == "ok"
     rdb_ok = info.get("rdb_last_bgsave_status") == "ok"
