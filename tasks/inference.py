@@ -45,9 +45,9 @@ def flush() -> None:
         built.flush()
 
 
-# Celery reprs every result for its "succeeded" log line whether or not it logs it: ~0.19 ms
-# for a full prediction, against ~0.03 ms cut to this size (the whole result is in the job
-# record and prediction.log).
+# Celery reprs every result for its "succeeded" log line whether or not it logs it; a full
+# prediction's repr is a visible part of the task, cut to this size it is not (the whole result
+# is in the job record and prediction.log).
 RESULT_REPR_CHARS = 120
 
 

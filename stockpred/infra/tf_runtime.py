@@ -24,7 +24,7 @@ def tensorflow() -> ModuleType:
     """Import TensorFlow, applying the thread budget the first time in this process."""
     global _configured_pid
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # Deferred: TensorFlow loads only in worker children, after fork (several seconds, ~600 MB).
+    # Deferred: TensorFlow is heavy to load and must load only in worker children, after fork.
     import tensorflow as tf
 
     if _configured_pid != os.getpid():

@@ -146,7 +146,7 @@ class Scalers:
         )
 
     # Plain arithmetic on the fitted mean and scale: identical to StandardScaler's transform,
-    # without its per-call input validation (~0.2 ms, which the inference path cannot afford).
+    # without its per-call input validation, which costs more than the inference path can afford.
     def transform_x(self, x: np.ndarray) -> np.ndarray:
         scaled = (x - self.features.mean_) / self.features.scale_
         return np.asarray(scaled, dtype="float32")
