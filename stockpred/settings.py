@@ -74,7 +74,8 @@ def read_env_file(path: Path) -> dict[str, str]:
             continue
         match = _ENV_LINE_RE.match(line)
         if not match:
-            raise SettingsError(f"{path}:{number}: expected KEY=VALUE, got {line.strip()!r}")
+            # The line itself is not echoed: a mistyped secret would be printed with it.
+            raise SettingsError(f"{path}:{number}: expected KEY=VALUE (the line is not shown)")
         key, value = match.groups()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
@@ -187,10 +188,11 @@ def _folder_of(*suffixes: str) -> BeforeValidator:
     """Accept a folder, or (as the original's variables did) a file inside it."""
 
     def convert(raw: str) -> Path:
-        path = _path(raw)
-        if path.suffix in suffixes or path.name.endswith("_lstm_model"):
-            return path.parent
-        return path
+        # Judged by the name as given: a symlinked model file names its folder, not its target's.
+        given = Path(raw).expanduser()
+        if given.suffix in suffixes or given.name.endswith("_lstm_model"):
+            return _path(str(given.parent))
+        return _path(raw)
 
     return _from_text(convert)
 

@@ -153,8 +153,13 @@ def restore_backup(
         )
     safety = None
     if changed:
+        # Encrypted like the backups it protects: it holds the files a restore replaces.
         safety = create_backup(
-            tree, categories=[c for c in chosen if c != "redis"], kind="safety"
+            tree,
+            categories=[c for c in chosen if c != "redis"],
+            kind="safety",
+            key=key,
+            encrypt=key is not None,
         ).info.name
     todo = set(changed) | set(added)
     staged = _apply(tree, info.name, [e for e in wanted if e.path in todo], key, progress)

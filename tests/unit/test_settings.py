@@ -297,3 +297,27 @@ def test_every_variable_of_the_persistent_env_template_is_a_declared_setting() -
     named = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", template, flags=re.MULTILINE))
     assert named, "the template names no variable"
     assert named <= set(variable_names())
+
+
+def test_a_malformed_persistent_env_line_is_not_echoed(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "persistent.env").write_text("STOCKPRED-API-TOKEN=s3cr3t-token\n")
+    with pytest.raises(SettingsError) as raised:
+        load_settings({"STOCKPRED_DATA_DIR": str(tmp_path)})
+    assert "persistent.env:1" in str(raised.value)
+    assert "s3cr3t" not in str(raised.value)
+
+
+def test_a_symlinked_model_file_names_its_own_folder(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "model.keras").write_bytes(b"")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "current.h5").symlink_to(real / "model.keras")
+    settings = load_settings(
+        {
+            "STOCKPRED_DATA_DIR": str(tmp_path),
+            "ML_MODEL_PATH": str(tmp_path / "data" / "current.h5"),
+        }
+    )
+    assert settings.ml_model_path == (tmp_path / "data").resolve()

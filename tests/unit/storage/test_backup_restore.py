@@ -135,8 +135,11 @@ def test_an_encrypted_backup_round_trips_and_a_wrong_key_is_refused(tree: DataTr
     with pytest.raises(BackupError, match="wrong key"):
         restore_backup(tree, key=Fernet.generate_key().decode())
     assert (tree.ml_models / "NVDA" / "current").read_text() == "v9\n"
-    restore_backup(tree, key=key)
+    restored = restore_backup(tree, key=key)
     assert (tree.ml_models / "NVDA" / "current").read_text() == "v1\n"
+    safety = next(i for i in list_backups(tree.backups) if i.name == restored.safety_backup)
+    assert safety.file.endswith(".tar.gz.enc"), "the safety copy of replaced files is encrypted"
+    assert b"scaler" not in (tree.backups / safety.file).read_bytes()
 
 
 def flip_one_byte(path: Path, offset_from_end: int) -> None:
