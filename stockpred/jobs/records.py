@@ -50,18 +50,21 @@ end
 return 1
 """
 # Create a record unless the dedupe key names a job that still has one (then return that job's
-# fields). KEYS: record, dedupe key or ""; ARGV: job id, record TTL, dedupe seconds, record key
-# prefix, field/value pairs. The deduplicated job's key is built here: one Redis server only.
+# fields); with pending_only, a job that has finished does not count. KEYS: record, dedupe key
+# or ""; ARGV: job id, record TTL, dedupe seconds, record key prefix, pending_only ("1"/"0"),
+# field/value pairs. The deduplicated job's key is built here: one Redis server only.
 _CREATE_SCRIPT = """
 if KEYS[2] ~= '' then
   local existing = redis.call('GET', KEYS[2])
   if existing then
-    local found = redis.call('HGETALL', ARGV[4] .. existing)
-    if #found > 0 then return found end
+    local record = ARGV[4] .. existing
+    local state = redis.call('HGET', record, 'state')
+    local final = state == 'succeeded' or state == 'failed' or state == 'cancelled'
+    if state and not (ARGV[5] == '1' and final) then return redis.call('HGETALL', record) end
   end
   redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3])
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return {}
 """
@@ -148,11 +151,13 @@ class JobStore:
         job_id: str | None = None,
         dedupe_key: str | None = None,
         dedupe_seconds: int = 120,
+        pending_only: bool = False,
     ) -> Job:
         """Write a new record in state `queued` and return it (one round trip).
 
         With `dedupe_key`, a job created under the same key in the last `dedupe_seconds` that
         still has its record is returned instead, and nothing is written: compare the ids.
+        With `pending_only`, only a job that has not finished is returned that way.
         """
         now = utcnow_iso(MICROSECONDS)
         job = Job(
@@ -172,7 +177,7 @@ class JobStore:
                 flat += [name, value]
         found = self._create(
             keys=[self.key(job.id), DEDUPE_PREFIX + dedupe_key if dedupe_key else ""],
-            args=[job.id, self._ttl, dedupe_seconds, KEY_PREFIX, *flat],
+            args=[job.id, self._ttl, dedupe_seconds, KEY_PREFIX, int(pending_only), *flat],
         )
         if found:
             return self._decode(dict(zip(found[::2], found[1::2], strict=True)))

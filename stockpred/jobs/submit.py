@@ -54,13 +54,15 @@ def submit(
     symbol: str | None = None,
     dedupe_key: str | None = None,
     dedupe_seconds: int = 120,
+    pending_only: bool = False,
     job_id: str | None = None,
     lock: OwnedLock | None = None,
 ) -> Job:
     """Record a job and publish its task; return the job (an earlier one when deduplicated).
 
     `lock`, held by `job_id`, is released when the task cannot be queued, or when the same work
-    was submitted moments ago (with `dedupe_key`) and that job is returned instead.
+    was submitted moments ago (with `dedupe_key`) and that job is returned instead; with
+    `pending_only`, only a job that has not finished yet stands for the same work.
     """
     queue = queue_for_task(task_name)
     if queue is None:
@@ -76,6 +78,7 @@ def submit(
             job_id=wanted,
             dedupe_key=dedupe_key,
             dedupe_seconds=dedupe_seconds,
+            pending_only=pending_only,
         )
     except DamagedJobRecord:
         _release(lock, wanted)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
 from stockpred.paths import DataTree
 from stockpred.storage.backup import CATEGORIES
-from stockpred.storage.catalog import describe_history, load_info
+from stockpred.storage.catalog import describe_history, list_backups, load_info
 from stockpred.storage.errors import BackupError
 from stockpred.storage.monitor import latest_report
 from web.dispatch import accepted, submit, wait_for_job
@@ -21,6 +22,28 @@ bp = Blueprint("storage", __name__, url_prefix="/api/v1/storage")
 
 def _tree() -> DataTree:
     return DataTree.from_settings(services().settings)
+
+
+def _newest_backup() -> str:
+    """The newest backup's name, fixed when the job is submitted (a redelivery keeps it)."""
+    found = list_backups(_tree().backups)
+    if not found:
+        raise ApiError(404, "unknown backup", "there is no backup yet: POST /api/v1/storage/backup")
+    return found[-1].name
+
+
+def _submit_once(kind: str, task_name: str, kwargs: dict[str, Any]) -> Response:
+    """Queue storage work unless the same work is already waiting or running (then that job)."""
+    return accepted(
+        submit(
+            kind=kind,
+            task_name=task_name,
+            kwargs=kwargs,
+            dedupe_key=f"{kind}:{json.dumps(kwargs, sort_keys=True)}",
+            dedupe_seconds=int(services().settings.job_ttl.total_seconds()),
+            pending_only=True,
+        )
+    )
 
 
 def _categories(raw: Any) -> list[str] | None:
@@ -97,19 +120,21 @@ def start_backup() -> Response:
                 "set BACKUP_ENCRYPTION_KEY first (make one with `stockpred storage keygen`)",
             )
         kwargs["encrypt"] = encrypt
-    return accepted(submit(kind="backup", task_name="maintenance.backup", kwargs=kwargs))
+    return _submit_once("backup", "maintenance.backup", kwargs)
 
 
 @bp.post("/restore")
 def start_restore() -> Response:
     """Queue a verified restore: {"backup": name (default newest), "categories", "dry_run"}."""
     body = json_body()
+    categories = _categories(body.get("categories"))
+    dry_run = parse_bool("dry_run", body.get("dry_run"))
     kwargs = {
-        "backup": _backup_name(body.get("backup")),
-        "categories": _categories(body.get("categories")),
-        "dry_run": parse_bool("dry_run", body.get("dry_run")),
+        "backup": _backup_name(body.get("backup")) or _newest_backup(),
+        "categories": categories,
+        "dry_run": dry_run,
     }
-    return accepted(submit(kind="restore", task_name="maintenance.restore", kwargs=kwargs))
+    return _submit_once("restore", "maintenance.restore", kwargs)
 
 
 @bp.post("/cleanup")
@@ -120,11 +145,11 @@ def start_cleanup() -> Response:
     if scope not in ("all", "caches"):
         raise ApiError(400, "invalid scope", "scope must be all or caches")
     kwargs = {"dry_run": parse_bool("dry_run", body.get("dry_run")), "scope": scope}
-    return accepted(submit(kind="cleanup", task_name="maintenance.cleanup", kwargs=kwargs))
+    return _submit_once("cleanup", "maintenance.cleanup", kwargs)
 
 
 @bp.post("/verify")
 def start_verify() -> Response:
     """Queue a verification of every checksum of a backup: {"backup": name (default newest)}."""
-    kwargs = {"backup": _backup_name(json_body().get("backup"))}
-    return accepted(submit(kind="verify", task_name="maintenance.verify_backup", kwargs=kwargs))
+    kwargs = {"backup": _backup_name(json_body().get("backup")) or _newest_backup()}
+    return _submit_once("verify", "maintenance.verify_backup", kwargs)
