@@ -63,6 +63,14 @@ def storage_lock(tree: DataTree, wait: bool = True) -> Iterator[None]:
         raise StorageBusy("another backup, restore or cleanup is running") from None
 
 
+def dead_partials(tree: DataTree) -> list[Path]:
+    """Partial archives a killed backup left; call with the storage lock held.
+
+    Every writer of `backups/` holds that lock, so under it no partial file is still growing.
+    """
+    return sorted(tree.backups.glob(".*.partial"))
+
+
 def category_roots(tree: DataTree) -> dict[str, list[Path]]:
     """The folders (or files) each category covers."""
     return {

@@ -20,6 +20,7 @@ from typing import Any
 from stockpred.infra.clock import utcnow
 from stockpred.infra.files import atomic_write, read_json_object
 from stockpred.paths import DataTree
+from stockpred.storage.backup import dead_partials
 
 log = logging.getLogger(__name__)
 TEMP_GRACE_SECONDS = 3600
@@ -101,6 +102,8 @@ def _candidates(
         yield "predictions", path
     for path in _orphan_temps(tree, now):
         yield "temp", path
+    for path in dead_partials(tree):
+        yield "temp", path
 
 
 def run_cleanup(
@@ -111,7 +114,11 @@ def run_cleanup(
     scope: str = "all",
     now: float | None = None,
 ) -> CleanupReport:
-    """Remove (or list, dry-run) what the retentions say is expired; `scope` all or caches."""
+    """Remove (or list, dry-run) what the retentions say is expired; `scope` all or caches.
+
+    Call with the storage lock held (StorageService does): a killed backup's partial archive
+    is removed at once, whatever its age.
+    """
     if scope not in ("all", "caches"):
         raise ValueError("scope must be 'all' or 'caches'")
     report = CleanupReport(dry_run=dry_run, scope=scope)

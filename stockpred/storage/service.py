@@ -6,18 +6,21 @@ do not wait for it: when another run holds it they are skipped, so two never int
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from stockpred.infra.clock import utcnow
 from stockpred.paths import DataTree
 from stockpred.settings import Settings
-from stockpred.storage.backup import create_backup, storage_lock
+from stockpred.storage.backup import create_backup, dead_partials, storage_lock
 from stockpred.storage.catalog import list_backups, mark_verified, rotate
 from stockpred.storage.cleanup import Retention, run_cleanup
 from stockpred.storage.errors import StorageBusy
 from stockpred.storage.monitor import build_report, save_report
 from stockpred.storage.restore import restore_backup, verify_backup
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 __all__ = ["StorageBusy", "StorageService"]
@@ -44,6 +47,9 @@ class StorageService:
         """A backup (incremental against `base`, or the newest full one), then rotation."""
         key = self.settings.backup_encryption_key
         with self._guard(scheduled):
+            for partial in dead_partials(self.tree):
+                log.warning("removing %s, left by a backup that did not finish", partial.name)
+                partial.unlink(missing_ok=True)
             if incremental and base is None:
                 fulls = [b for b in list_backups(self.tree.backups) if b.kind == "full"]
                 base = fulls[-1].name if fulls else None

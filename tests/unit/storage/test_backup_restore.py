@@ -20,6 +20,7 @@ from stockpred.storage.backup import create_backup
 from stockpred.storage.catalog import list_backups, load_info, metadata_path, rotate
 from stockpred.storage.errors import BackupError, InsufficientSpace
 from stockpred.storage.restore import restore_backup, verify_backup
+from stockpred.storage.service import StorageService
 
 
 def fill(tree: DataTree) -> None:
@@ -307,3 +308,13 @@ def test_a_damaged_manifest_sidecar_falls_back_to_the_archive(tree: DataTree) ->
     rotate(tree.backups, keep=1)
     names = {p.name for p in tree.backups.iterdir()}
     assert full.manifest_file in names, "a kept base keeps its sidecar"
+
+
+def test_the_next_backup_removes_what_a_killed_backup_left(settings: Settings) -> None:
+    tree = DataTree.from_settings(settings)
+    fill(tree)
+    partial = tree.backups / ".stock_prediction_backup_20261129_010000.tar.gz.x1.partial"
+    partial.write_bytes(b"half an archive")
+    result = StorageService(settings).backup(categories=["config"])
+    assert not partial.exists()
+    assert verify_backup(tree.backups, result["name"], None).ok

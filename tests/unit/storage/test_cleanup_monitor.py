@@ -52,6 +52,9 @@ def layout(tree: DataTree) -> dict[str, Path]:
         "old_config": aged(tree.config / "extra.conf", 400),
         "dead_yfinance": aged(tree.stock_cache / "yfinance" / "pid-999999999" / "tkr-tz.db", 0),
         "live_yfinance": aged(tree.stock_cache / "yfinance" / f"pid-{os.getpid()}" / "x.db", 0),
+        # A backup killed a moment ago: under the storage lock nothing else can be writing it.
+        "killed_backup": aged(tree.backups / ".stock_prediction_backup_x.tar.gz.ab.partial", 0),
+        "old_backup": aged(tree.backups / "stock_prediction_backup_20200101_000000.tar.gz", 400),
     }
 
 
@@ -62,6 +65,7 @@ EXPIRED = {
     "old_predictions",
     "old_temp",
     "dead_yfinance",
+    "killed_backup",
 }
 
 
