@@ -37,6 +37,18 @@ def _jobs() -> JobStore:
     return context.jobs()
 
 
+def _redelivery_limit() -> int:
+    from tasks import context  # deferred, as in _jobs
+
+    return context.settings().task_max_redeliveries
+
+
+class RedeliveryLimit(RuntimeError):
+    """A task's message came back more often than TASK_MAX_REDELIVERIES allows."""
+
+    kind = ErrorKind.REDELIVERY_LIMIT
+
+
 def _metrics() -> Any:
     # Deferred: prometheus_client waits until the metrics folder is set (see _jobs).
     from stockpred.telemetry.worker_metrics import worker_metrics
@@ -75,6 +87,7 @@ class JobTask(Task):  # type: ignore[misc]
             began = time.perf_counter()
             state = states.FAILURE
             try:
+                self._refuse_endless_redelivery(request)
                 result = super().__call__(*args, **kwargs)
                 state = states.SUCCESS
                 return result
@@ -98,6 +111,19 @@ class JobTask(Task):  # type: ignore[misc]
             metrics.task_runtime.labels(self.name).observe(seconds)
         except Exception:
             log.warning("could not record the metrics of %s", self.name, exc_info=True)
+
+    def _refuse_endless_redelivery(self, request: Any) -> None:
+        """Fail a message that keeps coming back (its worker dies on it) instead of looping."""
+        if not (request.delivery_info or {}).get("redelivered"):
+            return
+        count = _jobs().count_redelivery(request.id)
+        limit = _redelivery_limit()
+        if count > limit:
+            raise RedeliveryLimit(
+                f"redelivered {count} times (TASK_MAX_REDELIVERIES={limit}): its worker died "
+                "or lost the broker while running it each time; not run again"
+            )
+        log.warning("task %s redelivered (%d of at most %d)", request.id, count, limit)
 
     def _report_start(self, request: Any) -> None:
         if not self.track_started:

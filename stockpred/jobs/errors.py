@@ -26,6 +26,7 @@ class ErrorKind(StrEnum):
     TIME_LIMIT = "time_limit"
     QUEUE_UNAVAILABLE = "queue_unavailable"
     RETRY = "retry"
+    REDELIVERY_LIMIT = "redelivery_limit"
     INTERNAL = "internal"
 
 

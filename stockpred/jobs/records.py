@@ -70,6 +70,7 @@ return {}
 """
 DONE_PREFIX = "stockpred:jobdone:"
 DEDUPE_PREFIX = "stockpred:dedupe:"
+REDELIVERY_PREFIX = "stockpred:redelivered:"
 # How long a finished job's done list lives: waiters must start within it, so it outlasts the
 # longest dedupe window (a deduplicated request waits on a job that may have just finished).
 DONE_TTL_SECONDS = 600
@@ -182,6 +183,13 @@ class JobStore:
         if found:
             return self._decode(dict(zip(found[::2], found[1::2], strict=True)))
         return job
+
+    def count_redelivery(self, job_id: str) -> int:
+        """Count one more redelivery of a job's message; return how many there have been."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.incr(REDELIVERY_PREFIX + job_id)
+        pipe.expire(REDELIVERY_PREFIX + job_id, self._ttl)
+        return int(pipe.execute()[0])
 
     def forget_dedupe(self, dedupe_key: str) -> None:
         """Drop a dedupe key (its job could not be queued)."""

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from celery import Celery
 
@@ -29,7 +30,8 @@ def slow_worker(
     """A maintenance worker that also knows `maintenance.outlive_soft_limit`, on its own Redis."""
     server = RedisServer(tmp_path_factory.mktemp("slow-redis"))
     server.start()
-    env = {**worker_env, "REDIS_URL": server.url}
+    # One redelivery allowed: the redelivery test kills the pool child twice.
+    env = {**worker_env, "REDIS_URL": server.url, "TASK_MAX_REDELIVERIES": "1"}
     settings = load_settings(env)
     log_path = Path(tmp_path_factory.mktemp("slow-worker")) / "worker.log"
     with log_path.open("ab") as log:
@@ -92,6 +94,48 @@ def test_a_task_killed_by_its_hard_time_limit_ends_failed_with_the_reason(
     assert done.error is not None
     assert done.error["kind"] == ErrorKind.TIME_LIMIT
     assert "hard time limit (2s) exceeded" in done.error["message"]
+    redis_client.close()
+
+
+def _slow_pool_child() -> psutil.Process:
+    """The one pool child of the slow worker (its main process is the one whose parent is not)."""
+    named = [
+        p for p in psutil.process_iter(["cmdline"]) if "slow@test" in (p.info["cmdline"] or [])
+    ]
+    children = [p for p in named if p.parent() is not None and p.parent() in named]
+    assert len(children) == 1, children
+    return children[0]
+
+
+def test_a_message_whose_worker_keeps_dying_is_failed_past_the_redelivery_limit(
+    slow_worker: tuple[Celery, Settings],
+) -> None:
+    client, settings = slow_worker
+    redis_client = connect(settings)
+    store = JobStore(redis_client, settings.job_ttl)
+    job_id = store.create(
+        kind="slow", task_name="maintenance.outlive_soft_limit", queue="maintenance"
+    ).id
+    client.send_task(
+        "maintenance.outlive_soft_limit",
+        kwargs={"seconds": 120},
+        task_id=job_id,
+        ignore_result=True,
+    )
+
+    def started_at() -> str | None:
+        job = store.get(job_id)
+        return job.started_at if job is not None and job.state == "started" else None
+
+    first = wait_for(started_at, 30, what="the first run")
+    wait_for(_slow_pool_child, 30, what="the pool child").kill()
+    # reject_on_worker_lost: the message comes back, and one redelivery is allowed.
+    wait_for(lambda: (s := started_at()) and s != first, 60, what="the redelivered run")
+    wait_for(_slow_pool_child, 30, what="the new pool child").kill()
+    done = store.wait_finished(job_id, 60)
+    assert done is not None and done.state == "failed", done
+    assert done.error is not None and done.error["kind"] == ErrorKind.REDELIVERY_LIMIT
+    assert "redelivered 2 times (TASK_MAX_REDELIVERIES=1)" in done.error["message"]
     redis_client.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -69,3 +70,33 @@ def test_a_failed_task_records_its_kind(jobs: FakeJobs) -> None:
     job_id, fields = jobs.updates[-1]
     assert (job_id, fields["state"]) == ("job-2", "failed")
     assert fields["error"]["kind"] == "internal" and fields["error"]["message"] == "no"
+
+
+class Counting(FakeJobs):
+    """Also counts redeliveries, as JobStore does in Redis."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.redeliveries = 0
+
+    def count_redelivery(self, job_id: str) -> int:
+        self.redeliveries += 1
+        return self.redeliveries
+
+
+def test_a_message_that_keeps_coming_back_is_failed_past_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    jobs = Counting()
+    monkeypatch.setattr(task_base, "_jobs", lambda: jobs)
+    monkeypatch.setattr(task_base, "_redelivery_limit", lambda: 2)
+    task = task_base.JobTask()
+    first = SimpleNamespace(id="job-3", delivery_info={"redelivered": False})
+    again = SimpleNamespace(id="job-3", delivery_info={"redelivered": True})
+    task._refuse_endless_redelivery(first)
+    assert jobs.redeliveries == 0, "a first delivery is not counted"
+    task._refuse_endless_redelivery(again)
+    task._refuse_endless_redelivery(again)
+    with pytest.raises(task_base.RedeliveryLimit, match="redelivered 3 times") as raised:
+        task._refuse_endless_redelivery(again)
+    assert task_base.job_error(raised.value)["kind"] == "redelivery_limit"
