@@ -13,6 +13,7 @@ import pandas as pd
 
 from stockpred.infra.deferred_writes import DeferredWrites
 from stockpred.infra.redis_client import process_client
+from stockpred.jobs.locks import pointer_lock
 from stockpred.jobs.records import JobStore
 from stockpred.market.factory import build_market_data
 from stockpred.market.service import MarketData
@@ -70,7 +71,12 @@ def market() -> MarketData:
 
 def registry() -> ModelRegistry:
     s = settings()
-    return _memo("registry", lambda: ModelRegistry(s.ml_model_path, s.scalers_path))
+    return _memo(
+        "registry",
+        lambda: ModelRegistry(
+            s.ml_model_path, s.scalers_path, pointer_lock(process_client(settings()))
+        ),
+    )
 
 
 def ml_config() -> MLConfig:

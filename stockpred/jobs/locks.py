@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import redis
 
@@ -57,3 +58,18 @@ def claim(lock: OwnedLock, job_id: str, running: Callable[[str], bool]) -> str |
     if lock.acquire(job_id):
         return None
     return lock.owner() or owner or "unknown"
+
+
+def pointer_lock(client: redis.Redis) -> Callable[[str], AbstractContextManager[object]]:
+    """Per-symbol locks around a model pointer's read-and-write (redis-py's Lock).
+
+    Held for milliseconds; a caller waits up to half a minute for it, then gets LockError.
+    """
+
+    def lock(symbol: str) -> AbstractContextManager[object]:
+        found: AbstractContextManager[object] = client.lock(
+            f"{PREFIX}pointer:{symbol}", timeout=60, blocking_timeout=30
+        )
+        return found
+
+    return lock

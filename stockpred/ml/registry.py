@@ -9,6 +9,7 @@ previously published version in use. No TensorFlow here: the web reads the regis
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -16,6 +17,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +32,7 @@ MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
 SCALER_FILE = "scaler.joblib"
 CURRENT_FILE = "current"
+PointerLock = Callable[[str], AbstractContextManager[object]]
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +104,15 @@ class VersionInfo:
 class ModelRegistry:
     """Reads and writes model versions."""
 
-    def __init__(self, models_dir: Path, scalers_dir: Path) -> None:
+    def __init__(
+        self, models_dir: Path, scalers_dir: Path, pointer_lock: PointerLock | None = None
+    ) -> None:
         self.models_dir = models_dir
         self.scalers_dir = scalers_dir
+        # Publish and rollback of one symbol take it, so a rollback's read-then-write of the
+        # pointer never interleaves with a publish. Workers pass a Redis lock (one for every
+        # host); without one (a reader, a test) nothing is serialised.
+        self._pointer_lock = pointer_lock or (lambda _symbol: contextlib.nullcontext())
 
     def _model_dir(self, symbol: str, version: str) -> Path:
         return self.models_dir / symbol / version
@@ -202,12 +211,20 @@ class ModelRegistry:
 
     def publish(self, symbol: str, version: str) -> None:
         """Make `version` current by atomically replacing the pointer."""
+        with self._pointer_lock(symbol):
+            self._publish(symbol, version)
+
+    def _publish(self, symbol: str, version: str) -> None:
         if version not in self.versions(symbol):
             raise RegistryError(f"{symbol} has no complete version {version!r}")
         atomic_write(pointer_path(self.models_dir, symbol), version + "\n")
 
     def rollback(self, symbol: str, to_version: str | None = None) -> str:
         """Publish `to_version`, or the newest version older than the current one."""
+        with self._pointer_lock(symbol):
+            return self._rollback(symbol, to_version)
+
+    def _rollback(self, symbol: str, to_version: str | None) -> str:
         versions = self.versions(symbol)
         current = self.current_version(symbol)
         if to_version is None:
@@ -219,7 +236,7 @@ class ModelRegistry:
             raise RegistryError(
                 f"{symbol} has no version {to_version!r}; versions: {', '.join(versions) or 'none'}"
             )
-        self.publish(symbol, to_version)
+        self._publish(symbol, to_version)
         return to_version
 
     def prune(self, symbol: str, keep: int) -> list[str]:

@@ -125,6 +125,25 @@ def new_model(config: MLConfig) -> Any:
     )
 
 
+def _write_and_publish(
+    registry: ModelRegistry,
+    symbol: str,
+    version: str,
+    metadata: dict[str, Any],
+    write_files: Callable[[Path, Path], None],
+    *,
+    keep: int,
+    should_stop: Callable[[], bool] | None,
+) -> None:
+    """Write the version and make it current, unless the job was cancelled meanwhile."""
+    if should_stop is not None and should_stop():
+        # The cancel came during the last epoch or the evaluation: write and publish nothing.
+        raise TrainingCancelled(f"training of {symbol} was cancelled after its last epoch")
+    registry.write_version(symbol, version, metadata, write_files)
+    registry.publish(symbol, version)
+    registry.prune(symbol, keep)
+
+
 def train_and_publish(
     symbol: str,
     bars: pd.DataFrame,
@@ -261,9 +280,15 @@ def train_and_publish(
             model.save(model_path)
             joblib.dump(scalers.to_joblib_payload(), scaler_path)
 
-        registry.write_version(symbol, version, metadata, write_files)
-        registry.publish(symbol, version)
-        registry.prune(symbol, config.keep_versions)
+        _write_and_publish(
+            registry,
+            symbol,
+            version,
+            metadata,
+            write_files,
+            keep=config.keep_versions,
+            should_stop=should_stop,
+        )
     log.info(
         "trained %s: %s (%s)",
         symbol,

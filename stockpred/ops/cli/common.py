@@ -10,6 +10,7 @@ import click
 import redis
 
 from stockpred.infra.redis_client import connect
+from stockpred.jobs.locks import pointer_lock
 from stockpred.market.symbols import InvalidSymbol, normalize_symbol
 from stockpred.ml.registry import ModelRegistry
 from stockpred.ops.api_client import ApiClient
@@ -46,7 +47,10 @@ def local_market(settings: Settings) -> MarketData:
 
 
 def model_registry(settings: Settings) -> ModelRegistry:
-    return ModelRegistry(settings.ml_model_path, settings.scalers_path)
+    """The registry; publish and rollback take the workers' Redis lock when Redis answers."""
+    client = redis_if_up(settings)
+    lock = pointer_lock(client) if client is not None else None
+    return ModelRegistry(settings.ml_model_path, settings.scalers_path, lock)
 
 
 def redis_if_up(settings: Settings) -> redis.Redis | None:
