@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -70,31 +69,35 @@ def slow_worker(
         server.stop()
 
 
+def send_slow(
+    slow_worker: tuple[Celery, Settings], seconds: float, **options: Any
+) -> tuple[JobStore, str]:
+    """Record a job and send `maintenance.outlive_soft_limit` for it with `options`."""
+    client, settings = slow_worker
+    store = JobStore(connect(settings), settings.job_ttl)
+    job_id = store.create(
+        kind="slow", task_name="maintenance.outlive_soft_limit", queue="maintenance"
+    ).id
+    client.send_task(
+        "maintenance.outlive_soft_limit",
+        kwargs={"seconds": seconds},
+        task_id=job_id,
+        ignore_result=True,
+        **options,
+    )
+    return store, job_id
+
+
 def test_a_task_killed_by_its_hard_time_limit_ends_failed_with_the_reason(
     slow_worker: tuple[Celery, Settings],
 ) -> None:
-    client, settings = slow_worker
-    redis_client = connect(settings)
-    store = JobStore(redis_client, settings.job_ttl)
-    job_id = str(uuid.uuid4())
-    store.create(
-        kind="slow", task_name="maintenance.outlive_soft_limit", queue="maintenance", job_id=job_id
-    )
     # The soft limit fires first and is swallowed: the hard limit then kills the pool child.
-    client.send_task(
-        "maintenance.outlive_soft_limit",
-        kwargs={"seconds": 60},
-        task_id=job_id,
-        time_limit=2,
-        soft_time_limit=1,
-        ignore_result=True,
-    )
+    store, job_id = send_slow(slow_worker, 60, time_limit=2, soft_time_limit=1)
     done = store.wait_finished(job_id, 30)
     assert done is not None and done.state == "failed", done
     assert done.error is not None
     assert done.error["kind"] == ErrorKind.TIME_LIMIT
     assert "hard time limit (2s) exceeded" in done.error["message"]
-    redis_client.close()
 
 
 def _slow_pool_child() -> psutil.Process:
@@ -110,18 +113,7 @@ def _slow_pool_child() -> psutil.Process:
 def test_a_message_whose_worker_keeps_dying_is_failed_past_the_redelivery_limit(
     slow_worker: tuple[Celery, Settings],
 ) -> None:
-    client, settings = slow_worker
-    redis_client = connect(settings)
-    store = JobStore(redis_client, settings.job_ttl)
-    job_id = store.create(
-        kind="slow", task_name="maintenance.outlive_soft_limit", queue="maintenance"
-    ).id
-    client.send_task(
-        "maintenance.outlive_soft_limit",
-        kwargs={"seconds": 120},
-        task_id=job_id,
-        ignore_result=True,
-    )
+    store, job_id = send_slow(slow_worker, 120)
 
     def started_at() -> str | None:
         job = store.get(job_id)
@@ -136,27 +128,13 @@ def test_a_message_whose_worker_keeps_dying_is_failed_past_the_redelivery_limit(
     assert done is not None and done.state == "failed", done
     assert done.error is not None and done.error["kind"] == ErrorKind.REDELIVERY_LIMIT
     assert "redelivered 2 times (TASK_MAX_REDELIVERIES=1)" in done.error["message"]
-    redis_client.close()
 
 
 def test_a_revoked_message_cancels_its_job(slow_worker: tuple[Celery, Settings]) -> None:
-    client, settings = slow_worker
-    redis_client = connect(settings)
-    store = JobStore(redis_client, settings.job_ttl)
-    job_id = store.create(
-        kind="slow", task_name="maintenance.outlive_soft_limit", queue="maintenance"
-    ).id
     # Expired on arrival: the worker revokes it without running it.
-    client.send_task(
-        "maintenance.outlive_soft_limit",
-        kwargs={"seconds": 0},
-        task_id=job_id,
-        expires=datetime.now(UTC) - timedelta(minutes=1),
-        ignore_result=True,
-    )
+    store, job_id = send_slow(slow_worker, 0, expires=datetime.now(UTC) - timedelta(minutes=1))
     done = store.wait_finished(job_id, 30)
     assert done is not None and done.state == "cancelled", done
-    redis_client.close()
 
 
 def test_a_rollback_is_a_maintenance_job_and_the_web_writes_no_pointer(
