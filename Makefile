@@ -11,7 +11,7 @@ CELERY_WORKER := $(BIN)/celery -A workers worker --task-events --loglevel $(LOGL
 
 .PHONY: help install system-deps setup run test lint format lock web worker-inference \
         worker-training worker-maintenance beat flower redis storage-setup storage-test \
-        check-routes clean train predict bench storage-backup storage-restore \
+        check-routes clean train predict bench chaos storage-backup storage-restore \
         storage-cleanup storage-monitor metrics docker-up docker-run docker-down docker-logs dev-setup
 
 help: ## List every target with what it does
@@ -49,6 +49,9 @@ run: install ## Start the whole process set (Redis, web :8080, 3 workers, beat, 
 
 test: install lint ## Install, lint, then run every test (unit, integration, e2e)
 	$(BIN)/pytest
+
+chaos: install ## The fault suite's longer form (Redis and worker kills, disk full, floods)
+	STOCKPRED_CHAOS=full $(BIN)/pytest tests/chaos $(ARGS)
 
 lint: install ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,80 +23,17 @@ import redis
 
 from stockpred.paths import DataTree
 from stockpred.settings import load_settings, read_env_file
-from tests.conftest import clean_environ
+from tests.process_set import RunningSet, http_get, process_set
 from tests.support import ROOT, free_port, stop_group, wait_for
 
 pytestmark = pytest.mark.e2e
 
 
-@dataclass
-class RunningSet:
-    proc: subprocess.Popen[bytes]
-    env: dict[str, str]
-    data_dir: Path
-    web: str
-    flower: str
-    output: Path
-
-
-def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
-
-
 @pytest.fixture(scope="module")
 def running_set() -> Iterator[RunningSet]:
-    """`make run` on free ports and a short temp data root (Unix socket paths are limited)."""
-    with tempfile.TemporaryDirectory(prefix="sp-e2e-") as directory:
-        data_dir = Path(directory) / "pd"
-        env = clean_environ()
-        env.update(
-            STOCKPRED_DATA_DIR=str(data_dir),
-            WEB_PORT=str(free_port()),
-            FLOWER_PORT=str(free_port()),
-            METRICS_PORT=str(free_port()),
-        )
-        output = Path(directory) / "make-run.log"
-        with output.open("wb") as log:
-            proc = subprocess.Popen(
-                ["make", "--no-print-directory", "run"],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        running = RunningSet(
-            proc,
-            env,
-            data_dir,
-            f"http://127.0.0.1:{env['WEB_PORT']}",
-            f"http://127.0.0.1:{env['FLOWER_PORT']}",
-            output,
-        )
-        try:
-            yield running
-        finally:
-            shut_down(proc)
-
-
-def shut_down(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the set as Ctrl-C does, then kill anything left: honcho starts each process in a
-    session of its own, so signalling make's group alone would orphan them."""
-    if proc.poll() is None:
-        try:
-            family = psutil.Process(proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            family = []
-        stop_group(proc, signal.SIGINT, timeout=30)
-        _, alive = psutil.wait_procs(family, timeout=10)
-        for leftover in alive:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                leftover.kill()
+    """`make run` on free ports and a temp data root, shared by this module's tests."""
+    with process_set() as running:
+        yield running
 
 
 def test_make_run_is_healthy_with_all_three_queues_live_within_90s(running_set: RunningSet) -> None:
