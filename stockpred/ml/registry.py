@@ -203,7 +203,11 @@ class ModelRegistry:
                 with path.open("rb") as handle:
                     os.fsync(handle.fileno())
             os.rename(staged_scaler, self._scaler_dir(symbol, version))
-            os.rename(staged_model, self._model_dir(symbol, version))
+            try:
+                os.rename(staged_model, self._model_dir(symbol, version))
+            except BaseException:
+                shutil.rmtree(self._scaler_dir(symbol, version), ignore_errors=True)
+                raise
         finally:
             shutil.rmtree(staged_model, ignore_errors=True)
             shutil.rmtree(staged_scaler, ignore_errors=True)
@@ -238,6 +242,14 @@ class ModelRegistry:
             )
         self._publish(symbol, to_version)
         return to_version
+
+    def discard(self, symbol: str, version: str) -> None:
+        """Delete a version that was written but never published (never the current one)."""
+        with self._pointer_lock(symbol):
+            if self.current_version(symbol) == version:
+                raise RegistryError(f"{symbol} {version} is current: not discarded")
+            shutil.rmtree(self._model_dir(symbol, version), ignore_errors=True)
+            shutil.rmtree(self._scaler_dir(symbol, version), ignore_errors=True)
 
     def prune(self, symbol: str, keep: int) -> list[str]:
         """Delete all but the newest `keep` versions, never the current one; return removed."""
