@@ -192,10 +192,10 @@ class ModelRegistry:
         """Stage a version (write_files(model_path, scaler_path)), then move it into place."""
         staged_model = self.models_dir / symbol / f".staging-{version}"
         staged_scaler = self.scalers_dir / symbol / f".staging-{version}"
-        for folder in (staged_model, staged_scaler):
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir(parents=True, mode=DIR_MODE)
         try:
+            for folder in (staged_model, staged_scaler):  # a full disk may refuse even these
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir(parents=True, mode=DIR_MODE)
             write_files(staged_model / MODEL_FILE, staged_scaler / SCALER_FILE)
             atomic_write(staged_model / METADATA_FILE, json.dumps(metadata, indent=2, default=str))
             for path in (staged_model / MODEL_FILE, staged_scaler / SCALER_FILE):
