@@ -95,6 +95,10 @@ class DataTree:
     def model_cache(self) -> Path:
         return self.ml_cache / "model_cache"
 
+    def legacy_refresh_locks(self) -> list[Path]:
+        """Lock files that versions locking price refreshes with a file left per symbol."""
+        return sorted(self.stock_historical.glob("*/.refresh.lock"))
+
     @property
     def stock_data(self) -> Path:
         return self.root / STOCK_DATA

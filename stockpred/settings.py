@@ -327,6 +327,10 @@ class Settings(_Root):
     training_time_limit: Duration = Field(
         timedelta(hours=2), validation_alias=_seed("TRAINING_TIME_LIMIT")
     )
+    training_lock_ttl: Duration = Field(
+        timedelta(minutes=5), validation_alias=_seed("TRAINING_LOCK_TTL")
+    )
+    no_data_ttl: Duration = Field(timedelta(hours=1), validation_alias=_seed("NO_DATA_TTL"))
     stock_data_source: DataSource = Field("auto", validation_alias=_seed("STOCK_DATA_SOURCE"))
     yahoo_timeout: Positive = Field(10.0, validation_alias=_seed("YAHOO_TIMEOUT"))
     yahoo_rate_limit: Positive = Field(10.0, validation_alias=_seed("YAHOO_RATE_LIMIT"))

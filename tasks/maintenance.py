@@ -71,7 +71,7 @@ def queue_stale_retraining(self: Any) -> dict[str, Any]:
         registry=context.registry(),
         config=context.ml_config(),
         redis_client=process_client(settings),
-        training_limit=int(settings.training_time_limit.total_seconds()),
+        claim_seconds=int(settings.job_ttl.total_seconds()),
     )
 
 
@@ -82,7 +82,7 @@ def queue_stale(
     registry: ModelRegistry,
     config: MLConfig,
     redis_client: Any,
-    training_limit: int,
+    claim_seconds: int,
 ) -> dict[str, Any]:
     """Submit a training job, under its symbol's lock, for every model the policy calls stale."""
     now = utcnow()
@@ -97,7 +97,7 @@ def queue_stale(
         if reason is None:
             continue
         job_id = str(uuid.uuid4())
-        lock = training_lock(redis_client, symbol, training_limit)
+        lock = training_lock(redis_client, symbol, claim_seconds)  # a queued claim: JOB_TTL
         owner = claim(lock, job_id, lambda held: _running(store, held))
         if owner is not None:
             skipped[symbol] = f"job {owner} is already training it"

@@ -8,7 +8,7 @@ from celery import shared_task
 
 from stockpred.infra.redis_client import process_client
 from stockpred.jobs.errors import ErrorKind
-from stockpred.jobs.locks import OwnedLock, training_lock
+from stockpred.jobs.locks import OwnedLock, Renewal, claim, training_lock
 from stockpred.market.symbols import normalize_symbol
 from stockpred.ml.training import TrainingCancelled, train_and_publish
 from stockpred.telemetry.worker_metrics import worker_metrics
@@ -22,9 +22,10 @@ class TrainingBusy(RuntimeError):
 
 
 def _lock(symbol: str) -> OwnedLock:
+    """The symbol's lock as a running training holds it: TRAINING_LOCK_TTL, renewed."""
     settings = context.settings()
-    limit = int(settings.training_time_limit.total_seconds())
-    return training_lock(process_client(settings), symbol, limit)
+    ttl = int(settings.training_lock_ttl.total_seconds())
+    return training_lock(process_client(settings), symbol, ttl)
 
 
 @shared_task(
@@ -37,10 +38,26 @@ def train(self: Any, symbol: str, epochs: int | None = None, force: bool = False
     """Train `symbol`; progress and cancellation go through the job record of this task id."""
     symbol = normalize_symbol(symbol)
     job_id = str(self.request.id)
-    lock = _lock(symbol)
-    if not lock.acquire(job_id):
-        raise TrainingBusy(f"{symbol} is being trained by job {lock.owner()}")
     store = context.jobs()
+    lock = _lock(symbol)
+    # The submitter claimed the lock for this job; claim it again (it may have been freed, or
+    # held by a job that has since finished), then keep it alive while the training runs.
+    holder = claim(lock, job_id, lambda owner: _unfinished(store, owner))
+    if holder is not None:
+        raise TrainingBusy(f"{symbol} is being trained by job {holder}")
+    with Renewal(lock, job_id) as renewal:
+        return _train(store, renewal, symbol=symbol, job_id=job_id, epochs=epochs, force=force)
+
+
+def _unfinished(store: Any, job_id: str) -> bool:
+    job = store.get(job_id)
+    return job is not None and not job.finished
+
+
+def _train(
+    store: Any, renewal: Renewal, *, symbol: str, job_id: str, epochs: int | None, force: bool
+) -> dict[str, Any]:
+    """Train and publish under the renewed lock; a lost lock stops it before it publishes."""
     try:
         frame, source = context.bars_with_source(symbol)
 
@@ -58,6 +75,8 @@ def train(self: Any, symbol: str, epochs: int | None = None, force: bool = False
             )
 
         def cancelled() -> bool:
+            if renewal.lost:
+                return True
             job = store.get(job_id)
             return job is not None and job.state == "cancelled"
 
@@ -77,6 +96,9 @@ def train(self: Any, symbol: str, epochs: int | None = None, force: bool = False
         worker_metrics().training_duration.labels(symbol).observe(result.seconds)
         return result.to_dict()
     except TrainingCancelled as exc:
+        if renewal.lost:
+            raise TrainingBusy(
+                f"{symbol}: this job lost its training lock to job {renewal.lock.owner()}; "
+                "stopped without publishing"
+            ) from None
         return {"symbol": symbol, "cancelled": True, "reason": str(exc)}
-    finally:
-        lock.release(job_id)

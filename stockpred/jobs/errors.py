@@ -7,8 +7,12 @@ exception class therefore changes no answer. Celery's own exceptions are mapped 
 
 from __future__ import annotations
 
+import errno
 from enum import StrEnum
 from typing import Any
+
+# A full file system, or the user's quota on it.
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class ErrorKind(StrEnum):
@@ -27,13 +31,27 @@ class ErrorKind(StrEnum):
     QUEUE_UNAVAILABLE = "queue_unavailable"
     RETRY = "retry"
     REDELIVERY_LIMIT = "redelivery_limit"
+    DISK_FULL = "disk_full"
     INTERNAL = "internal"
 
 
+def disk_full(exc: BaseException | None) -> bool:
+    """True when `exc`, or an exception it was raised from or during, is ENOSPC or EDQUOT."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def kind_of(exc: BaseException) -> ErrorKind:
-    """The kind an exception declares, or INTERNAL for one that declares none."""
+    """The kind an exception declares; DISK_FULL for a full disk; else INTERNAL."""
     declared = getattr(exc, "kind", None)
-    return declared if isinstance(declared, ErrorKind) else ErrorKind.INTERNAL
+    if isinstance(declared, ErrorKind):
+        return declared
+    return ErrorKind.DISK_FULL if disk_full(exc) else ErrorKind.INTERNAL
 
 
 def error_record(exc: BaseException, *, kind: ErrorKind | None = None) -> dict[str, Any]:

@@ -23,6 +23,14 @@ class NoData(MarketDataError):
     kind = ErrorKind.NO_DATA
 
 
+class RememberedNoData(NoData):
+    """The symbol was found without data moments ago (the negative cache): not looked up again."""
+
+    def __init__(self, message: str, kind: ErrorKind = ErrorKind.NO_DATA) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 class RateLimited(MarketDataError):
     """The source asked us to slow down: retried with backoff."""
 
@@ -35,6 +43,10 @@ class SourceUnavailable(MarketDataError):
 
     retryable = True
     kind = ErrorKind.SOURCE_UNAVAILABLE
+
+
+class RefreshBusy(SourceUnavailable):
+    """Another process held the symbol's refresh lock for longer than a caller waits: retried."""
 
 
 class BadData(MarketDataError):

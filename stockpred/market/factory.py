@@ -5,12 +5,14 @@ from __future__ import annotations
 import redis
 
 from stockpred.infra.throttle import NoThrottle, RedisThrottle, Throttle
+from stockpred.jobs.locks import refresh_lock
 from stockpred.market.csv_source import CsvSource
 from stockpred.market.daily_cache import DailyCache
 from stockpred.market.embedded import EmbeddedSource
 from stockpred.market.history import HistoryStore
+from stockpred.market.no_data import NoDataMemo
 from stockpred.market.retry import RetryPolicy
-from stockpred.market.service import MarketData
+from stockpred.market.service import MarketData, in_process_lock
 from stockpred.market.sources import AutoSource, PriceSource
 from stockpred.market.symbols import InvalidSymbol, normalize_symbol
 from stockpred.market.yahoo import YahooSource
@@ -48,13 +50,15 @@ def build_source(settings: Settings, client: redis.Redis | None = None) -> Price
 
 
 def build_market_data(settings: Settings, client: redis.Redis | None = None) -> MarketData:
-    """Market data wired from the settings."""
+    """Market data wired from the settings; without Redis, locks hold in this process only."""
     tree = DataTree.from_settings(settings)
     return MarketData(
         source=build_source(settings, client),
         history=HistoryStore(tree.stock_historical),
         cache=DailyCache(tree.daily_cache),
         intraday_ttl=settings.stock_data_ttl,
+        locks=in_process_lock if client is None else refresh_lock(client),
+        no_data=None if client is None else NoDataMemo(client, settings.no_data_ttl),
     )
 
 

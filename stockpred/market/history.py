@@ -1,18 +1,18 @@
 """The full daily history per symbol, kept indefinitely: `historical/<SYMBOL>/daily.parquet`.
 
-Refreshes of one symbol are serialised across processes by an exclusive `flock` on a lock file
-beside it; every write replaces the parquet file atomically, so readers never see half a file.
+Every write replaces the parquet file atomically, so readers never see half a file; the
+symbol's folder is created by the first save, never before (refreshes of one symbol are
+serialised by a Redis lock, `stockpred.jobs.locks.refresh_lock`, not a file beside it).
+Versions before that left a `.refresh.lock` file per symbol; cleanup removes them.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 
-from stockpred.infra.files import atomic_path, file_lock
+from stockpred.infra.files import atomic_path
 
 HISTORY_FILE = "daily.parquet"
 
@@ -32,12 +32,6 @@ class HistoryStore:
 
     def path(self, symbol: str) -> Path:
         return self.folder(symbol) / HISTORY_FILE
-
-    @contextlib.contextmanager
-    def lock(self, symbol: str) -> Iterator[None]:
-        """Hold the symbol's refresh lock (blocks while another process holds it)."""
-        with file_lock(self.folder(symbol) / ".refresh.lock"):
-            yield
 
     def load(self, symbol: str) -> pd.DataFrame | None:
         """The stored history, or None when there is none; DamagedHistory when unreadable."""

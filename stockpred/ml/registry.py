@@ -192,10 +192,10 @@ class ModelRegistry:
         """Stage a version (write_files(model_path, scaler_path)), then move it into place."""
         staged_model = self.models_dir / symbol / f".staging-{version}"
         staged_scaler = self.scalers_dir / symbol / f".staging-{version}"
-        for folder in (staged_model, staged_scaler):
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir(parents=True, mode=DIR_MODE)
         try:
+            for folder in (staged_model, staged_scaler):  # a full disk may refuse even these
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir(parents=True, mode=DIR_MODE)
             write_files(staged_model / MODEL_FILE, staged_scaler / SCALER_FILE)
             atomic_write(staged_model / METADATA_FILE, json.dumps(metadata, indent=2, default=str))
             for path in (staged_model / MODEL_FILE, staged_scaler / SCALER_FILE):
@@ -203,7 +203,11 @@ class ModelRegistry:
                 with path.open("rb") as handle:
                     os.fsync(handle.fileno())
             os.rename(staged_scaler, self._scaler_dir(symbol, version))
-            os.rename(staged_model, self._model_dir(symbol, version))
+            try:
+                os.rename(staged_model, self._model_dir(symbol, version))
+            except BaseException:
+                shutil.rmtree(self._scaler_dir(symbol, version), ignore_errors=True)
+                raise
         finally:
             shutil.rmtree(staged_model, ignore_errors=True)
             shutil.rmtree(staged_scaler, ignore_errors=True)
@@ -238,6 +242,14 @@ class ModelRegistry:
             )
         self._publish(symbol, to_version)
         return to_version
+
+    def discard(self, symbol: str, version: str) -> None:
+        """Delete a version that was written but never published (never the current one)."""
+        with self._pointer_lock(symbol):
+            if self.current_version(symbol) == version:
+                raise RegistryError(f"{symbol} {version} is current: not discarded")
+            shutil.rmtree(self._model_dir(symbol, version), ignore_errors=True)
+            shutil.rmtree(self._scaler_dir(symbol, version), ignore_errors=True)
 
     def prune(self, symbol: str, keep: int) -> list[str]:
         """Delete all but the newest `keep` versions, never the current one; return removed."""

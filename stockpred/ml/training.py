@@ -24,6 +24,7 @@ import pandas as pd
 
 from stockpred.infra.clock import utcnow
 from stockpred.infra.tf_runtime import tensorflow
+from stockpred.jobs.errors import ErrorKind, disk_full
 from stockpred.ml.config import MLConfig
 from stockpred.ml.dataset import (
     NotEnoughData,
@@ -44,6 +45,12 @@ Progress = Callable[[int, int, dict[str, float]], None]
 
 class TrainingCancelled(Exception):
     """A stop was requested between epochs."""
+
+
+class ModelDiskFull(RuntimeError):
+    """The disk holding the models filled while a version was written: nothing was published."""
+
+    kind = ErrorKind.DISK_FULL
 
 
 @dataclass(frozen=True)
@@ -139,9 +146,28 @@ def _write_and_publish(
     if should_stop is not None and should_stop():
         # The cancel came during the last epoch or the evaluation: write and publish nothing.
         raise TrainingCancelled(f"training of {symbol} was cancelled after its last epoch")
-    registry.write_version(symbol, version, metadata, write_files)
-    registry.publish(symbol, version)
+    try:
+        registry.write_version(symbol, version, metadata, write_files)
+    except Exception as exc:
+        _raise_if_disk_full(exc, registry, symbol, version)
+        raise
+    try:
+        registry.publish(symbol, version)
+    except Exception as exc:
+        registry.discard(symbol, version)  # written, never current: it would only take space
+        _raise_if_disk_full(exc, registry, symbol, version)
+        raise
     registry.prune(symbol, keep)
+
+
+def _raise_if_disk_full(exc: Exception, registry: ModelRegistry, symbol: str, version: str) -> None:
+    if disk_full(exc):
+        current = registry.current_version(symbol)
+        raise ModelDiskFull(
+            f"no space left on the disk holding {registry.models_dir} while version {version} "
+            f"of {symbol} was written; its partial files were removed and nothing was "
+            f"published (the current version, {current or 'none'}, is still served)"
+        ) from exc
 
 
 def train_and_publish(

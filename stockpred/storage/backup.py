@@ -23,6 +23,7 @@ from typing import Any
 
 from stockpred.infra.clock import utcnow
 from stockpred.infra.files import FILE_MODE, LockBusy, atomic_path, file_lock, sha256_file
+from stockpred.jobs.errors import disk_full
 from stockpred.paths import DataTree, free_bytes
 from stockpred.storage.archive import (
     ArchiveWriter,
@@ -283,38 +284,77 @@ def create_backup(
         "categories": chosen,
         "skipped": plan.skipped,
     }
-    seal = key if encrypt else None
-    with atomic_path(plan.final, FILE_MODE, suffix=".partial") as tmp:
-        entries = _write_archive(tree, plan, manifest, tmp, progress)
-        if seal is not None:
-            encrypt_file(tmp, seal)
-        digest = sha256_file(tmp)
-    stored = [e for e in entries if e.stored_in == plan.name]
-    sidecar_name, sidecar_sha256 = write_manifest_sidecar(tree.backups, plan.name, entries, seal)
-    info = BackupInfo(
-        name=plan.name,
-        file=plan.final.name,
-        kind=manifest["kind"],
-        created_at=manifest["created_at"],
-        categories=chosen,
-        files=len(entries),
-        stored_files=len(stored),
-        bytes=sum(e.size for e in stored),
-        size=plan.final.stat().st_size,
-        sha256=digest,
-        encrypted=encrypt,
-        base=base,
-        depends_on=sorted(
-            {e.stored_in for e in entries if e.stored_in != plan.name} | set(plan.depends)
-        ),
-        tool_version=tool_version(),
-        host=socket.gethostname(),
-        skipped=plan.skipped,
-        manifest_file=sidecar_name,
-        manifest_sha256=sidecar_sha256,
-    )
-    save_info(tree.backups, info)
+    try:
+        info = _write(
+            tree,
+            plan,
+            manifest=manifest,
+            chosen=chosen,
+            seal=key if encrypt else None,
+            progress=progress,
+        )
+    except Exception as exc:
+        if not disk_full(exc):
+            raise
+        raise InsufficientSpace(
+            f"the disk holding {tree.backups} filled while backup {plan.name} was written "
+            f"(no space left on device); its partial files were removed, "
+            f"{free_bytes(tree.backups)} bytes are free now, earlier backups are untouched"
+        ) from exc
     return BackupResult(info, plan.final, time.perf_counter() - started)
+
+
+def _write(
+    tree: DataTree,
+    plan: _Plan,
+    *,
+    manifest: dict[str, Any],
+    chosen: list[str],
+    seal: str | None,
+    progress: Progress | None,
+) -> BackupInfo:
+    """Write the archive, its manifest sidecar and its metadata; on failure, none of them."""
+    sidecar: Path | None = None
+    try:
+        with atomic_path(plan.final, FILE_MODE, suffix=".partial") as tmp:
+            entries = _write_archive(tree, plan, manifest, tmp, progress)
+            if seal is not None:
+                encrypt_file(tmp, seal)
+            digest = sha256_file(tmp)
+        stored = [e for e in entries if e.stored_in == plan.name]
+        sidecar_name, sidecar_sha256 = write_manifest_sidecar(
+            tree.backups, plan.name, entries, seal
+        )
+        sidecar = tree.backups / sidecar_name
+        info = BackupInfo(
+            name=plan.name,
+            file=plan.final.name,
+            kind=manifest["kind"],
+            created_at=manifest["created_at"],
+            categories=chosen,
+            files=len(entries),
+            stored_files=len(stored),
+            bytes=sum(e.size for e in stored),
+            size=plan.final.stat().st_size,
+            sha256=digest,
+            encrypted=seal is not None,
+            base=manifest["base"],
+            depends_on=sorted(
+                {e.stored_in for e in entries if e.stored_in != plan.name} | set(plan.depends)
+            ),
+            tool_version=tool_version(),
+            host=socket.gethostname(),
+            skipped=plan.skipped,
+            manifest_file=sidecar_name,
+            manifest_sha256=sidecar_sha256,
+        )
+        save_info(tree.backups, info)
+    except BaseException:
+        for path in (plan.final, sidecar):
+            if path is not None:
+                path.unlink(missing_ok=True)
+        raise
+    return info
 
 
 def _add_file(

@@ -2,12 +2,15 @@
 
 Retentions (days, from the settings; the original's defaults): prediction and stock-data caches
 1, logs 30, stored predictions 7. Orphaned temp files (`.*.tmp`, `.*.partial`, `.staging-*`) go
-after an hour, yfinance cache folders of processes that no longer exist at once. Never touched:
+after an hour, yfinance cache folders of processes that no longer exist at once, the
+`.refresh.lock` files of earlier versions (with their symbol's folder when nothing else is
+in it) at once. Never touched:
 model versions and `current` pointers, scalers, the price history, backups, config, Redis data.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -24,6 +27,7 @@ from stockpred.storage.backup import dead_partials
 
 log = logging.getLogger(__name__)
 TEMP_GRACE_SECONDS = 3600
+NOT_DATA = ("temp", "lock")  # rules that may remove files inside protected folders
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,18 @@ def _candidates(
         yield "temp", path
     for path in dead_partials(tree):
         yield "temp", path
+    for path in tree.legacy_refresh_locks():
+        yield "lock", path
+
+
+def _folder_left_empty(folder: Path, removed: Path, dry_run: bool) -> bool:
+    """Remove a symbol folder a legacy lock file was alone in; never one with anything else."""
+    if dry_run:
+        return all(p == removed for p in folder.iterdir())
+    with contextlib.suppress(OSError):  # not empty (prices arrived meanwhile): kept
+        folder.rmdir()
+        return True
+    return False
 
 
 def run_cleanup(
@@ -124,7 +140,7 @@ def run_cleanup(
     report = CleanupReport(dry_run=dry_run, scope=scope)
     protected = [tree.backups, tree.stock_historical, tree.config]
     for rule, path in _candidates(tree, retention, scope, now or time.time()):
-        if any(p == path or p in path.parents for p in protected) and rule != "temp":
+        if any(p == path or p in path.parents for p in protected) and rule not in NOT_DATA:
             continue
         try:
             size = _size(path)
@@ -139,6 +155,10 @@ def run_cleanup(
             {"path": str(path.relative_to(tree.root)), "bytes": size, "rule": rule}
         )
         report.bytes_freed += size
+        if rule == "lock" and _folder_left_empty(path.parent, path, dry_run):
+            report.removed.append(
+                {"path": str(path.parent.relative_to(tree.root)), "bytes": 0, "rule": rule}
+            )
     report.finished_at = utcnow().isoformat()
     if not dry_run:
         try:

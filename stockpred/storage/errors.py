@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from stockpred.jobs.errors import ErrorKind
+
 
 class BackupError(RuntimeError):
     """A backup could not be made or read; the message says why."""
@@ -12,7 +14,9 @@ class StorageBusy(BackupError):
 
 
 class InsufficientSpace(BackupError):
-    """Not enough free disk for the backup."""
+    """Not enough free disk for the backup, found before writing or when the disk filled."""
+
+    kind = ErrorKind.DISK_FULL
 
 
 class UnsafeArchive(BackupError):

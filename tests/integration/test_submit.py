@@ -88,7 +88,7 @@ def test_a_task_that_queues_training_leaves_nothing_queued_or_locked_when_publis
             registry=StaleRegistry(symbol),  # type: ignore[arg-type]
             config=MLConfig(),
             redis_client=redis_client,
-            training_limit=60,
+            claim_seconds=60,
         )
     assert training_lock(redis_client, symbol, 60).owner() is None
     assert failed.value.job_id is not None

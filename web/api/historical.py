@@ -10,6 +10,7 @@ from stockpred.infra.clock import utcnow
 from stockpred.infra.counters import HitCounter
 from stockpred.jobs.errors import ErrorKind
 from stockpred.market.daily_cache import MAX_DAYS, CachedPrices, DailyCache
+from stockpred.market.no_data import NoDataMemo
 from stockpred.paths import DataTree
 from web.dispatch import accepted, submit, wait_for_job
 from web.errors import ApiError
@@ -43,6 +44,14 @@ def _answer(entry: CachedPrices, days: int, *, cached: bool, stale: bool = False
     return jsonify(body)
 
 
+def refuse_if_remembered(symbol: str) -> None:
+    """404 at once for a symbol remembered without data (NO_DATA_TTL): no job is queued."""
+    svc = services()
+    remembered = NoDataMemo(svc.redis, svc.settings.no_data_ttl).recall(symbol)
+    if remembered is not None:
+        raise ApiError(404, "no data for symbol", remembered.explain())
+
+
 @bp.get("/<path:symbol>")
 def historical(symbol: str) -> Response:
     """Daily OHLCV bars of a symbol: ?days=1..730 (default 30), with source and as_of."""
@@ -58,6 +67,7 @@ def historical(symbol: str) -> Response:
         counter.hit()
         return _answer(entry, days, cached=True)
     counter.miss()
+    refuse_if_remembered(sym)
     job = submit(
         kind="refresh_prices",
         task_name="maintenance.refresh_prices",

@@ -7,6 +7,7 @@ import uuid
 from flask import Blueprint, Response, jsonify, url_for
 
 from stockpred.jobs.locks import claim, training_lock
+from web.api.historical import refuse_if_remembered
 from web.dispatch import accepted, submit
 from web.params import json_body, parse_bool, parse_int, parse_symbol
 from web.services import services
@@ -22,7 +23,9 @@ def _running(job_id: str) -> bool:
 def start_training(symbol: str, *, epochs: int | None, force: bool) -> Response:
     """Take the symbol's training lock for a new job and queue it; 409 names a running job."""
     svc = services()
-    lock = training_lock(svc.redis, symbol, int(svc.settings.training_time_limit.total_seconds()))
+    refuse_if_remembered(symbol)
+    # Queued, the claim lives as long as the job record that vouches for it (locks.py).
+    lock = training_lock(svc.redis, symbol, int(svc.settings.job_ttl.total_seconds()))
     job_id = str(uuid.uuid4())
     owner = claim(lock, job_id, _running)
     if owner is not None:

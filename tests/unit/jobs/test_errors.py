@@ -58,3 +58,20 @@ def test_the_openapi_document_lists_every_kind() -> None:
     document = json.loads((ROOT / "web" / "openapi.json").read_text())
     error = document["components"]["schemas"]["Job"]["properties"]["error"]
     assert error["properties"]["kind"]["enum"] == [kind.value for kind in ErrorKind]
+
+
+def test_a_full_disk_is_its_own_kind_even_when_wrapped() -> None:
+    import errno
+
+    from stockpred.jobs.errors import ErrorKind, kind_of
+
+    full = OSError(errno.ENOSPC, "No space left on device")
+    assert kind_of(full) == ErrorKind.DISK_FULL
+    try:
+        try:
+            raise full
+        except OSError as exc:
+            raise ValueError("keras could not save") from exc
+    except ValueError as wrapped:
+        assert kind_of(wrapped) == ErrorKind.DISK_FULL
+    assert kind_of(OSError(errno.EACCES, "denied")) == ErrorKind.INTERNAL

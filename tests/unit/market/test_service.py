@@ -1,9 +1,8 @@
-"""Refreshing prices: TTL under a controllable clock, merging, restarts, concurrent refreshes."""
+"""Refreshing prices: TTL under a controllable clock, merging, restarts (locks: integration)."""
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -185,40 +184,6 @@ def test_a_naive_time_in_the_sidecar_is_taken_as_utc_by_the_freshness_check(
     )
     assert not data.refresh("ACME").refreshed  # fresh, read as UTC: no TypeError, no fetch
     assert source.starts == [None]
-
-
-def _refresh_in_another_process(root: str, log: str) -> None:
-    import time
-
-    class SlowSource(CountingSource):
-        def fetch(self, symbol: str, start: date | None = None) -> SourceFrame:
-            with open(log, "a") as handle:
-                handle.write("fetch\n")
-            time.sleep(0.5)
-            return super().fetch(symbol, start)
-
-    source = SlowSource(frame(business_days("2026-06-01", 30)))
-    market(Path(root), source, Clock(MONDAY_11AM)).refresh("ACME")
-
-
-def test_two_processes_refreshing_one_symbol_fetch_once_and_corrupt_nothing(
-    tmp_path: Path,
-) -> None:
-    log = tmp_path / "fetches.log"
-    context = multiprocessing.get_context("spawn")
-    procs = [
-        context.Process(target=_refresh_in_another_process, args=(str(tmp_path), str(log)))
-        for _ in range(2)
-    ]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(60)
-        assert proc.exitcode == 0
-    assert log.read_text().splitlines() == ["fetch"]
-    stored = HistoryStore(tmp_path / "historical").load("ACME")
-    assert stored is not None and len(stored) == 30
-    assert not list((tmp_path / "historical" / "ACME").glob("*.tmp"))
 
 
 def test_tracked_symbols_are_those_with_prices_or_a_model(tmp_path: Path) -> None:
