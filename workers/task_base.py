@@ -13,6 +13,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+import redis
 from celery import Task, states
 from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.worker.request import Request
@@ -177,6 +178,14 @@ class JobTask(Task):  # type: ignore[misc]
         started_at = getattr(self.request, STARTED_AT, None)
         try:
             _jobs().update(task_id, started_at=started_at, **fields)
+        except redis.exceptions.OutOfMemoryError as exc:
+            log.error(
+                "Redis is at maxmemory and refused the update of job %s (%s: state %s): %s",
+                task_id,
+                self.name,
+                fields.get("state"),
+                exc,
+            )
         except Exception:
             log.warning("could not update job record %s", task_id, exc_info=True)
 

@@ -102,11 +102,11 @@ class RedisFactsCollector(Collector):
         self._key_prefix = key_prefix
 
     def collect(self) -> Iterator[Metric]:
+        yield from self._memory()
         try:
             client = self._client()
             facts = read_cache_facts(client, counters=self._counters, key_prefix=self._key_prefix)
             depths = queue_depths(client)
-            memory = read_memory(client)
         except Exception as exc:  # whatever it was, the rest of /metrics is still served
             scrape_failed("redis_facts", exc)
             return
@@ -117,8 +117,17 @@ class RedisFactsCollector(Collector):
             misses.add_metric([name], counts["misses"])
         size = GaugeMetricFamily("cache_size", "Cached predictions in Redis")
         size.add_metric([], facts.size)
+        yield from (hits, misses, size, queue_depth_family(depths))
+
+    def _memory(self) -> Iterator[Metric]:
+        """Used and max memory, read on their own: they matter most when the rest fails."""
+        try:
+            memory = read_memory(self._client())
+        except Exception as exc:
+            scrape_failed("redis_memory", exc)
+            return
         used = GaugeMetricFamily(REDIS_MEMORY_USED, "Memory Redis uses (INFO used_memory)")
         used.add_metric([], memory.used)
         maximum = GaugeMetricFamily(REDIS_MEMORY_MAX, "Redis maxmemory (0: no limit)")
         maximum.add_metric([], memory.maximum)
-        yield from (hits, misses, size, queue_depth_family(depths), used, maximum)
+        yield from (used, maximum)

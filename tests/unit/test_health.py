@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-
 from typing import Any
 
 from stockpred.settings import Settings

@@ -110,7 +110,8 @@ tests:
           - exp_labels: {{severity: warning}}
             exp_annotations:
               summary: "Redis memory at 85% of maxmemory"
-              description: "Find what grows (cache TTLs, queue backlog) or raise maxmemory in redis.conf."
+              description: "Find what grows (cache TTLs, queue backlog) or raise maxmemory
+                in redis.conf."
       - {{eval_time: 12m, alertname: RedisMemoryCritical, exp_alerts: []}}
       - eval_time: 18m
         alertname: RedisMemoryCritical
@@ -118,7 +119,8 @@ tests:
           - exp_labels: {{severity: critical}}
             exp_annotations:
               summary: "Redis memory at 97% of maxmemory"
-              description: "Redis is about to refuse writes: new jobs, job updates and cached results fail."
+              description: "Redis is about to refuse writes: new jobs, job updates and cached
+                results fail."
 """
 
 
