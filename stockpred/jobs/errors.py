@@ -27,6 +27,7 @@ class ErrorKind(StrEnum):
     QUEUE_UNAVAILABLE = "queue_unavailable"
     RETRY = "retry"
     REDELIVERY_LIMIT = "redelivery_limit"
+    WORKER_LOST = "worker_lost"
     INTERNAL = "internal"
 
 

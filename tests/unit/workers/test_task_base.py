@@ -22,8 +22,8 @@ class FakeJobs:
         self.updates.append((job_id, fields))
         return True
 
-    def send_update(self, job_id: str, *, state: str) -> None:
-        self.updates.append((job_id, {"state": state}))
+    def send_update(self, job_id: str, *, state: str | None, worker: Any = None) -> None:
+        self.updates.append((job_id, {"state": state, "worker": worker}))
 
 
 @pytest.fixture
