@@ -12,8 +12,13 @@ user sees is read through the web's task status URL.
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import subprocess
+import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +31,13 @@ from flask.testing import FlaskClient
 
 from stockpred.infra.redis_client import connect
 from stockpred.jobs.records import RUNNING_PREFIX, JobStore
+from stockpred.ml.registry import ModelRegistry
 from stockpred.ops.provision import run_setup
+from stockpred.paths import DataTree
 from stockpred.settings import Settings, load_settings
+from stockpred.storage.catalog import list_backups
 from tests.conftest import celery_client, clean_environ
+from tests.process_set import RunningSet, http_get, process_set, wait_healthy
 from tests.support import BIN, ROOT, RedisServer, stop_group, wait_for
 
 NODE = "maintenance@chaos"
@@ -178,3 +187,126 @@ def test_a_killed_main_process_leaves_no_job_running_and_its_message_does_not_ru
     assert (again["state"], again["updated_at"]) == ("failed", job["updated_at"]), "it ran again"
     assert store.worker_of(job_id) == first
     redis.close()
+
+
+# Pool children killed mid-task on the real process set (`make run`).
+
+
+@pytest.fixture(scope="module")
+def process_set_up() -> Iterator[RunningSet]:
+    """`make run` on free ports and a temp data root, healthy."""
+    with process_set() as running:
+        wait_healthy(running)
+        yield running
+
+
+def _pool_children(role: str) -> list[psutil.Process]:
+    """The pool children of the set's `<role>@` worker (their parent is that worker too)."""
+    named = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if any(part.startswith(f"{role}@") for part in (p.info["cmdline"] or []))
+    ]
+    return [p for p in named if p.parent() in named]
+
+
+def _wait_running(redis_client: Any, role: str, timeout: float) -> str:
+    """The id of a job a `<role>@` worker of this host has started."""
+    key = RUNNING_PREFIX + f"{role}@{socket.gethostname()}"
+    return str(wait_for(lambda: next(iter(redis_client.smembers(key)), None), timeout, 0.02))
+
+
+def _kill(children: list[psutil.Process]) -> None:
+    for child in children:
+        child.send_signal(signal.SIGKILL)
+    psutil.wait_procs(children, timeout=10)
+
+
+def _post(running: RunningSet, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        running.web + path,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {running.token()}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 202
+        answer: dict[str, Any] = json.loads(response.read())
+        return answer
+
+
+def _ask(url: str) -> int:
+    """The status of a GET that may wait PREDICT_WAIT; 0 when it failed without an answer."""
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+    except OSError:
+        return 0
+
+
+def _finished(running: RunningSet, job_id: str, timeout: float) -> dict[str, Any]:
+    def final() -> dict[str, Any] | None:
+        status, body = http_get(f"{running.web}/api/v1/tasks/{job_id}")
+        assert status == 200, body
+        job: dict[str, Any] = json.loads(body)
+        return job if job["state"] in ("succeeded", "failed", "cancelled") else None
+
+    return wait_for(final, timeout, interval=0.5, what=f"job {job_id} to finish")
+
+
+def test_pool_children_killed_mid_task_redeliver_their_work(process_set_up: RunningSet) -> None:
+    running = process_set_up
+    settings = load_settings(running.env)
+    redis_client = connect(settings)
+    tree = DataTree.from_settings(settings)
+
+    # Training: killed during its first epochs, run again from the start, published once.
+    training = _post(running, "/api/v1/train/NVDA", {"epochs": 3})["task_id"]
+    wait_for(
+        lambda: (
+            json.loads(http_get(f"{running.web}/api/v1/tasks/{training}")[1])["state"]
+            in ("started", "progress")
+        ),
+        120,
+        what="the training to start",
+    )
+    _kill(_pool_children("training"))
+    job = _finished(running, training, 300)
+    assert job["state"] == "succeeded", job
+    registry = ModelRegistry(settings.ml_model_path, settings.scalers_path)
+    assert registry.versions("NVDA") == [registry.current_version("NVDA")]
+    assert not list((settings.ml_model_path / "NVDA").glob(".staging-*"))
+
+    # Inference: fresh children (still importing TensorFlow) take the prediction; killed.
+    _kill(_pool_children("inference"))
+    answers: list[int] = []
+    asking = threading.Thread(
+        target=lambda: answers.append(_ask(f"{running.web}/api/v1/predict/NVDA"))
+    )
+    asking.start()
+    predicting = _wait_running(redis_client, "inference", 30)
+    _kill(_pool_children("inference"))
+    asking.join(60)
+    assert answers and answers[0] in (200, 202), answers  # the answer, or where to poll it
+    job = _finished(running, predicting, 120)
+    assert job["state"] == "succeeded", job
+    assert job["result"]["symbol"] == "NVDA"
+
+    # Maintenance: a backup killed while it compresses; the run that follows leaves one backup.
+    (tree.logs / "chaos-bulk.log").write_bytes(os.urandom(96 << 20))
+    backup = _post(running, "/api/v1/storage/backup", {})["task_id"]
+    assert _wait_running(redis_client, "maintenance", 60) == backup
+    _kill(_pool_children("maintenance"))
+    job = _finished(running, backup, 300)
+    assert job["state"] == "succeeded", job
+    backups = list_backups(tree.backups)
+    assert [b.name for b in backups] == [job["result"]["name"]]
+    leftovers = [
+        p.name
+        for p in tree.backups.iterdir()
+        if not p.name.startswith(backups[0].name) and p != tree.storage_lock
+    ]
+    assert not leftovers, leftovers
+    redis_client.close()
