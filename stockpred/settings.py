@@ -320,6 +320,9 @@ class Settings(_Root):
     )
     log_backup_count: Keep = Field(5, validation_alias=_seed("LOG_BACKUP_COUNT"))
     health_timeout: Positive = Field(1.0, validation_alias=_seed("HEALTH_TIMEOUT"))
+    redis_memory_warn_percent: Annotated[int, _whole(1, 100)] = Field(
+        80, validation_alias=_seed("REDIS_MEMORY_WARN_PERCENT")
+    )
     job_ttl: Duration = Field(timedelta(days=7), validation_alias=_seed("JOB_TTL"))
     task_max_redeliveries: Annotated[int, _whole(0, 100)] = Field(
         3, validation_alias=_seed("TASK_MAX_REDELIVERIES")

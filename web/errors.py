@@ -72,6 +72,17 @@ def _redis_unavailable(exc: Exception) -> Response:
     )
 
 
+def _redis_full(exc: Exception) -> Response:
+    # Reads still work; only writes are refused until keys expire (maxmemory-policy noeviction).
+    log.error("Redis refused a write (maxmemory reached): %s", exc)
+    return error_response(
+        503,
+        "redis out of memory",
+        "Redis is at its maxmemory and refuses new writes; retry later",
+        {"Retry-After": "30"},
+    )
+
+
 def _damaged_version(exc: Exception) -> Response:
     log.error("%s", exc)
     return error_response(500, MODEL_UNREADABLE, str(exc))
@@ -95,6 +106,7 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(redis.ConnectionError, _redis_unavailable)
     app.register_error_handler(redis.TimeoutError, _redis_unavailable)
+    app.register_error_handler(redis.exceptions.OutOfMemoryError, _redis_full)
     app.register_error_handler(DamagedVersion, _damaged_version)
     app.register_error_handler(DamagedJobRecord, _damaged_job)
     app.register_error_handler(Exception, _unexpected)

@@ -10,6 +10,7 @@ from typing import Any
 
 from stockpred.paths import free_bytes
 from stockpred.queues import QUEUES
+from stockpred.telemetry.redis_facts import read_memory
 from web.services import Services
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,21 @@ def _redis_check(svc: Services) -> dict[str, Any]:
     except Exception as exc:
         log.warning("health: Redis did not answer PING: %s", exc)
         return {"status": "down", "error": str(exc)}
-    return {"status": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+    state: dict[str, Any] = {
+        "status": "up",
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+    }
+    try:
+        memory = read_memory(svc.redis)
+    except Exception as exc:
+        log.warning("health: Redis did not answer INFO memory: %s", exc)
+        return state
+    state["memory_percent"] = memory.percent
+    warning = memory.warning(svc.settings.redis_memory_warn_percent)
+    if warning is not None:
+        log.warning("health: %s", warning)
+        state.update(status="memory_high", warning=warning)
+    return state
 
 
 def _worker_queues(svc: Services) -> dict[str, list[str]]:
@@ -65,11 +80,11 @@ def _storage_check(svc: Services) -> dict[str, Any]:
 
 
 def check_health(svc: Services) -> Health:
-    """Run every check: Redis or storage down is unhealthy; no worker or low disk, degraded."""
+    """Run every check: Redis or storage down is unhealthy; no worker or low space, degraded."""
     redis_state = _redis_check(svc)
     storage = _storage_check(svc)
     queues: dict[str, list[str]] = {name: [] for name in QUEUES}
-    if redis_state["status"] == "up":
+    if redis_state["status"] != "down":
         try:
             queues = _worker_queues(svc)
         except Exception as exc:
@@ -77,7 +92,7 @@ def check_health(svc: Services) -> Health:
     states = {"redis": redis_state["status"], "storage": storage["status"]}
     for name in QUEUES:
         states[f"worker_{name}"] = "up" if queues.get(name) else "down"
-    if redis_state["status"] != "up" or storage["status"] == "down":
+    if redis_state["status"] == "down" or storage["status"] == "down":
         status = "unhealthy"
     elif any(v != "up" for v in states.values()):
         status = "degraded"

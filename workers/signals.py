@@ -3,8 +3,9 @@
 Logging into persistent_data with the node name; the metrics folder of the pool children;
 TensorFlow's thread budget per pool child, and its import in the background of each pool child
 of the inference and training workers (never in the parent: TF#27074); writing out what a pool
-child still holds when it exits; the publish-time stamp on every task message. A job's lifecycle
-belongs to `workers.task_base`.
+child still holds when it exits; the publish-time stamp on every task message; starting a
+worker incarnation, whose meaning for jobs (lost ones failed) belongs to `workers.task_base`,
+with the rest of a job's lifecycle.
 """
 
 from __future__ import annotations
@@ -18,17 +19,21 @@ from typing import Any
 
 from celery import Celery, signals
 
-from stockpred.infra import logs
+from stockpred.infra import logs, redis_client
 from stockpred.infra.tf_runtime import TF_THREADS_ENV, tensorflow, thread_budget
+from stockpred.jobs.records import JobStore, WorkerRun
 from stockpred.paths import DataTree
 from stockpred.queues import QueueName
 from stockpred.settings import get_settings
 from stockpred.telemetry.queue_facts import stamp_published_at
+from workers import task_base
 
 log = logging.getLogger(__name__)
 PRELOAD_ENV = "STOCKPRED_PRELOAD_TENSORFLOW"
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 TENSORFLOW_QUEUES = frozenset({QueueName.INFERENCE.value, QueueName.TRAINING.value})
+# Incarnations whose predecessor's jobs could not be checked yet (Redis was away at set-up).
+_unrecovered: list[WorkerRun] = []
 
 
 def connect(app: Celery) -> None:
@@ -62,6 +67,34 @@ def _after_worker_setup(sender: str, instance: Any, **_: Any) -> None:
     consumed = set(instance.app.amqp.queues.consume_from or {})
     if consumed & TENSORFLOW_QUEUES:
         os.environ.setdefault(PRELOAD_ENV, "1")  # read by the pool children after fork
+    # Before the consumer starts: a message of a lost job restored now finds its record final.
+    worker = task_base.start_incarnation(sender)
+    if not _fail_lost_jobs(worker):
+        _unrecovered.append(worker)
+
+
+@signals.worker_ready.connect
+def _retry_lost_jobs(**_: Any) -> None:
+    """Check again, now that the broker is connected, if set-up could not reach Redis."""
+    while _unrecovered:
+        _fail_lost_jobs(_unrecovered.pop())
+
+
+def _fail_lost_jobs(worker: WorkerRun) -> bool:
+    """Fail what this node's previous incarnation left running; False if Redis was away."""
+    settings = get_settings()
+    try:
+        client = redis_client.connect(settings)
+        try:
+            task_base.fail_lost_jobs(JobStore(client, settings.job_ttl), worker)
+        finally:
+            client.close()
+    except Exception:
+        log.warning(
+            "could not look for jobs lost by the previous run of %s", worker.node, exc_info=True
+        )
+        return False
+    return True
 
 
 @signals.worker_process_init.connect

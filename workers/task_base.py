@@ -5,14 +5,24 @@ metrics around the call, then the job record's start, success, failure (with its
 and retry. `JobRequest` marks the record cancelled when Celery revokes the message. Task code
 touches its record only to report progress. Nothing here runs at import: the job store is
 built per process on first use (`tasks.context`).
+
+A worker whose main process dies (SIGKILL, OOM killer) leaves its message unacknowledged until
+the broker's visibility timeout, hours away. So each start of a worker is an incarnation (node
+name and boot id, inherited by its pool children and written into the records of the jobs they
+start), and a new incarnation fails the records its predecessor left running (kind
+`worker_lost`). When the message comes back at last, its record is final and it is acknowledged
+without running again: a job whose user was told it failed must not publish a model later.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
+import redis
 from celery import Task, states
 from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.worker.request import Request
@@ -20,6 +30,7 @@ from celery.worker.request import Request
 from stockpred.infra import logs
 from stockpred.infra.clock import MICROSECONDS, utcnow_iso
 from stockpred.jobs.errors import ErrorKind, error_record
+from stockpred.jobs.records import WorkerRun
 
 if TYPE_CHECKING:
     from stockpred.jobs.records import JobStore
@@ -27,6 +38,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # Where a task that does not report its start keeps the time it began (on its request).
 STARTED_AT = "stockpred_started_at"
+# Set on the request of a redelivered message whose job is already final: not run again.
+ALREADY_FINAL = "stockpred_already_final"
+# The worker incarnation, set by its main process and inherited by its pool children.
+NODE_ENV = "STOCKPRED_WORKER_NODE"
+BOOT_ENV = "STOCKPRED_WORKER_BOOT"
 
 
 def _jobs() -> JobStore:
@@ -41,6 +57,38 @@ def _redelivery_limit() -> int:
     from tasks import context  # deferred, as in _jobs
 
     return context.settings().task_max_redeliveries
+
+
+def this_worker() -> WorkerRun | None:
+    """This process's worker incarnation, or None outside a worker (eager calls, tests)."""
+    node, boot = os.environ.get(NODE_ENV), os.environ.get(BOOT_ENV)
+    return WorkerRun(node, boot) if node and boot else None
+
+
+class WorkerLost(RuntimeError):
+    """The worker running a job stopped (its main process was killed) before finishing it."""
+
+    kind = ErrorKind.WORKER_LOST
+
+
+def start_incarnation(node: str) -> WorkerRun:
+    """Name this worker's incarnation; its pool children, forked later, inherit it."""
+    worker = WorkerRun(node, uuid.uuid4().hex)
+    os.environ[NODE_ENV] = worker.node
+    os.environ[BOOT_ENV] = worker.boot
+    return worker
+
+
+def fail_lost_jobs(store: JobStore, worker: WorkerRun) -> list[str]:
+    """Fail the jobs an earlier incarnation of `worker.node` left running; their ids."""
+    reason = WorkerLost(
+        f"worker {worker.node} stopped (killed or crashed) while running this job and was "
+        "restarted; the job did not finish and will not run again: submit it again"
+    )
+    failed = store.fail_lost(worker, error_record(reason))
+    for job_id in failed:
+        log.warning("job %s failed: its worker %s was lost while running it", job_id, worker.node)
+    return failed
 
 
 class RedeliveryLimit(RuntimeError):
@@ -87,6 +135,9 @@ class JobTask(Task):  # type: ignore[misc]
             began = time.perf_counter()
             state = states.FAILURE
             try:
+                if self._already_final(request):
+                    state = states.IGNORED
+                    return None
                 self._refuse_endless_redelivery(request)
                 result = super().__call__(*args, **kwargs)
                 state = states.SUCCESS
@@ -112,6 +163,22 @@ class JobTask(Task):  # type: ignore[misc]
         except Exception:
             log.warning("could not record the metrics of %s", self.name, exc_info=True)
 
+    def _already_final(self, request: Any) -> bool:
+        """True for a redelivered message whose job already ended (e.g. its worker was lost)."""
+        if not (request.delivery_info or {}).get("redelivered"):
+            return False
+        job = _jobs().get(request.id)
+        if job is None or not job.finished:
+            return False
+        setattr(request, ALREADY_FINAL, True)
+        log.warning(
+            "task %s redelivered, but its job already ended %s (%s): acknowledged, not run again",
+            request.id,
+            job.state,
+            (job.error or {}).get("kind", "-"),
+        )
+        return True
+
     def _refuse_endless_redelivery(self, request: Any) -> None:
         """Fail a message that keeps coming back (its worker dies on it) instead of looping."""
         if not (request.delivery_info or {}).get("redelivered"):
@@ -126,20 +193,26 @@ class JobTask(Task):  # type: ignore[misc]
         log.warning("task %s redelivered (%d of at most %d)", request.id, count, limit)
 
     def _report_start(self, request: Any) -> None:
+        worker = this_worker()
+        state: str | None = "started"
         if not self.track_started:
-            # A task of a few milliseconds (a prediction): its start is written with its
-            # outcome, one Redis write fewer on its path.
+            # A task of a few milliseconds (a prediction): its start time is written with its
+            # outcome; only who runs it is sent now, and its reply is read with the outcome's.
             setattr(request, STARTED_AT, utcnow_iso(MICROSECONDS))
-            return
+            if worker is None:
+                return
+            state = None
         try:
             # Not waited for: the task starts at once; the store's next update lands after it.
-            _jobs().send_update(request.id, state="started")
+            _jobs().send_update(request.id, state=state, worker=worker)
         except Exception:
             log.warning("could not mark job %s started", request.id, exc_info=True)
 
     def on_success(
         self, retval: Any, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
+        if getattr(self.request, ALREADY_FINAL, False):
+            return
         # The store's update reads the replies of the deferred writes first: the job's result
         # lands only after its cached copy is confirmed.
         self._record(task_id, state="succeeded", result=retval)
@@ -177,6 +250,14 @@ class JobTask(Task):  # type: ignore[misc]
         started_at = getattr(self.request, STARTED_AT, None)
         try:
             _jobs().update(task_id, started_at=started_at, **fields)
+        except redis.exceptions.OutOfMemoryError as exc:
+            log.error(
+                "Redis is at maxmemory and refused the update of job %s (%s: state %s): %s",
+                task_id,
+                self.name,
+                fields.get("state"),
+                exc,
+            )
         except Exception:
             log.warning("could not update job record %s", task_id, exc_info=True)
 

@@ -2,16 +2,31 @@
 
 Lookups and misses are counted (hits = lookups - misses) so that a cache hit costs no extra
 round trip: `read_counted` sends the GET and the lookup's HINCRBY together, and counts a miss
-in a second trip only when the key is absent (the slow path, which queues work anyway).
+in a second trip only when the key is absent (the slow path, which queues work anyway). When
+Redis is full (maxmemory, noeviction) it refuses the counting but still answers the GET: the
+read is served and the lost count logged, at most once a minute per process.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import redis
 
+log = logging.getLogger(__name__)
 PREFIX = "stockpred:stats:"
+_LOG_EVERY_SECONDS = 60.0
+_last_logged = [0.0]
+
+
+def _not_counted(name: str, exc: redis.exceptions.OutOfMemoryError) -> None:
+    """Log a count Redis refused (it is full), at most once a minute."""
+    now = time.monotonic()
+    if now - _last_logged[0] >= _LOG_EVERY_SECONDS:
+        _last_logged[0] = now
+        log.warning("hit counter %s not counted: Redis is at maxmemory (%s)", name, exc)
 
 
 class HitCounter:
@@ -25,7 +40,10 @@ class HitCounter:
         """GET `key`, counting a lookup and, if the key is absent, a miss."""
         value = self._get_and_count(key)
         if value is None:
-            self._redis.hincrby(self.key, "misses", 1)
+            try:
+                self._redis.hincrby(self.key, "misses", 1)
+            except redis.exceptions.OutOfMemoryError as exc:
+                _not_counted(self.key, exc)
         return value
 
     def _get_and_count(self, key: str) -> Any:
@@ -40,7 +58,10 @@ class HitCounter:
                 connection.pack_commands([("GET", key), ("HINCRBY", self.key, "lookups", 1)])
             )
             value = connection.read_response()
-            connection.read_response()
+            try:
+                connection.read_response()
+            except redis.exceptions.OutOfMemoryError as exc:
+                _not_counted(self.key, exc)  # both replies were read: the connection is clean
             return value
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             connection.disconnect()
@@ -56,7 +77,12 @@ class HitCounter:
         pipe = self._redis.pipeline(transaction=False)
         pipe.get(key)
         pipe.hincrby(self.key, "lookups", 1)
-        return pipe.execute()[0]
+        value, counted = pipe.execute(raise_on_error=False)
+        if isinstance(value, Exception):
+            raise value
+        if isinstance(counted, redis.exceptions.OutOfMemoryError):
+            _not_counted(self.key, counted)
+        return value
 
     def hit(self) -> None:
         self._redis.hincrby(self.key, "lookups", 1)

@@ -32,6 +32,7 @@ class ErrorKind(StrEnum):
     RETRY = "retry"
     REDELIVERY_LIMIT = "redelivery_limit"
     DISK_FULL = "disk_full"
+    WORKER_LOST = "worker_lost"
     INTERNAL = "internal"
 
 

@@ -3,6 +3,9 @@
 A record is written before its task is sent, so an unknown id (404) differs from a queued one.
 Workers update records through `JobStore.update`, which never resurrects a missing record and
 never moves a cancelled job back to running. Records expire `JOB_TTL` after their last change.
+A task that starts records the worker running it (node name and boot id) and joins that node's
+running set, which it leaves when it ends; `fail_lost` fails the records a node's previous
+incarnation left running (its main process was killed).
 """
 
 from __future__ import annotations
@@ -28,18 +31,26 @@ _JSON_FIELDS = ("progress", "result", "error", "params")
 # cancelled job stays cancelled whatever its task reports afterwards, and a finished job is not
 # taken back to started or progress by an update that arrives late. A final state also leaves
 # the whole record, as JSON, in the job's done list, where waiters wake up with it.
-# ARGV: state, now, record TTL, done-list TTL, field/value pairs.
+# A task that starts joins its node's running set (KEYS[3]); a final state leaves the set of the
+# node the record names. KEYS: record, done list, running set or "".
+# ARGV: state, now, record TTL, done-list TTL, job id, running-set prefix, field/value pairs.
 _UPDATE_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local current = redis.call('HGET', KEYS[1], 'state')
 if current == 'cancelled' and ARGV[1] ~= 'cancelled' then return -1 end
 local final = {succeeded = true, failed = true, cancelled = true}
 if final[current] and not final[ARGV[1]] then return -1 end
-if #ARGV > 4 then redis.call('HSET', KEYS[1], unpack(ARGV, 5)) end
+if #ARGV > 6 then redis.call('HSET', KEYS[1], unpack(ARGV, 7)) end
 if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'state', ARGV[1]) end
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
+if KEYS[3] ~= '' and not final[ARGV[1]] then
+  redis.call('SADD', KEYS[3], ARGV[5])
+  redis.call('EXPIRE', KEYS[3], ARGV[3])
+end
 if ARGV[1] == 'succeeded' or ARGV[1] == 'failed' or ARGV[1] == 'cancelled' then
+  local node = redis.call('HGET', KEYS[1], 'worker')
+  if node then redis.call('SREM', ARGV[6] .. node, ARGV[5]) end
   local flat = redis.call('HGETALL', KEYS[1])
   local record = {}
   for i = 1, #flat, 2 do record[flat[i]] = flat[i + 1] end
@@ -68,12 +79,51 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return {}
 """
+# Fail what a node's previous incarnation left running: records in the node's running set that
+# name this node and another boot id, and are not final. Every member not of this boot leaves
+# the set. KEYS: the node's running set. ARGV: node, boot id, now, record TTL, done-list TTL,
+# record prefix, done-list prefix, the error as JSON. Returns the failed job ids.
+_LOST_SCRIPT = """
+local failed = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local record = ARGV[6] .. id
+  local found = redis.call('HMGET', record, 'state', 'worker', 'worker_boot')
+  local state, node, boot = found[1], found[2], found[3]
+  if boot ~= ARGV[2] then
+    redis.call('SREM', KEYS[1], id)
+    local final = state == 'succeeded' or state == 'failed' or state == 'cancelled'
+    if state and node == ARGV[1] and not final then
+      redis.call('HSET', record, 'state', 'failed', 'error', ARGV[8], 'finished_at', ARGV[3],
+        'updated_at', ARGV[3])
+      redis.call('EXPIRE', record, ARGV[4])
+      local flat = redis.call('HGETALL', record)
+      local fields = {}
+      for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end
+      local done = ARGV[7] .. id
+      redis.call('DEL', done)
+      redis.call('RPUSH', done, cjson.encode(fields))
+      redis.call('EXPIRE', done, ARGV[5])
+      table.insert(failed, id)
+    end
+  end
+end
+return failed
+"""
 DONE_PREFIX = "stockpred:jobdone:"
+RUNNING_PREFIX = "stockpred:running:"
 DEDUPE_PREFIX = "stockpred:dedupe:"
 REDELIVERY_PREFIX = "stockpred:redelivered:"
 # How long a finished job's done list lives: waiters must start within it, so it outlasts the
 # longest dedupe window (a deduplicated request waits on a job that may have just finished).
 DONE_TTL_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class WorkerRun:
+    """Who runs a job: the worker's node name and the boot id of its current main process."""
+
+    node: str
+    boot: str
 
 
 class DamagedJobRecord(ValueError):
@@ -135,6 +185,7 @@ class JobStore:
         self._ttl = int(ttl.total_seconds())
         self._update = client.register_script(_UPDATE_SCRIPT)
         self._create = client.register_script(_CREATE_SCRIPT)
+        self._lost = client.register_script(_LOST_SCRIPT)
         self._deferred = deferred
 
     @staticmethod
@@ -195,6 +246,32 @@ class JobStore:
         """Drop a dedupe key (its job could not be queued)."""
         self._redis.delete(DEDUPE_PREFIX + dedupe_key)
 
+    def fail_lost(self, worker: WorkerRun, error: dict[str, Any]) -> list[str]:
+        """Fail the unfinished jobs `worker.node` ran in an earlier boot; return their ids.
+
+        Only records naming this node are touched, so a job redelivered to another node, or
+        running there, stays as it is.
+        """
+        failed = self._lost(
+            keys=[RUNNING_PREFIX + worker.node],
+            args=[
+                worker.node,
+                worker.boot,
+                utcnow_iso(MICROSECONDS),
+                self._ttl,
+                DONE_TTL_SECONDS,
+                KEY_PREFIX,
+                DONE_PREFIX,
+                json.dumps(error, separators=(",", ":")),
+            ],
+        )
+        return [str(job_id) for job_id in failed]
+
+    def worker_of(self, job_id: str) -> WorkerRun | None:
+        """The worker that last started the job, if one did."""
+        node, boot = self._redis.hmget(self.key(job_id), ["worker", "worker_boot"])
+        return WorkerRun(str(node), str(boot)) if node and boot else None
+
     def get(self, job_id: str) -> Job | None:
         """Return the record, or None for an unknown or expired id."""
         raw = cast(dict[str, str], self._redis.hgetall(self.key(job_id)))
@@ -222,28 +299,38 @@ class JobStore:
         result: Any = None,
         error: dict[str, Any] | None = None,
         started_at: str | None = None,
+        worker: WorkerRun | None = None,
     ) -> bool:
         """Update an existing record; return False if it is missing, cancelled or finished.
 
-        `started_at` records when a task began that did not report its start on its own.
+        `started_at` records when a task began that did not report its start on its own;
+        `worker`, who runs it (the record joins that node's running set).
         """
         keys, args = self._update_call(
-            job_id, state, progress=progress, result=result, error=error, started_at=started_at
+            job_id,
+            state,
+            progress=progress,
+            result=result,
+            error=error,
+            started_at=started_at,
+            worker=worker,
         )
         if self._deferred is not None:
             self._deferred.flush()  # an update sent earlier on it is applied before this one
         return int(self._update(keys=keys, args=args)) == 1
 
-    def send_update(self, job_id: str, *, state: str) -> None:
-        """Send a state change without waiting for Redis to confirm it (the task's start).
+    def send_update(
+        self, job_id: str, *, state: str | None, worker: WorkerRun | None = None
+    ) -> None:
+        """Send a change without waiting for Redis to confirm it (the task's start).
 
         Its reply is read before this store's next update, which therefore always lands after
         it. Without a DeferredWrites this is a plain `update`.
         """
         if self._deferred is None:
-            self.update(job_id, state=state)
+            self.update(job_id, state=state, worker=worker)
             return
-        keys, args = self._update_call(job_id, state)
+        keys, args = self._update_call(job_id, state, worker=worker)
         # EVAL, not EVALSHA: a restarted Redis has forgotten loaded scripts, and nobody is
         # waiting here to load it again.
         self._deferred.send("EVAL", _UPDATE_SCRIPT, len(keys), *keys, *args)
@@ -262,6 +349,7 @@ class JobStore:
         result: Any = None,
         error: dict[str, Any] | None = None,
         started_at: str | None = None,
+        worker: WorkerRun | None = None,
     ) -> tuple[list[str], list[Any]]:
         """The update script's keys and arguments."""
         if state is not None and state not in STATES:
@@ -280,11 +368,16 @@ class JobStore:
             fields["started_at"] = started_at
         if state in TERMINAL_STATES:
             fields["finished_at"] = now
+        if worker is not None:
+            fields["worker"] = worker.node
+            fields["worker_boot"] = worker.boot
         flat: list[str] = []
         for name, value in self._encode(fields).items():
             flat += [name, value]
-        keys = [self.key(job_id), DONE_PREFIX + job_id]
-        return keys, [state or "", now, self._ttl, DONE_TTL_SECONDS, *flat]
+        running = RUNNING_PREFIX + worker.node if worker is not None else ""
+        keys = [self.key(job_id), DONE_PREFIX + job_id, running]
+        args = [state or "", now, self._ttl, DONE_TTL_SECONDS, job_id, RUNNING_PREFIX, *flat]
+        return keys, args
 
     def wait_finished(self, job_id: str, timeout: float) -> Job | None:
         """Block until the job is final and return it; on timeout return it as it is.

@@ -27,7 +27,7 @@ from stockpred.paths import DataTree, check_tree, directory_usage
 from stockpred.storage.catalog import list_backups, newest_age
 from stockpred.storage.check import human_bytes
 from stockpred.storage.cleanup import last_cleanup
-from stockpred.telemetry.redis_facts import count_keys
+from stockpred.telemetry.redis_facts import count_keys, read_memory
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +136,36 @@ def _model_check(tree: DataTree) -> Check:
     return Check("models_metadata", True, f"{len(symbols)} current model(s) readable")
 
 
+def _redis_memory_check(client: Any, warn_percent: int) -> Check:
+    """Used memory against maxmemory, and a policy that never evicts (see redis.conf)."""
+    if client is None:
+        return Check("redis_memory", True, "not checked (no Redis connection)")
+    try:
+        memory = read_memory(client)
+    except Exception as exc:
+        log.warning("storage monitor: Redis did not answer INFO memory: %s", exc)
+        return Check("redis_memory", False, f"Redis did not answer: {exc}")
+    if memory.evicts:
+        return Check(
+            "redis_memory",
+            False,
+            f"maxmemory-policy {memory.policy} may evict locks, job records or queued tasks: "
+            "set noeviction in redis.conf",
+        )
+    warning = memory.warning(warn_percent)
+    if warning is not None:
+        log.warning("storage monitor: %s", warning)
+        return Check("redis_memory", False, warning)
+    share = "no maxmemory" if memory.percent is None else f"{memory.percent:g}% of maxmemory"
+    return Check("redis_memory", True, f"{share}, policy {memory.policy}")
+
+
 def build_report(
     tree: DataTree,
     *,
     max_backup_age: timedelta,
     redis_client: Any = None,
+    redis_memory_warn_percent: int = 80,
     now: datetime | None = None,
 ) -> StorageReport:
     """Measure the tree and run every health check."""
@@ -175,7 +200,11 @@ def build_report(
                 f"newest backup is {age // 3600}h old (limit {limit // 3600}h)",
             )
         )
-    checks += [_model_check(tree), _redis_check(redis_client)]
+    checks += [
+        _model_check(tree),
+        _redis_check(redis_client),
+        _redis_memory_check(redis_client, redis_memory_warn_percent),
+    ]
     return StorageReport(
         generated_at=moment.isoformat(),
         root=str(tree.root),

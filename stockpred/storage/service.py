@@ -108,7 +108,10 @@ class StorageService:
     def monitor(self, save: bool = True) -> dict[str, Any]:
         """Measure and check the tree; keep the report and gauges under monitoring/."""
         report = build_report(
-            self.tree, max_backup_age=self.settings.backup_max_age, redis_client=self.redis
+            self.tree,
+            max_backup_age=self.settings.backup_max_age,
+            redis_client=self.redis,
+            redis_memory_warn_percent=self.settings.redis_memory_warn_percent,
         )
         if save:
             save_report(self.tree, report)

@@ -31,7 +31,7 @@ def stamp_published_at(headers: dict[str, Any] | None = None, **_: Any) -> None:
 
 def queue_depths(client: Any) -> dict[str, int]:
     """Waiting messages per queue."""
-    pipe = client.pipeline()
+    pipe = client.pipeline(transaction=False)  # reads; MULTI is refused when Redis is full
     for queue in QUEUES:
         pipe.llen(queue)
     return {q: int(n) for q, n in zip(QUEUES, pipe.execute(), strict=True)}
@@ -52,7 +52,7 @@ def queue_depth_family(depths: Mapping[str, int]) -> GaugeMetricFamily:
 def oldest_waiting_ages(client: Any, now: float | None = None) -> dict[str, float]:
     """Seconds the oldest waiting message of each queue has waited (0 when none waits)."""
     moment = now or time.time()
-    pipe = client.pipeline()
+    pipe = client.pipeline(transaction=False)  # reads; MULTI is refused when Redis is full
     for queue in QUEUES:
         pipe.lindex(queue, -1)
     ages = {}

@@ -10,7 +10,7 @@ from datetime import timedelta
 import redis
 
 from stockpred.infra.deferred_writes import DeferredWrites
-from stockpred.jobs.records import DEDUPE_PREFIX, Job, JobStore
+from stockpred.jobs.records import DEDUPE_PREFIX, RUNNING_PREFIX, Job, JobStore, WorkerRun
 from tests.support import RedisServer, wait_for
 
 
@@ -145,3 +145,39 @@ def test_waiting_on_an_unfinished_job_returns_it_as_it_is_at_the_timeout(
     found = store.wait_finished(job.id, 0.3)
     assert found is not None and found.state == "started"
     assert store.wait_finished(str(uuid.uuid4()), 0.1) is None
+
+
+def test_a_restarted_node_fails_only_the_jobs_its_previous_run_left_running(
+    redis_client: redis.Redis,
+) -> None:
+    store = JobStore(redis_client, timedelta(hours=1))
+    node = f"training@{uuid.uuid4().hex[:8]}"
+    old, new, elsewhere = (
+        WorkerRun(node, "boot-1"),
+        WorkerRun(node, "boot-2"),
+        WorkerRun("x@y", "b"),
+    )
+
+    def started(worker: WorkerRun) -> str:
+        job = store.create(kind="train", task_name="training.train", queue="training")
+        store.update(job.id, state="started", worker=worker)
+        return job.id
+
+    lost, finished, current, other = started(old), started(old), started(new), started(elsewhere)
+    store.update(finished, state="succeeded", result={"ok": True})
+    assert redis_client.smembers(RUNNING_PREFIX + node) == {lost, current}
+    # A job redelivered to another node after it ran here stays with that node.
+    store.update(other, worker=WorkerRun(node, "boot-1"))
+    store.update(other, state="progress", worker=elsewhere)
+
+    assert store.fail_lost(new, {"kind": "worker_lost", "message": "gone"}) == [lost]
+    failed = store.get(lost)
+    assert failed is not None and failed.state == "failed" and failed.finished_at
+    assert failed.error == {"kind": "worker_lost", "message": "gone"}
+    assert store.wait_finished(lost, 1) == failed  # waiters wake up with it
+    for job_id, state in ((finished, "succeeded"), (current, "started"), (other, "progress")):
+        job = store.get(job_id)
+        assert job is not None and job.state == state, job
+    assert redis_client.smembers(RUNNING_PREFIX + node) == {current}
+    assert store.worker_of(current) == new
+    assert store.fail_lost(new, {"kind": "worker_lost"}) == []

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import shutil
+from typing import Any
 
 from stockpred.settings import Settings
-from tests.unit.test_web import make_app
+from tests.unit.test_web import FakeRedis, make_app
 
 
 def test_health_writes_nothing_under_the_data_root(settings: Settings) -> None:
@@ -25,3 +26,30 @@ def test_a_missing_data_root_makes_the_service_unhealthy(settings: Settings) -> 
     body = response.get_json()
     assert body["services"]["storage"] == "down"
     assert body["checks"]["storage"]["path"] == str(settings.data_dir)
+
+
+class NearlyFullRedis(FakeRedis):
+    """A server at 910 of its 1000 bytes of maxmemory."""
+
+    def info(self, section: str) -> dict[str, Any]:
+        return {"used_memory": 910, "maxmemory": 1000, "maxmemory_policy": "noeviction"}
+
+
+def test_redis_memory_above_the_threshold_degrades_health_with_the_share(
+    settings: Settings,
+) -> None:
+    app = make_app(settings.model_copy(update={"redis_memory_warn_percent": 90}))
+    app.extensions["stockpred"]._redis = NearlyFullRedis()
+    response = app.test_client().get("/api/v1/health")
+    body = response.get_json()
+    assert response.status_code == 206, body
+    assert body["services"]["redis"] == "memory_high"
+    assert body["checks"]["redis"]["warning"].startswith("Redis memory at 91% of maxmemory")
+
+
+def test_redis_memory_below_the_threshold_is_healthy(settings: Settings) -> None:
+    app = make_app(settings.model_copy(update={"redis_memory_warn_percent": 95}))
+    app.extensions["stockpred"]._redis = NearlyFullRedis()
+    body = app.test_client().get("/api/v1/health").get_json()
+    assert body["status"] == "healthy", body
+    assert body["checks"]["redis"]["memory_percent"] == 91.0

@@ -35,7 +35,7 @@ def test_alert_rules_pass_promtool() -> None:
         check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "7 rules found" in out.stdout
+    assert "9 rules found" in out.stdout
 
 
 def test_the_scrape_config_passes_promtool(tmp_path: Path) -> None:
@@ -79,6 +79,8 @@ def test_every_alert_uses_metrics_the_system_exports() -> None:
         "DiskNearlyFull",
         "PredictionLatencyHigh",
         "DataStale",
+        "RedisMemoryHigh",
+        "RedisMemoryCritical",
     }
     assert {r["alert"] for r in rules} == wanted
     for rule in rules:
@@ -86,3 +88,50 @@ def test_every_alert_uses_metrics_the_system_exports() -> None:
         for name in re.findall(pattern, rule["expr"]):
             base = re.sub(r"_(bucket|count|sum|total)$", "", name)
             assert name in known or base in known, f"{rule['alert']}: {name} is not exported"
+
+
+REDIS_MEMORY_RULE_TEST = """
+rule_files: [{rules}]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: stockpred_redis_memory_max_bytes{{job="web"}}
+        values: "1000x20"
+      - series: stockpred_redis_memory_used_bytes{{job="web"}}
+        values: "500x5 850x10 970x5"
+      - series: stockpred_redis_memory_max_bytes{{job="nolimit"}}
+        values: "0x20"
+    alert_rule_test:
+      - {{eval_time: 5m, alertname: RedisMemoryHigh, exp_alerts: []}}
+      - eval_time: 12m
+        alertname: RedisMemoryHigh
+        exp_alerts:
+          - exp_labels: {{severity: warning}}
+            exp_annotations:
+              summary: "Redis memory at 85% of maxmemory"
+              description: "Find what grows (cache TTLs, queue backlog) or raise maxmemory
+                in redis.conf."
+      - {{eval_time: 12m, alertname: RedisMemoryCritical, exp_alerts: []}}
+      - eval_time: 18m
+        alertname: RedisMemoryCritical
+        exp_alerts:
+          - exp_labels: {{severity: critical}}
+            exp_annotations:
+              summary: "Redis memory at 97% of maxmemory"
+              description: "Redis is about to refuse writes: new jobs, job updates and cached
+                results fail."
+"""
+
+
+def test_redis_memory_alerts_fire_before_memory_runs_out(tmp_path: Path) -> None:
+    tests = tmp_path / "redis_memory_test.yml"
+    tests.write_text(REDIS_MEMORY_RULE_TEST.format(rules=PROMETHEUS_DIR / "alerts.yml"))
+    out = subprocess.run(
+        [promtool(), "test", "rules", str(tests)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr

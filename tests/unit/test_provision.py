@@ -60,7 +60,7 @@ def test_setup_creates_the_union_of_both_seed_trees_with_755(data_env: dict[str,
     assert tree.ml_config.is_file()
 
 
-def test_redis_conf_template_is_durable_and_never_evicts_queued_tasks(
+def test_redis_conf_template_is_durable_and_never_evicts(
     data_env: dict[str, str],
 ) -> None:
     settings = load_settings(data_env)
@@ -69,7 +69,7 @@ def test_redis_conf_template_is_durable_and_never_evicts_queued_tasks(
     assert "appendonly yes" in lines
     assert "appendfsync everysec" in lines
     assert f"dir {settings.data_dir / 'redis'}" in lines
-    assert "maxmemory-policy volatile-lru" in lines
+    assert "maxmemory-policy noeviction" in lines
     assert any(line.startswith("maxmemory ") for line in lines)
     assert not any("allkeys" in line for line in lines if not line.startswith("#"))
 

@@ -29,6 +29,10 @@ class FakeRedis:
             raise ConnectionError("Connection refused")
         return True
 
+    def info(self, section: str) -> dict[str, Any]:
+        """INFO memory of a server without a maxmemory."""
+        return {"used_memory": 1 << 20, "maxmemory": 0, "maxmemory_policy": "noeviction"}
+
 
 class FakeCelery:
     """Answers active_queues like workers on the given queues would."""

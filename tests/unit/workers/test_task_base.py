@@ -6,6 +6,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import redis
 from celery import Celery
 
 from workers import task_base
@@ -21,8 +22,8 @@ class FakeJobs:
         self.updates.append((job_id, fields))
         return True
 
-    def send_update(self, job_id: str, *, state: str) -> None:
-        self.updates.append((job_id, {"state": state}))
+    def send_update(self, job_id: str, *, state: str | None, worker: Any = None) -> None:
+        self.updates.append((job_id, {"state": state, "worker": worker}))
 
 
 @pytest.fixture
@@ -100,3 +101,29 @@ def test_a_message_that_keeps_coming_back_is_failed_past_the_limit(
     with pytest.raises(task_base.RedeliveryLimit, match="redelivered 3 times") as raised:
         task._refuse_endless_redelivery(again)
     assert task_base.job_error(raised.value)["kind"] == "redelivery_limit"
+
+
+class FullRedis(FakeJobs):
+    """A job store whose Redis is at maxmemory: every update is refused."""
+
+    def update(self, job_id: str, **fields: Any) -> bool:
+        raise redis.exceptions.OutOfMemoryError(
+            "command not allowed when used memory > 'maxmemory'."
+        )
+
+
+def test_a_refused_record_update_is_logged_with_the_job_and_keeps_the_outcome(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(task_base, "_jobs", FullRedis)
+    app = _app()
+
+    @app.task(name="maintenance.add")
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    assert add.apply(args=(2, 3), task_id="job-4").get() == 5
+    assert (
+        "Redis is at maxmemory and refused the update of job job-4 (maintenance.add: state "
+        "succeeded)" in caplog.text
+    )
