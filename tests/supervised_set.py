@@ -1,0 +1,136 @@
+"""Working with a running `make run` under its supervisor: status, pids, training, predictions."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+import redis
+
+from stockpred.settings import load_settings
+from tests.process_set import RunningSet, http_get
+from tests.support import BIN, wait_for
+
+
+@dataclass(frozen=True)
+class Program:
+    """One line of `stockpred ctl status`."""
+
+    name: str
+    state: str
+    pid: int | None
+
+
+def supervisor_status(running: RunningSet) -> dict[str, Program]:
+    """Every program of the set by its name (`redis`, `web`, ...), as supervisorctl reports it."""
+    out = subprocess.run(
+        [str(BIN / "stockpred"), "ctl", "status"],
+        env=running.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    programs = {}
+    for line in out.stdout.splitlines():
+        fields = line.split()
+        if len(fields) < 2:
+            continue
+        name = fields[0].rpartition(":")[2]
+        pid = int(fields[3].rstrip(",")) if fields[1] == "RUNNING" else None
+        programs[name] = Program(name, fields[1], pid)
+    if not programs:
+        raise AssertionError(f"stockpred ctl status said nothing: {out.stdout}{out.stderr}")
+    return programs
+
+
+def all_running(running: RunningSet) -> dict[str, Program] | None:
+    """The programs when every one of them is RUNNING, else None."""
+    programs = supervisor_status(running)
+    return programs if all(p.state == "RUNNING" for p in programs.values()) else None
+
+
+def pid_of(running: RunningSet, name: str) -> int:
+    """The pid of a RUNNING program."""
+    pid = supervisor_status(running)[name].pid
+    if pid is None:
+        raise AssertionError(f"{name} is not running")
+    return pid
+
+
+def redis_server_pid(running: RunningSet) -> int:
+    """The redis-server process itself (`stockpred redis-server` execs it under the supervisor)."""
+    pid = pid_of(running, "redis")
+    assert "redis-server" in " ".join(psutil.Process(pid).cmdline())
+    return pid
+
+
+def sigkill(pid: int) -> None:
+    """`kill -9 pid`."""
+    os.kill(pid, signal.SIGKILL)
+
+
+def redis_client(running: RunningSet) -> redis.Redis:
+    """A direct client of the set's Redis (its private socket)."""
+    url = load_settings(running.env).redis_client_url
+    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=5)
+
+
+def post(running: RunningSet, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """An authenticated JSON POST; (status, answer)."""
+    request = urllib.request.Request(
+        running.web + path,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {running.token()}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def train(running: RunningSet, symbol: str, epochs: int) -> dict[str, Any]:
+    """Train through the API and wait for the job; its finished record."""
+    status, answer = post(running, f"/api/v1/train/{symbol}", {"epochs": epochs})
+    assert status == 202, answer
+    task_url = running.web + answer["status_url"]
+
+    def finished() -> dict[str, Any] | None:
+        job: dict[str, Any] = json.loads(http_get(task_url)[1])
+        return job if job["state"] in ("succeeded", "failed", "cancelled") else None
+
+    job = wait_for(finished, 300, interval=1, what=f"the {symbol} training job")
+    assert job["state"] == "succeeded", job
+    return job
+
+
+def predict(running: RunningSet, symbol: str, horizon: int) -> tuple[int, dict[str, Any]]:
+    """GET /api/v1/predict/{symbol}?horizon=...; (status, answer or {} when not JSON)."""
+    status, body = http_get(f"{running.web}/api/v1/predict/{symbol}?horizon={horizon}")
+    try:
+        answer: dict[str, Any] = json.loads(body)
+    except ValueError:
+        answer = {}
+    return status, answer
+
+
+def time_to_recover(running: RunningSet, symbol: str, horizon: int, since: float) -> float:
+    """Seconds from `since` until health is 200 and a prediction not asked before is 200."""
+
+    def recovered() -> bool:
+        if http_get(f"{running.web}/api/v1/health")[0] != 200:
+            return False
+        return predict(running, symbol, horizon)[0] == 200
+
+    wait_for(recovered, 120, interval=0.2, what="health 200 and an uncached prediction")
+    return time.monotonic() - since
