@@ -23,7 +23,7 @@ from stockpred.ops.procset import (
 from stockpred.ops.supervisor_conf import APP_GROUP, START_RETRIES, START_SECONDS
 from stockpred.paths import DataTree
 from stockpred.settings import Settings
-from tests.support import ROOT
+from tests.support import BIN, ROOT
 
 
 def parsed(conf: Path) -> dict[str, Any]:
@@ -107,3 +107,16 @@ def test_a_stdout_that_is_a_file_becomes_append_only(tmp_path: Path) -> None:
     with out.open("wb") as handle:  # truncating, not appending: what `make run > file` gives
         subprocess.run([sys.executable, "-c", probe], stdout=handle, check=True, cwd=ROOT)
     assert out.read_text().strip() == "True"
+
+
+def test_ctl_on_a_data_folder_that_never_ran_the_set_says_so(data_env: dict[str, str]) -> None:
+    out = subprocess.run(
+        [str(BIN / "stockpred"), "ctl", "status"],
+        env=data_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode != 0
+    assert "supervisord.conf is missing" in out.stderr
