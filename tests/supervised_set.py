@@ -124,13 +124,38 @@ def predict(running: RunningSet, symbol: str, horizon: int) -> tuple[int, dict[s
     return status, answer
 
 
-def time_to_recover(running: RunningSet, symbol: str, horizon: int, since: float) -> float:
-    """Seconds from `since` until health is 200 and a prediction not asked before is 200."""
+@dataclass
+class Recovery:
+    """When health first answered 200 and a new prediction first succeeded after a fault."""
 
-    def recovered() -> bool:
-        if http_get(f"{running.web}/api/v1/health")[0] != 200:
-            return False
-        return predict(running, symbol, horizon)[0] == 200
+    health_s: float | None = None
+    prediction_s: float | None = None
+    timeline: list[tuple[float, str, int]] | None = None
 
-    wait_for(recovered, 120, interval=0.2, what="health 200 and an uncached prediction")
-    return time.monotonic() - since
+    @property
+    def seconds(self) -> float:
+        """Until both had happened (the set is back)."""
+        assert self.health_s is not None and self.prediction_s is not None
+        return max(self.health_s, self.prediction_s)
+
+
+def recover(running: RunningSet, symbol: str, horizon: int, since: float) -> Recovery:
+    """Poll health and a prediction not asked before until both have answered 200."""
+    found = Recovery(timeline=[])
+    assert found.timeline is not None
+
+    def back() -> bool:
+        if found.health_s is None:
+            status = http_get(f"{running.web}/api/v1/health")[0]
+            found.timeline.append((round(time.monotonic() - since, 2), "health", status))
+            if status == 200:
+                found.health_s = time.monotonic() - since
+        if found.prediction_s is None:
+            status = predict(running, symbol, horizon)[0]
+            found.timeline.append((round(time.monotonic() - since, 2), "predict", status))
+            if status == 200:
+                found.prediction_s = time.monotonic() - since
+        return found.health_s is not None and found.prediction_s is not None
+
+    wait_for(back, 120, interval=0.2, what=f"health 200 and a new prediction: {found.timeline}")
+    return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import socket
 import stat
 import subprocess
@@ -18,8 +19,10 @@ from stockpred.ops.procset import (
     preflight,
     procfile_entries,
     selected_entries,
+    supervised_commands,
     write_supervisor_config,
 )
+from stockpred.ops.redis_server import redis_server_argv
 from stockpred.ops.supervisor_conf import APP_GROUP, START_RETRIES, START_SECONDS
 from stockpred.paths import DataTree
 from stockpred.settings import Settings
@@ -39,10 +42,11 @@ def parsed(conf: Path) -> dict[str, Any]:
 def test_every_procfile_entry_is_a_supervised_program_with_the_same_command(
     settings: Settings,
 ) -> None:
-    entries = selected_entries(settings, ROOT / "Procfile")
+    entries = supervised_commands(settings, selected_entries(settings, ROOT / "Procfile"))
     groups = parsed(write_supervisor_config(settings, entries, ROOT))
     programs = {name: p for group in groups.values() for name, p in group.items()}
     assert {name: p.command for name, p in programs.items()} == entries  # %h survives as %h
+    assert set(programs) == set(procfile_entries(ROOT / "Procfile"))
     for program in programs.values():
         assert program.autorestart is RestartUnconditionally
         assert (program.startsecs, program.startretries) == (START_SECONDS, START_RETRIES)
@@ -120,3 +124,15 @@ def test_ctl_on_a_data_folder_that_never_ran_the_set_says_so(data_env: dict[str,
     )
     assert out.returncode != 0
     assert "supervisord.conf is missing" in out.stderr
+
+
+def test_the_redis_wrapper_is_resolved_to_the_redis_server_it_would_exec(
+    settings: Settings,
+) -> None:
+    procfile = selected_entries(settings, ROOT / "Procfile")
+    assert procfile["redis"] == "stockpred redis-server"
+    resolved = supervised_commands(settings, procfile)
+    assert shlex.split(resolved["redis"]) == redis_server_argv(settings)
+    assert {k: v for k, v in resolved.items() if k != "redis"} == {
+        k: v for k, v in procfile.items() if k != "redis"
+    }
