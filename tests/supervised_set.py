@@ -25,30 +25,37 @@ class Program:
     """One line of `stockpred ctl status`."""
 
     name: str
+    full_name: str
     state: str
     pid: int | None
 
 
-def supervisor_status(running: RunningSet) -> dict[str, Program]:
-    """Every program of the set by its name (`redis`, `web`, ...), as supervisorctl reports it."""
+def ctl(running: RunningSet, *args: str) -> str:
+    """What `stockpred ctl ARGS` prints for the running set."""
     out = subprocess.run(
-        [str(BIN / "stockpred"), "ctl", "status"],
+        [str(BIN / "stockpred"), "ctl", *args],
         env=running.env,
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
+    return out.stdout + out.stderr
+
+
+def supervisor_status(running: RunningSet) -> dict[str, Program]:
+    """Every program of the set by its name (`redis`, `web`, ...), as supervisorctl reports it."""
+    text = ctl(running, "status")
     programs = {}
-    for line in out.stdout.splitlines():
+    for line in text.splitlines():
         fields = line.split()
         if len(fields) < 2:
             continue
         name = fields[0].rpartition(":")[2]
         pid = int(fields[3].rstrip(",")) if fields[1] == "RUNNING" else None
-        programs[name] = Program(name, fields[1], pid)
+        programs[name] = Program(name, fields[0], fields[1], pid)
     if not programs:
-        raise AssertionError(f"stockpred ctl status said nothing: {out.stdout}{out.stderr}")
+        raise AssertionError(f"stockpred ctl status said nothing: {text}")
     return programs
 
 
@@ -59,11 +66,12 @@ def all_running(running: RunningSet) -> dict[str, Program] | None:
 
 
 def pid_of(running: RunningSet, name: str) -> int:
-    """The pid of a RUNNING program."""
-    pid = supervisor_status(running)[name].pid
-    if pid is None:
-        raise AssertionError(f"{name} is not running")
-    return pid
+    """The pid of a started program (RUNNING, or STARTING within its startsecs)."""
+    full_name = supervisor_status(running)[name].full_name
+    answer = ctl(running, "pid", full_name).strip()
+    if not answer.isdigit() or answer == "0":
+        raise AssertionError(f"{name} has no process: {answer}")
+    return int(answer)
 
 
 def redis_server_pid(running: RunningSet) -> int:
