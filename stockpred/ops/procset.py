@@ -155,6 +155,30 @@ def append_to_stdout_file() -> None:
         return  # no stdout at all: nothing to protect
 
 
+def relay_socket_stdout() -> None:
+    """Put a pipe, drained by `cat`, between supervisord and a stdout that is a socket.
+
+    supervisord sends each program's output to /dev/stdout opened again, which Linux refuses
+    for a socket (systemd's journal gives one): the pipe can be opened again, and `cat` ends
+    when supervisord, the last writer, exits.
+    """
+    if not stat.S_ISSOCK(os.fstat(1).st_mode):
+        return
+    cat = shutil.which("cat") or "/bin/cat"
+    read_end, write_end = os.pipe()
+    if os.fork() == 0:
+        try:
+            os.dup2(read_end, 0)
+            os.close(read_end)
+            os.close(write_end)
+            os.execv(cat, [cat])
+        finally:
+            os._exit(127)  # exec failed: never return into the caller's code
+    os.dup2(write_end, 1)
+    os.close(read_end)
+    os.close(write_end)
+
+
 def run_process_set(settings: Settings, procfile: Path | None = None) -> NoReturn:
     """Check, configure, then replace this process with supervisord in the foreground."""
     procfile = procfile or PROJECT_ROOT / "Procfile"
@@ -163,6 +187,7 @@ def run_process_set(settings: Settings, procfile: Path | None = None) -> NoRetur
     reset_metrics_dirs(settings)
     conf = write_supervisor_config(settings, entries, procfile.parent.resolve())
     append_to_stdout_file()
+    relay_socket_stdout()
     sys.stdout.flush()
     sys.stderr.flush()
     argv = [sys.executable, "-m", "supervisor.supervisord", "--nodaemon", "--configuration"]

@@ -136,3 +136,19 @@ def test_the_redis_wrapper_is_resolved_to_the_redis_server_it_would_exec(
     assert {k: v for k, v in resolved.items() if k != "redis"} == {
         k: v for k, v in procfile.items() if k != "redis"
     }
+
+
+def test_a_stdout_that_is_a_socket_still_receives_what_is_written_to_dev_stdout() -> None:
+    probe = (
+        "from stockpred.ops.procset import relay_socket_stdout; relay_socket_stdout(); "
+        "open('/dev/stdout', 'ab').write(b'through the relay')"
+    )
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        subprocess.run([sys.executable, "-c", probe], stdout=theirs, check=True, cwd=ROOT)
+        theirs.close()
+        ours.settimeout(10)
+        received = b""
+        while chunk := ours.recv(1024):
+            received += chunk
+    assert received == b"through the relay"
