@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 LOGLEVEL ?= INFO
 CELERY_WORKER := $(BIN)/celery -A workers worker --task-events --loglevel $(LOGLEVEL)
 
-.PHONY: help install system-deps setup run test lint format lock web worker-inference \
+.PHONY: help install system-deps setup run status test lint format lock web worker-inference \
         worker-training worker-maintenance beat flower redis storage-setup storage-test \
         check-routes clean train predict bench chaos storage-backup storage-restore \
         storage-cleanup storage-monitor metrics docker-up docker-run docker-down docker-logs dev-setup
@@ -44,8 +44,11 @@ setup: install storage-setup ## Install everything and create persistent_data (a
 
 dev-setup: setup ## v3.1's development set-up: the same as setup (the dev tools are always installed)
 
-run: install ## Start the whole process set (Redis, web :8080, 3 workers, beat, Flower :5555)
+run: install ## Run the whole process set under supervisord (Redis, web :8080, 3 workers, beat, Flower :5555)
 	$(BIN)/stockpred run
+
+status: install ## State of each process of the running `make run` (supervisorctl status)
+	$(BIN)/stockpred ctl status
 
 test: install lint ## Install, lint, then run every test (unit, integration, e2e)
 	$(BIN)/pytest

@@ -44,6 +44,30 @@ task_send_sent_event = False
 result_expires = timedelta(days=1)
 result_extended = True
 
+# Losing Redis is survivable: its own supervisor restarts it, and every Celery process (workers,
+# beat, Flower, the web's client) reconnects instead of exiting. Workers retry the broker
+# forever (2 s, 4 s, ... then every 30 s): a worker that gave up would only be restarted by
+# its supervisor, paying its start-up again.
+broker_connection_retry = True
+broker_connection_retry_on_startup = True
+broker_connection_max_retries = None
+# Senders (the web, beat, tasks queueing tasks) retry a publish for about 2.5 s, the time a
+# restarted Redis takes to load its AOF here; past that the submission fails with 503.
+task_publish_retry_policy = {
+    "max_retries": 4,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 1,
+}
+# The result backend retries its calls across a restart (exponential, 10 ms up to 10 s, about
+# two minutes in all) instead of failing the task whose result it was storing.
+result_backend_always_retry = True
+result_backend_max_retries = 20
+redis_backend_health_check_interval = 30  # PING a pooled connection idle this long before use
+redis_socket_connect_timeout = 5
+redis_socket_keepalive = True
+redis_retry_on_timeout = True
+
 include = ["tasks.inference", "tasks.training", "tasks.maintenance"]
 
 # Every task gets its queue's time limits (training's follows TRAINING_TIME_LIMIT), set when

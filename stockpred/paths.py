@@ -213,6 +213,30 @@ class DataTree:
         return self.backups / ".storage.lock"
 
     @property
+    def supervisor(self) -> Path:
+        """Per-host state of `make run`'s supervisord, rewritten at each start; never backed up."""
+        return self.root / "supervisor"
+
+    @property
+    def supervisord_conf(self) -> Path:
+        """supervisord's configuration, generated from the Procfile by `stockpred run`."""
+        return self.supervisor / "supervisord.conf"
+
+    @property
+    def supervisord_socket(self) -> Path:
+        """supervisord's control socket (what `stockpred ctl` and supervisorctl talk to)."""
+        return self.supervisor / "supervisord.sock"
+
+    @property
+    def supervisord_pid(self) -> Path:
+        return self.supervisor / "supervisord.pid"
+
+    @property
+    def supervisord_log(self) -> Path:
+        """supervisord's own log: starts, exits and restarts of the process set."""
+        return self.supervisor / "supervisord.log"
+
+    @property
     def prometheus(self) -> Path:
         return self.root / "prometheus"
 

@@ -6,21 +6,41 @@ import os
 import threading
 
 import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
 from stockpred.settings import Settings
 
 _lock = threading.Lock()
 _clients: dict[tuple[int, str], redis.Redis] = {}
 
+# A command that finds its connection closed (Redis restarted under its supervisor) is sent
+# again on a new connection, after random waits that double from 0.1 s up to 1 s: about 4 s
+# in all, 7.5 s at most, longer than the restart takes here. Timeouts are not retried: a
+# server that does not answer within socket_timeout would only multiply the wait.
+RECONNECT_RETRIES = 10
+
+
+def reconnect_policy() -> Retry:
+    """The retry every client gets: connection errors only, jittered exponential backoff."""
+    return Retry(
+        ExponentialWithJitterBackoff(cap=1.0, base=0.1),
+        RECONNECT_RETRIES,
+        supported_errors=(redis.ConnectionError,),
+    )
+
 
 def connect(settings: Settings) -> redis.Redis:
-    """Return a new client that decodes responses to str."""
+    """Return a new client that decodes responses to str and reconnects after a restart."""
     return redis.Redis.from_url(
         settings.redis_client_url,
         decode_responses=True,
         socket_timeout=5,
         socket_connect_timeout=2,
+        # A pooled connection idle this long is PINGed before use, so one broken by a restart
+        # is replaced before a command is sent on it.
         health_check_interval=30,
+        retry=reconnect_policy(),
     )
 
 

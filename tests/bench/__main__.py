@@ -1,8 +1,9 @@
 """`python -m tests.bench`: measure stockpred against bare baselines; JSON on stdout.
 
 Starts its own redis-server, Celery workers and gunicorn servers on free ports over a temp data
-root, measures five model-serving figures (tests/bench/figures.py) and three backup figures
-(tests/bench/storage_figures.py), stops every process it started, writes
+root, measures five model-serving figures (tests/bench/figures.py), three backup figures
+(tests/bench/storage_figures.py) and, on a `make run` of its own, the Redis-SIGKILL recovery
+figure (h) (tests/bench/fault_figures.py), stops every process it started, writes
 the JSON to <data root>/monitoring/bench-<UTC stamp>.json of the invoking environment, and prints
 it last on stdout. Progress goes to stderr. Exit status: 0 when every figure was measured (pass
 or not; `--strict` makes a failed target exit 1), 1 on an error, 130 when interrupted.
@@ -27,7 +28,7 @@ from typing import Any
 
 from stockpred.infra.files import atomic_write
 from stockpred.settings import get_settings
-from tests.bench import figures, stack
+from tests.bench import fault_figures, figures, stack
 from tests.bench.figures import Options
 from tests.bench.procs import ForeignCpu, Processes, say
 from tests.bench.storage_figures import storage_figures
@@ -78,6 +79,16 @@ def phase(label: str, step: Callable[[], Any]) -> Any:
 
 def measure(root: Path, procs: Processes, options: Options) -> list[dict[str, Any]]:
     """Set everything up, measure the figures in an order that keeps them apart, return them."""
+    faults = []
+    if options.wants("h"):  # its own `make run`, measured first and stopped before the rest
+        faults.append(
+            phase(
+                "(h) Redis SIGKILL to the first uncached prediction",
+                fault_figures.redis_kill_to_uncached_prediction,
+            )
+        )
+    if not any(options.wants(name) for name in ("a", "b", "c", "d", "e", "storage")):
+        return faults
     bench = stack.prepare(root, procs)
     trained = phase(
         "training a first NVDA model (3 epochs, fresh interpreter)",
@@ -133,7 +144,7 @@ def measure(root: Path, procs: Processes, options: Options) -> list[dict[str, An
             "(f-h) backup vs tar czf, unchanged incremental, restore verification",
             lambda: storage_figures(root / "storage"),
         )
-    return [results[name] for name in "abcde" if name in results] + storage
+    return [results[name] for name in "abcde" if name in results] + storage + faults
 
 
 def _stop_on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -25,6 +25,10 @@ TREE_FILES = {
     "prediction.log",
     "error.log",
     ".storage.lock",
+    "supervisord.conf",
+    "supervisord.sock",
+    "supervisord.pid",
+    "supervisord.log",
 }
 # Templates shipped in the package carry the name of the file they become.
 TEMPLATE_CALLS = {"_template"}
@@ -74,6 +78,10 @@ def test_every_named_file_is_a_path_of_the_tree(tmp_path: Path) -> None:
             tree.prediction_log,
             tree.error_log,
             tree.storage_lock,
+            tree.supervisord_conf,
+            tree.supervisord_socket,
+            tree.supervisord_pid,
+            tree.supervisord_log,
         )
     }
     assert named | {"stock-prediction.log"} == TREE_FILES

@@ -1,6 +1,6 @@
 """The `stockpred` command: one module per command group, wired onto `main` here.
 
-`setup_run` (setup, run, redis-server, exporter), `settings_cmd` (settings), `storage`
+`setup_run` (setup, run, ctl, redis-server, exporter), `settings_cmd` (settings), `storage`
 (storage ...), `models` (models ...), `train_predict` (train, predict). Shared helpers are in
 `common`. Each command imports what it needs when it runs, so `stockpred --help` stays quick.
 """
@@ -24,6 +24,7 @@ for command in (
     setup_run.exporter,
     setup_run.redis_server,
     setup_run.run,
+    setup_run.ctl,
     train_predict.train,
     train_predict.predict,
     models.models,

@@ -1,4 +1,4 @@
-"""Commands that set up and run the process set: setup, run, redis-server, exporter."""
+"""Commands that set up and run the process set: setup, run, ctl, redis-server, exporter."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def redis_server() -> None:
     "--procfile", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None
 )
 def run(procfile: Path | None) -> None:
-    """Start Redis, the web app, three workers, beat and Flower; Ctrl-C stops them all."""
+    """Run Redis, the web app, three workers, beat, Flower and the exporter under supervisord."""
     report = run_setup(cli_settings())
     for line in report.lines(cli_settings()):
         click.echo(line)
@@ -78,7 +78,17 @@ def run(procfile: Path | None) -> None:
     except SettingsError as exc:
         raise click.ClickException(f"invalid setting: {exc}") from None
     try:
-        code = run_process_set(settings, procfile)
+        run_process_set(settings, procfile)
     except PreflightError as exc:
         raise click.ClickException(str(exc)) from None
-    sys.exit(code)
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def ctl(args: tuple[str, ...]) -> None:
+    """supervisorctl on this data folder's running set: `status` (default), `restart app:web`."""
+    conf = DataTree.from_settings(cli_settings()).supervisord_conf
+    if not conf.is_file():
+        raise click.ClickException(f"{conf} is missing: the process set was never started here")
+    argv = [sys.executable, "-m", "supervisor.supervisorctl", "--configuration", str(conf)]
+    os.execv(sys.executable, [*argv, *(args or ("status",))])

@@ -25,6 +25,7 @@ def test_every_command_and_group_is_wired_onto_main() -> None:
         "exporter",
         "redis-server",
         "run",
+        "ctl",
         "train",
         "predict",
         "models",
