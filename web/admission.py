@@ -1,0 +1,158 @@
+"""Per-client rate limits held in Redis: the one owner of the limit rules and of the 429 answer.
+
+Three classes, each a setting: cheap reads (every GET, HEAD, OPTIONS), work (a read that queues
+a task: an uncached prediction, a historical refresh, a storage status refresh; counted when
+web.dispatch submits, on top of its read) and mutations (POST, PUT, PATCH, DELETE). The health
+check and /metrics are never limited. The limiter is `limits` (Flask-Limiter's engine) with its
+sliding-window counter on the project's Redis: two counters per client and class, one Lua call
+per check, no burst at window edges.
+
+Every request is classed and counted once by `AdmissionControl`, the WSGI layer in front of the
+cached-prediction fast path, so cache hits answered below Flask are limited too. A refused
+request goes on to Flask with its `Refusal` in the environ; the first request hook raises it and
+web.errors answers it, as every error (JSON shape, `Retry-After`). When Redis cannot be asked,
+requests are admitted (fail open): a warning is logged at most once a minute per process and
+`api_rate_limiter_errors_total` counts every such request.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from flask import request
+from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage, RedisStorage, Storage
+from limits.strategies import SlidingWindowCounterRateLimiter
+
+from stockpred.settings import Settings
+from web.errors import ApiError
+from web.metrics import web_metrics
+
+log = logging.getLogger(__name__)
+READS, WORK, MUTATIONS = "reads", "work", "mutations"
+MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+EXEMPT_PATHS = frozenset({"/api/v1/health", "/metrics"})
+REFUSAL_ENVIRON_KEY = "stockpred.refusal"
+KEY_PREFIX = "stockpred:ratelimit"
+WARN_EVERY_SECONDS = 60.0
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a client was refused and when it may try again."""
+
+    limit_class: str
+    limit: str
+    client: str
+    retry_after: int
+
+    def error(self) -> ApiError:
+        """The 429 answer."""
+        return ApiError(
+            429,
+            "too many requests",
+            f"client {self.client} is over the {self.limit_class} limit ({self.limit}); "
+            f"retry in {self.retry_after} s",
+            {"Retry-After": str(self.retry_after)},
+        )
+
+
+def client_of(environ: dict[str, Any]) -> str:
+    """The client address a limit counts against (the proxies' view when they are trusted)."""
+    return str(environ.get("REMOTE_ADDR") or "-")
+
+
+class RateLimits:
+    """The limit rules of each class, checked against the project's Redis."""
+
+    def __init__(self, storage: Storage, settings: Settings) -> None:
+        self._limiter = SlidingWindowCounterRateLimiter(storage)
+        self.rules: dict[str, list[RateLimitItem]] = {
+            READS: parse_many(settings.rate_limit_reads),
+            WORK: parse_many(settings.rate_limit_work),
+            MUTATIONS: parse_many(settings.rate_limit_mutations),
+        }
+        self._warned_at = -math.inf
+        self._warn_lock = threading.Lock()
+
+    @classmethod
+    def on_redis(cls, client: redis.Redis, settings: Settings) -> RateLimits:
+        """Limits counted in the project's Redis, on the client's connection pool."""
+        storage = RedisStorage(
+            settings.redis_client_url, connection_pool=client.connection_pool, key_prefix=KEY_PREFIX
+        )
+        return cls(storage, settings)
+
+    @classmethod
+    def in_memory(cls, settings: Settings) -> RateLimits:
+        """Limits counted in this process only (tests without Redis)."""
+        return cls(MemoryStorage(), settings)
+
+    def hit(self, limit_class: str, client: str) -> Refusal | None:
+        """Count one request of `client` in `limit_class`; the refusal when it is over."""
+        try:
+            for item in self.rules[limit_class]:
+                if not self._limiter.hit(item, limit_class, client):
+                    return self._refusal(item, limit_class, client)
+        except redis.RedisError as exc:
+            self._fail_open(limit_class, exc)
+        return None
+
+    def _refusal(self, item: RateLimitItem, limit_class: str, client: str) -> Refusal:
+        web_metrics().refused.labels(limit_class).inc()
+        reset = self._limiter.get_window_stats(item, limit_class, client).reset_time
+        wait = max(1, math.ceil(reset - time.time()))
+        return Refusal(limit_class, str(item), client, wait)
+
+    def _fail_open(self, limit_class: str, exc: Exception) -> None:
+        web_metrics().limiter_errors.inc()
+        with self._warn_lock:
+            now = time.monotonic()
+            if now - self._warned_at < WARN_EVERY_SECONDS:
+                return
+            self._warned_at = now
+        log.warning(
+            "rate limits not enforced (%s requests admitted): Redis did not answer: %s",
+            limit_class,
+            exc,
+        )
+
+
+class AdmissionControl:
+    """WSGI middleware: counts every request in its class; marks the refused ones for Flask."""
+
+    def __init__(self, inner: WsgiApp, limits: Callable[[], RateLimits]) -> None:
+        self.inner = inner
+        self._limits = limits
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("PATH_INFO", "") not in EXEMPT_PATHS:
+            method = environ.get("REQUEST_METHOD", "")
+            limit_class = MUTATIONS if method in MUTATING_METHODS else READS
+            refusal = self._limits().hit(limit_class, client_of(environ))
+            if refusal is not None:
+                environ[REFUSAL_ENVIRON_KEY] = refusal
+        return self.inner(environ, start_response)
+
+
+def refuse_if_over_limit() -> None:
+    """First request hook: raise the refusal AdmissionControl recorded for this request."""
+    refusal = request.environ.get(REFUSAL_ENVIRON_KEY)
+    if isinstance(refusal, Refusal):
+        raise refusal.error()
+
+
+def admit_work(limits: RateLimits) -> None:
+    """Count a request that is about to queue work; raise the 429 when the client is over."""
+    refusal = limits.hit(WORK, client_of(request.environ))
+    if refusal is not None:
+        raise refusal.error()
