@@ -4,8 +4,11 @@ Three classes, each a setting: cheap reads (every GET, HEAD, OPTIONS), work (a r
 a task: an uncached prediction, a historical refresh, a storage status refresh; counted when
 web.dispatch submits, on top of its read) and mutations (POST, PUT, PATCH, DELETE). The health
 check and /metrics are never limited. The limiter is `limits` (Flask-Limiter's engine) with its
-sliding-window counter on the project's Redis: two counters per client and class, one Lua call
-per check, no burst at window edges.
+fixed-window counter (Flask-Limiter's default) on the project's Redis: one counter per client,
+class and window, one Lua call (INCRBY, EXPIRE) per check, the cheapest of its strategies; a
+client may burst up to twice a limit across a window's edge. Refused requests count too: a
+client that keeps flooding stays refused until it pauses. Flask-Limiter itself is not used: it
+checks inside Flask's request context, and cache hits are answered below Flask.
 
 Every request is classed and counted once by `AdmissionControl`, the WSGI layer in front of the
 cached-prediction fast path, so cache hits answered below Flask are limited too. A refused
@@ -29,7 +32,7 @@ import redis
 from flask import request
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage, RedisStorage, Storage
-from limits.strategies import SlidingWindowCounterRateLimiter
+from limits.strategies import FixedWindowRateLimiter
 
 from stockpred.settings import Settings
 from web.errors import ApiError
@@ -75,7 +78,7 @@ class RateLimits:
     """The limit rules of each class, checked against the project's Redis."""
 
     def __init__(self, storage: Storage, settings: Settings) -> None:
-        self._limiter = SlidingWindowCounterRateLimiter(storage)
+        self._limiter = FixedWindowRateLimiter(storage)
         self.rules: dict[str, list[RateLimitItem]] = {
             READS: parse_many(settings.rate_limit_reads),
             WORK: parse_many(settings.rate_limit_work),
