@@ -6,9 +6,11 @@ web.dispatch submits, on top of its read) and mutations (POST, PUT, PATCH, DELET
 check and /metrics are never limited. The limiter is `limits` (Flask-Limiter's engine) with its
 fixed-window counter (Flask-Limiter's default) on the project's Redis: one counter per client,
 class and window, one Lua call (INCRBY, EXPIRE) per check, the cheapest of its strategies; a
-client may burst up to twice a limit across a window's edge. Refused requests count too: a
-client that keeps flooding stays refused until it pauses. Flask-Limiter itself is not used: it
-checks inside Flask's request context, and cache hits are answered below Flask.
+client may burst up to twice a limit across a window's edge. A fixed window that refused a
+client refuses it until the window ends, so each process remembers that end (a bounded map) and
+refuses the client's next requests without asking Redis: refusing is cheaper than answering.
+Flask-Limiter itself is not used: it checks inside Flask's request context, and cache hits are
+answered below Flask.
 
 Every request is classed and counted once by `AdmissionControl`, the WSGI layer in front of the
 cached-prediction fast path, so cache hits answered below Flask are limited too. A refused
@@ -45,6 +47,7 @@ EXEMPT_PATHS = frozenset({"/api/v1/health", "/metrics"})
 REFUSAL_ENVIRON_KEY = "stockpred.refusal"
 KEY_PREFIX = "stockpred:ratelimit"
 WARN_EVERY_SECONDS = 60.0
+MAX_REMEMBERED_REFUSALS = 10_000  # clients per process; past it the expired ones are dropped
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -86,6 +89,8 @@ class RateLimits:
         }
         self._warned_at = -math.inf
         self._warn_lock = threading.Lock()
+        # (class, client) -> (end of the refusing window, epoch seconds; the limit that refused)
+        self._refused: dict[tuple[str, str], tuple[float, str]] = {}
 
     @classmethod
     def on_redis(cls, client: redis.Redis, settings: Settings) -> RateLimits:
@@ -102,19 +107,37 @@ class RateLimits:
 
     def hit(self, limit_class: str, client: str) -> Refusal | None:
         """Count one request of `client` in `limit_class`; the refusal when it is over."""
+        remembered = self._refused.get((limit_class, client))
+        if remembered is not None:
+            until, limit = remembered
+            if time.time() < until:
+                return self._refusal(limit_class, limit, client, until)
+            self._refused.pop((limit_class, client), None)
         try:
             for item in self.rules[limit_class]:
                 if not self._limiter.hit(item, limit_class, client):
-                    return self._refusal(item, limit_class, client)
+                    reset = self._limiter.get_window_stats(item, limit_class, client).reset_time
+                    self._remember(limit_class, client, reset, str(item))
+                    return self._refusal(limit_class, str(item), client, reset)
         except redis.RedisError as exc:
             self._fail_open(limit_class, exc)
         return None
 
-    def _refusal(self, item: RateLimitItem, limit_class: str, client: str) -> Refusal:
+    def _remember(self, limit_class: str, client: str, until: float, limit: str) -> None:
+        if len(self._refused) >= MAX_REMEMBERED_REFUSALS:
+            now = time.time()
+            for key, (end, _) in list(self._refused.items()):
+                if end <= now:
+                    self._refused.pop(key, None)
+            if len(self._refused) >= MAX_REMEMBERED_REFUSALS:
+                self._refused.clear()  # a memory bound, not a correctness one: Redis still counts
+        self._refused[(limit_class, client)] = (until, limit)
+
+    @staticmethod
+    def _refusal(limit_class: str, limit: str, client: str, until: float) -> Refusal:
         web_metrics().refused.labels(limit_class).inc()
-        reset = self._limiter.get_window_stats(item, limit_class, client).reset_time
-        wait = max(1, math.ceil(reset - time.time()))
-        return Refusal(limit_class, str(item), client, wait)
+        wait = max(1, math.ceil(until - time.time()))
+        return Refusal(limit_class, limit, client, wait)
 
     def _fail_open(self, limit_class: str, exc: Exception) -> None:
         web_metrics().limiter_errors.inc()

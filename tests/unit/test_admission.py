@@ -127,3 +127,14 @@ def test_a_read_that_queues_work_also_counts_against_the_work_limit(settings: Se
     assert first.status_code != 429  # admitted (then failed on the fakes, which queue nothing)
     assert_429(client.get("/api/v1/storage/status?refresh=true"), "work")
     assert client.get("/api/v1/models").status_code == 200  # reads that queue nothing still go
+
+
+def test_a_refused_client_is_refused_from_memory_until_its_window_ends(settings: Settings) -> None:
+    limits = RateLimits.in_memory(limited(settings, reads="1/minute"))
+    assert limits.hit(READS, "10.0.0.1") is None
+    first = limits.hit(READS, "10.0.0.1")
+    assert first is not None and 1 <= first.retry_after <= 60
+    limits._limiter.storage = DownStorage()  # type: ignore[assignment]
+    again = limits.hit(READS, "10.0.0.1")  # Redis is not asked: it would fail open
+    assert again is not None and again.retry_after <= first.retry_after
+    assert limits.hit(MUTATIONS, "10.0.0.1") is None  # another class asks (and fails open)
