@@ -27,7 +27,7 @@ from typing import Any
 
 from stockpred.infra.files import atomic_write
 from stockpred.settings import get_settings
-from tests.bench import figures, stack
+from tests.bench import figures, stack, web_figures
 from tests.bench.figures import Options
 from tests.bench.procs import ForeignCpu, Processes, say
 from tests.bench.storage_figures import storage_figures
@@ -114,6 +114,18 @@ def measure(root: Path, procs: Processes, options: Options) -> list[dict[str, An
             lambda: figures.cached_http_vs_bare_flask(bench, web_port, bare_port, options),
         ),
         (
+            "f",
+            "(f) cached HTTP predict p99 with 100 requests waiting vs idle",
+            lambda: web_figures.cached_p99_while_requests_wait(bench, web_port, options),
+        ),
+        (
+            "g",
+            "(g) the rate limiter's 429 answer vs a cached hit",
+            lambda: web_figures.refusal_vs_cached_hit(
+                bench, web_port, web_figures.start_limited_web(bench), options
+            ),
+        ),
+        (
             "e",
             "(e) inference worker RSS growth",
             lambda: figures.worker_rss_growth(bench, inference_pid, served, options),
@@ -133,7 +145,7 @@ def measure(root: Path, procs: Processes, options: Options) -> list[dict[str, An
             "(f-h) backup vs tar czf, unchanged incremental, restore verification",
             lambda: storage_figures(root / "storage"),
         )
-    return [results[name] for name in "abcde" if name in results] + storage
+    return [results[name] for name in "abcdefg" if name in results] + storage
 
 
 def _stop_on_signal(signum: int, _frame: FrameType | None) -> None:
