@@ -9,6 +9,12 @@ class and window, one Lua call (INCRBY, EXPIRE) per check, the cheapest of its s
 client may burst up to twice a limit across a window's edge. A fixed window that refused a
 client refuses it until the window ends, so each process remembers that end (a bounded map) and
 refuses the client's next requests without asking Redis: refusing is cheaper than answering.
+A busy client is counted in leases: a client that used its whole last lease within half of
+LEASE_SECONDS gets twice as many places at once next time (one INCRBY of that many), up to a
+twentieth of its limit (at most MAX_LEASE); any other starts again at one. So a client sending
+a request now and then is counted exactly, and one sending hundreds a second costs Redis a call
+per lease, not per request; places of a lease left unused when it ends (a client that slowed
+down) count all the same, and a busy client may be refused up to a lease early per process.
 Flask-Limiter itself is not used: it checks inside Flask's request context, and cache hits are
 answered below Flask.
 
@@ -48,8 +54,20 @@ REFUSAL_ENVIRON_KEY = "stockpred.refusal"
 KEY_PREFIX = "stockpred:ratelimit"
 WARN_EVERY_SECONDS = 60.0
 MAX_REMEMBERED_REFUSALS = 10_000  # clients per process; past it the expired ones are dropped
+MAX_LEASES = 10_000  # clients per process with places leased
+LEASE_SECONDS = 1.0
+MAX_LEASE = 50
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+@dataclass
+class _Lease:
+    """Places a busy client holds in this process: counted in Redis, not yet used."""
+
+    size: int
+    left: int
+    until: float  # monotonic
 
 
 @dataclass(frozen=True)
@@ -91,6 +109,12 @@ class RateLimits:
         self._warn_lock = threading.Lock()
         # (class, client) -> (end of the refusing window, epoch seconds; the limit that refused)
         self._refused: dict[tuple[str, str], tuple[float, str]] = {}
+        self._leases: dict[tuple[str, str], _Lease] = {}
+        self._lease_lock = threading.Lock()
+        self._max_lease = {
+            name: max(1, min([MAX_LEASE, *(item.amount // 20 for item in items)]))
+            for name, items in self.rules.items()
+        }
 
     @classmethod
     def on_redis(cls, client: redis.Redis, settings: Settings) -> RateLimits:
@@ -113,15 +137,46 @@ class RateLimits:
             if time.time() < until:
                 return self._refusal(limit_class, limit, client, until)
             self._refused.pop((limit_class, client), None)
+        cost = self._lease_size(limit_class, client)
+        if cost == 0:
+            return None  # a place leased earlier
         try:
             for item in self.rules[limit_class]:
-                if not self._limiter.hit(item, limit_class, client):
+                if not self._limiter.hit(item, limit_class, client, cost=cost):
                     reset = self._limiter.get_window_stats(item, limit_class, client).reset_time
                     self._remember(limit_class, client, reset, str(item))
                     return self._refusal(limit_class, str(item), client, reset)
         except redis.RedisError as exc:
             self._fail_open(limit_class, exc)
+            return None
+        self._grant(limit_class, client, cost)
         return None
+
+    def _lease_size(self, limit_class: str, client: str) -> int:
+        """0 when a leased place is used now, else how many places to count in Redis."""
+        key = (limit_class, client)
+        now = time.monotonic()
+        with self._lease_lock:
+            lease = self._leases.get(key)
+            if lease is None:
+                return 1
+            if lease.left > 0 and now < lease.until:
+                lease.left -= 1
+                return 0
+            del self._leases[key]
+            # Grown only for a client that used it all within half its life: at a steady rate
+            # every lease is used up before it ends, so no counted place goes unused.
+            quick = lease.left == 0 and now < lease.until - LEASE_SECONDS / 2
+        return min(2 * lease.size, self._max_lease[limit_class]) if quick else 1
+
+    def _grant(self, limit_class: str, client: str, size: int) -> None:
+        """Keep the places counted beyond this request for the client's next ones."""
+        with self._lease_lock:
+            if len(self._leases) >= MAX_LEASES:
+                self._leases.clear()  # a memory bound: the next requests are counted one by one
+            self._leases[(limit_class, client)] = _Lease(
+                size=size, left=size - 1, until=time.monotonic() + LEASE_SECONDS
+            )
 
     def _remember(self, limit_class: str, client: str, until: float, limit: str) -> None:
         if len(self._refused) >= MAX_REMEMBERED_REFUSALS:

@@ -33,7 +33,7 @@ from tests.process_set import RunningSet, process_set, wait_healthy
 from tests.support import wait_for
 
 BOUNDS = {"inference": 6, "training": 1, "maintenance": 4}
-LIMITS = {"RATE_LIMIT_READS": "600/minute", "RATE_LIMIT_WORK": "15/minute"}
+LIMITS = {"RATE_LIMIT_READS": "1200/minute", "RATE_LIMIT_WORK": "15/minute"}
 SLOW_CACHED_ANSWER = 5.0  # seconds: generous, two cores shared with TensorFlow trainings
 TRAINABLE = ("TSLA", "AAPL", "MSFT", "AMZN")  # embedded data; NVDA is trained before the flood
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import redis
 from flask.testing import FlaskClient
+from limits.storage import MemoryStorage
 
 from stockpred.settings import Settings
 from tests.unit.test_fastpath import STORED, FakeLookup
@@ -138,3 +139,39 @@ def test_a_refused_client_is_refused_from_memory_until_its_window_ends(settings:
     again = limits.hit(READS, "10.0.0.1")  # Redis is not asked: it would fail open
     assert again is not None and again.retry_after <= first.retry_after
     assert limits.hit(MUTATIONS, "10.0.0.1") is None  # another class asks (and fails open)
+
+
+class CountingStorage(MemoryStorage):
+    """MemoryStorage that counts the increments it is asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def incr(self, key: str, expiry: float, amount: int = 1) -> int:
+        self.calls += 1
+        return super().incr(key, expiry, amount)
+
+
+def test_a_busy_client_is_counted_in_leases_and_never_past_its_limit(settings: Settings) -> None:
+    storage = CountingStorage()
+    limits = RateLimits(storage, limited(settings, reads="1000/minute"))
+    admitted = sum(limits.hit(READS, "10.0.0.1") is None for _ in range(1200))
+    assert admitted <= 1000 and admitted >= 1000 - 50  # refused at most a lease early
+    assert storage.calls < 100  # not one call per request
+    counted = storage.get(limits.rules[READS][0].key_for(READS, "10.0.0.1"))
+    assert counted >= admitted
+
+
+def test_an_occasional_client_is_counted_request_by_request(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = CountingStorage()
+    limits = RateLimits(storage, limited(settings, reads="1000/minute"))
+    clock = [1000.0]
+    monkeypatch.setattr("web.admission.time.monotonic", lambda: clock[0])
+    for _ in range(5):
+        assert limits.hit(READS, "10.0.0.2") is None
+        clock[0] += 2.0  # slower than one lease lifetime
+    assert storage.calls == 5
+    assert storage.get(limits.rules[READS][0].key_for(READS, "10.0.0.2")) == 5
