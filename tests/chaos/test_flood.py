@@ -243,6 +243,10 @@ def test_a_flood_of_work_leaves_cached_predictions_answering_and_queues_bounded(
 
     # The flood: refused with 429 (Retry-After) or documented 503s, never another 5xx.
     statuses = Counter(a.status for a in flood.answers)
+    errors = Counter(a.body["error"] for a in flood.answers if a.status >= 500)
+    print(
+        f"flood {dict(statuses)} 5xx {dict(errors)} deepest {deepest} slowest read {slowest:.3f}s"
+    )
     assert statuses[429] > 0, statuses
     for answer in flood.answers:
         if answer.status == 429:
