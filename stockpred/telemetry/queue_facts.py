@@ -31,8 +31,8 @@ def stamp_published_at(headers: dict[str, Any] | None = None, **_: Any) -> None:
 
 
 def queue_depths(client: Any) -> dict[str, int]:
-    """Waiting messages per queue, every priority list counted."""
-    pipe = client.pipeline(transaction=False)
+    """Waiting messages per queue."""
+    pipe = client.pipeline(transaction=False)  # reads; MULTI is refused when Redis is full
     for queue in QUEUES:
         for name in priority_lists(queue):
             pipe.llen(name)
@@ -55,7 +55,7 @@ def queue_depth_family(depths: Mapping[str, int]) -> GaugeMetricFamily:
 def oldest_waiting_ages(client: Any, now: float | None = None) -> dict[str, float]:
     """Seconds the oldest waiting message of each queue has waited (0 when none waits)."""
     moment = now or time.time()
-    pipe = client.pipeline(transaction=False)
+    pipe = client.pipeline(transaction=False)  # reads; MULTI is refused when Redis is full
     for queue in QUEUES:
         for name in priority_lists(queue):
             pipe.lindex(name, -1)
