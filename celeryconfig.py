@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING, Any
 from celery.schedules import crontab
 from kombu.entity import Queue
 
-from stockpred.queues import QUEUES, QueueName, hard_time_limit, queue_for_task, soft_time_limit
+from stockpred.queues import (
+    PRIORITY_SEPARATOR,
+    PRIORITY_STEPS,
+    QUEUES,
+    SCHEDULED_PRIORITY,
+    QueueName,
+    hard_time_limit,
+    queue_for_task,
+    soft_time_limit,
+)
 
 if TYPE_CHECKING:
     from stockpred.settings import Settings
@@ -74,18 +83,26 @@ include = ["tasks.inference", "tasks.training", "tasks.maintenance"]
 # the app binds its tasks: see `QueueTimeLimits`.
 task_annotations = ("celeryconfig:QueueTimeLimits",)
 
+# One Redis list per priority step, consumed in step order (stockpred.queues): beat's entries
+# are sent at SCHEDULED_PRIORITY, ahead of any API backlog. Each worker consumes one queue, so
+# kombu's queue_order_strategy (the order among queues) does not matter here.
+PRIORITY_TRANSPORT_OPTIONS: dict[str, Any] = {
+    "priority_steps": list(PRIORITY_STEPS),
+    "sep": PRIORITY_SEPARATOR,
+}
+
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "refresh-prices-after-us-close": {
         # 22:15 UTC is after the 16:00 New York close in both winter and summer time.
         "task": "maintenance.refresh_tracked_prices",
         "schedule": crontab(minute=15, hour=22, day_of_week="mon-fri"),
-        "options": {"expires": 6 * 3600},
+        "options": {"expires": 6 * 3600, "priority": SCHEDULED_PRIORITY},
     },
     "retrain-stale-models-weekly": {
         # The original's policy: older than max_age_days, or hold-out MAPE over the threshold.
         "task": "maintenance.queue_stale_retraining",
         "schedule": crontab(minute=0, hour=4, day_of_week="sun"),
-        "options": {"expires": 6 * 3600},
+        "options": {"expires": 6 * 3600, "priority": SCHEDULED_PRIORITY},
     },
     # The original's crontab, as beat entries (UTC). Scheduled storage runs skip, never wait,
     # when another storage run holds the lock.
@@ -93,18 +110,18 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "maintenance.backup",
         "schedule": crontab(minute=0, hour=2),
         "kwargs": {"scheduled": True, "incremental": False},
-        "options": {"expires": 6 * 3600},
+        "options": {"expires": 6 * 3600, "priority": SCHEDULED_PRIORITY},
     },
     "storage-monitor-every-6h": {
         "task": "maintenance.monitor",
         "schedule": crontab(minute=0, hour="*/6"),
-        "options": {"expires": 3 * 3600},
+        "options": {"expires": 3 * 3600, "priority": SCHEDULED_PRIORITY},
     },
     "cleanup-weekly": {
         "task": "maintenance.cleanup",
         "schedule": crontab(minute=0, hour=3, day_of_week="sun"),
         "kwargs": {"scheduled": True, "scope": "all"},
-        "options": {"expires": 6 * 3600},
+        "options": {"expires": 6 * 3600, "priority": SCHEDULED_PRIORITY},
     },
 }
 
@@ -117,7 +134,10 @@ def beat_schedule_for(cache_cleanup_interval: timedelta) -> dict[str, dict[str, 
             "task": "maintenance.cleanup",
             "schedule": cache_cleanup_interval,
             "kwargs": {"scheduled": True, "scope": "caches"},
-            "options": {"expires": int(cache_cleanup_interval.total_seconds())},
+            "options": {
+                "expires": int(cache_cleanup_interval.total_seconds()),
+                "priority": SCHEDULED_PRIORITY,
+            },
         },
     }
 
@@ -144,7 +164,7 @@ def from_settings(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.celery_url,
         "result_backend": settings.celery_url,
-        "broker_transport_options": visibility,
+        "broker_transport_options": {**visibility, **PRIORITY_TRANSPORT_OPTIONS},
         "result_backend_transport_options": visibility,
         "beat_schedule_filename": str(DataTree.from_settings(settings).beat_schedule),
         "beat_schedule": beat_schedule_for(settings.cache_cleanup_interval),

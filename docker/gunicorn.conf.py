@@ -1,4 +1,10 @@
-"""gunicorn settings for the web app from stockpred's settings (WEB_HOST, WEB_PORT, WEB_WORKERS)."""
+"""gunicorn settings for the web app from stockpred's settings (WEB_HOST, WEB_PORT, WEB_WORKERS,
+WEB_THREADS).
+
+Threaded workers (`gthread`): a request waiting for a task (an uncached prediction up to
+PREDICT_WAIT, a refresh up to HISTORICAL_WAIT) blocks one thread in a Redis BLMOVE, which costs
+no CPU, while the other threads keep answering; idle keep-alive connections hold no thread.
+"""
 
 import os
 import shutil
@@ -19,7 +25,11 @@ os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 wsgi_app = "web:create_app()"
 bind = [f"{_settings.web_host}:{_settings.web_port}"]
 workers = _settings.web_workers
-worker_class = "sync"
+worker_class = "gthread"
+threads = _settings.web_threads
+# Open connections per worker (waiting, in flight and idle keep-alive ones); past it the kernel's
+# listen backlog holds new ones.
+worker_connections = max(1000, 4 * _settings.web_threads)
 timeout = 60
 graceful_timeout = 20
 keepalive = 5

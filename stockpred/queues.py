@@ -35,3 +35,21 @@ def hard_time_limit(queue: str, training_limit_seconds: int) -> int:
 def soft_time_limit(queue: str, training_limit_seconds: int) -> int:
     """Soft limit: 90 % of the hard one, so a task can clean up before it is killed."""
     return int(hard_time_limit(queue, training_limit_seconds) * 0.9)
+
+
+# Redis transport priorities (kombu): a queue is one Redis list per priority step, consumed in
+# step order, so a message of step 0 is taken before any waiting message of a later step.
+# Scheduled work (beat, and tasks it runs) is sent at the first step, work the API submits at a
+# later one: a backlog of API work never delays the nightly backup by more than the task
+# running now. The list of step 0 is the queue's own name, the others `<queue><sep><step>`.
+PRIORITY_STEPS: tuple[int, ...] = (0, 3, 6, 9)
+PRIORITY_SEPARATOR = "\x06\x16"  # kombu's default, spelled here so depth counts every list
+SCHEDULED_PRIORITY = 0
+API_PRIORITY = 6
+
+
+def priority_lists(queue: str) -> tuple[str, ...]:
+    """The Redis lists holding a queue's waiting messages, highest priority first."""
+    return tuple(
+        queue if step == 0 else f"{queue}{PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS
+    )

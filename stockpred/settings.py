@@ -177,6 +177,19 @@ def _basic_auth(raw: str) -> str:
     return raw
 
 
+def _rate_limit(raw: str) -> str:
+    # Deferred: only a process that reads this setting needs the limiter's parser.
+    from limits import parse_many
+
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise _reject(
+            "must be a rate such as 120/minute, 10 per second or 100/minute;2000/hour"
+        ) from None
+    return raw
+
+
 def _path(raw: str) -> Path:
     try:
         return Path(raw).expanduser().resolve()
@@ -205,6 +218,8 @@ Positive = Annotated[float, _from_text(_positive)]
 Duration = Annotated[timedelta, _from_text(_duration)]
 Flag = Annotated[bool, _from_text(_bool)]
 RedisUrl = Annotated[str, _from_text(_redis_url)]
+RateLimit = Annotated[str, _from_text(_rate_limit)]
+QueueBound = Annotated[int, _whole(1, 1_000_000)]
 FernetKey = Annotated[str, _from_text(_fernet_key)]
 BasicAuth = Annotated[str, _from_text(_basic_auth)]
 LogLevel = Annotated[str, _one_of("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", upper=True)]
@@ -308,6 +323,18 @@ class Settings(_Root):
     web_host: str = Field("127.0.0.1", validation_alias=_seed("WEB_HOST"))
     web_port: Port = Field(8080, validation_alias=_seed("WEB_PORT"))
     web_workers: Annotated[int, _whole(1, 64)] = Field(2, validation_alias=_seed("WEB_WORKERS"))
+    web_threads: Annotated[int, _whole(1, 4096)] = Field(256, validation_alias=_seed("WEB_THREADS"))
+    web_trusted_proxies: Annotated[int, _whole(0, 10)] = Field(
+        0, validation_alias=_seed("WEB_TRUSTED_PROXIES")
+    )
+    rate_limit_reads: RateLimit = Field("1200/minute", validation_alias=_seed("RATE_LIMIT_READS"))
+    rate_limit_work: RateLimit = Field("120/minute", validation_alias=_seed("RATE_LIMIT_WORK"))
+    rate_limit_mutations: RateLimit = Field(
+        "60/minute", validation_alias=_seed("RATE_LIMIT_MUTATIONS")
+    )
+    queue_max_inference: QueueBound = Field(500, validation_alias=_seed("QUEUE_MAX_INFERENCE"))
+    queue_max_training: QueueBound = Field(20, validation_alias=_seed("QUEUE_MAX_TRAINING"))
+    queue_max_maintenance: QueueBound = Field(200, validation_alias=_seed("QUEUE_MAX_MAINTENANCE"))
     flower_address: str = Field("127.0.0.1", validation_alias=_seed("FLOWER_ADDRESS"))
     flower_port: Port = Field(5555, validation_alias=_seed("FLOWER_PORT"))
     flower_basic_auth: BasicAuth | None = Field(

@@ -22,7 +22,10 @@ def assert_conforms(path: str, method: str, status: int, body: Any) -> None:
     """The body matches the schema the document gives for (path, method, status)."""
     responses = document()["paths"][path][method.lower()]["responses"]
     assert str(status) in responses, f"{method} {path} does not document status {status}"
-    content = responses[str(status)].get("content", {})
+    response = responses[str(status)]
+    if "$ref" in response:  # an answer shared by many operations, in #/components/responses
+        response = document()["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+    content = response.get("content", {})
     schema = content.get("application/json", {}).get("schema")
     assert schema is not None, f"{method} {path} {status} documents no JSON body"
     # Refs point at #/components/...: validate from a root that carries the components.

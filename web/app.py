@@ -7,8 +7,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from stockpred.settings import Settings, get_settings
+from web.admission import AdmissionControl
 from web.api import historical, jobs, meta, models, predictions, stats, storage, training
 from web.errors import register_error_handlers
 from web.fastpath import CachedPredictionFastPath
@@ -39,7 +41,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(models.bp)
     app.register_blueprint(stats.bp)
     app.register_blueprint(storage.bp)
-    app.wsgi_app = CachedPredictionFastPath(  # type: ignore[method-assign]
-        app.wsgi_app, lambda: svc.prediction_lookup
-    )
+    # Outermost first: the client's address, then its rate limits, then cache hits.
+    hits = CachedPredictionFastPath(app.wsgi_app, lambda: svc.prediction_lookup)
+    wsgi = AdmissionControl(hits, lambda: svc.rate_limits)
+    proxies = svc.settings.web_trusted_proxies
+    app.wsgi_app = ProxyFix(wsgi, x_for=proxies) if proxies else wsgi  # type: ignore[method-assign]
     return app

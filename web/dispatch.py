@@ -1,43 +1,74 @@
-"""Submitting work from a request: `stockpred.jobs.submit` with this app's parts; answer 202."""
+"""Submitting work from a request: `stockpred.jobs.submit` with this app's parts; answer 202.
+
+API work is bounded per queue and sent behind scheduled work (`API_PRIORITY`); a read that
+queues work is counted against the client's work limit first (web.admission).
+"""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import Concatenate, ParamSpec
+from typing import Any
 
-from flask import Response, jsonify, url_for
+from flask import Response, jsonify, request, url_for
 
 from stockpred.jobs import submit as jobs_submit
-from stockpred.jobs.records import Job, JobStore
-from stockpred.jobs.submit import SendTask
+from stockpred.jobs.locks import OwnedLock
+from stockpred.jobs.records import Job
+from stockpred.queues import API_PRIORITY
+from web.admission import admit_work
 from web.errors import ApiError
+from web.metrics import web_metrics
+from web.middleware import READ_ONLY
 from web.services import services
 
-P = ParamSpec("P")
 
+def submit(
+    *,
+    kind: str,
+    task_name: str,
+    kwargs: dict[str, Any],
+    symbol: str | None = None,
+    dedupe_key: str | None = None,
+    dedupe_seconds: int = 120,
+    pending_only: bool = False,
+    job_id: str | None = None,
+    lock: OwnedLock | None = None,
+) -> Job:
+    """Record a job and queue its task (stockpred.jobs.submit) for this request.
 
-def _with_app_parts(
-    submit_job: Callable[Concatenate[SendTask, JobStore, P], Job],
-) -> Callable[P, Job]:
-    """`submit_job` with this app's Celery client and job store; its failures as 503s."""
-
-    @functools.wraps(submit_job)
-    def call(*args: P.args, **kwargs: P.kwargs) -> Job:
-        svc = services()
+    ApiError 429 when a read is over the client's work limit, 503 with Retry-After when the
+    queue is full, 503 when Redis or the broker cannot take it; `lock` is released on each.
+    """
+    svc = services()
+    if request.method in READ_ONLY:
         try:
-            return submit_job(svc.celery.send_task, svc.jobs, *args, **kwargs)
-        except jobs_submit.JobStoreUnavailable as exc:
-            raise ApiError(503, "job store unavailable", str(exc)) from exc
-        except jobs_submit.QueueUnavailable as exc:
-            raise ApiError(503, "task queue unavailable", str(exc)) from exc
-
-    return call
-
-
-# Record a job and queue its task (see stockpred.jobs.submit); ApiError(503) when Redis or the
-# broker cannot take it.
-submit = _with_app_parts(jobs_submit.submit)
+            admit_work(svc.rate_limits)
+        except ApiError:
+            if lock is not None and job_id is not None:
+                lock.release(job_id)
+            raise
+    try:
+        return jobs_submit.submit(
+            svc.celery.send_task,
+            svc.jobs,
+            kind=kind,
+            task_name=task_name,
+            kwargs=kwargs,
+            symbol=symbol,
+            dedupe_key=dedupe_key,
+            dedupe_seconds=dedupe_seconds,
+            pending_only=pending_only,
+            job_id=job_id,
+            lock=lock,
+            bounds=svc.queue_bounds,
+            priority=API_PRIORITY,
+        )
+    except jobs_submit.QueueFull as exc:
+        web_metrics().refused.labels(f"queue_full_{exc.queue}").inc()
+        raise ApiError(503, "queue full", str(exc), {"Retry-After": str(exc.retry_after)}) from exc
+    except jobs_submit.JobStoreUnavailable as exc:
+        raise ApiError(503, "job store unavailable", str(exc)) from exc
+    except jobs_submit.QueueUnavailable as exc:
+        raise ApiError(503, "task queue unavailable", str(exc)) from exc
 
 
 def wait_for_job(job_id: str, timeout: float) -> Job | None:

@@ -4,7 +4,8 @@ The hot read of the service: one stat of the model pointer, one of the cache sid
 round trip. Routing, request context and response objects cost more than that, so this WSGI
 middleware parses the request with the route's rules, makes the request's one lookup
 (web.prediction_lookup) and answers a hit itself, with the headers, request metrics and api.log
-line every answer gets (web.middleware). Everything else goes on to Flask: bad input untouched
+line every answer gets (web.middleware). Everything else goes on to Flask: a request refused by
+web.admission (the layer in front of this one) before any lookup, bad input untouched
 (the route answers the 400), a miss, an async request or a failed lookup with the lookup (or
 its error) in the environ for the route. As in the route, the api.log line and request metrics
 are written once the server has sent the answer.
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
+from web.admission import REFUSAL_ENVIRON_KEY
 from web.api.predictions import PREDICT_RULE, PREFIX
 from web.errors import ApiError
 from web.metrics import record_prediction
@@ -47,7 +49,7 @@ class CachedPredictionFastPath:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "")
-        if method not in METHODS or not path.startswith(PREFIX):
+        if method not in METHODS or not path.startswith(PREFIX) or REFUSAL_ENVIRON_KEY in environ:
             return self.inner(environ, start_response)
         started = time.perf_counter()
         query = environ.get("QUERY_STRING", "")

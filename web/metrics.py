@@ -42,6 +42,8 @@ class WebMetrics:
     predictions: Counter
     prediction_latency: Histogram
     prediction_errors: Counter
+    refused: Counter
+    limiter_errors: Counter
 
 
 @functools.cache
@@ -63,6 +65,15 @@ def web_metrics() -> WebMetrics:
             "prediction_latency_seconds", "Time to answer a prediction", ["cached"], buckets=LATENCY
         ),
         prediction_errors=Counter("prediction_errors_total", "Predictions that failed", ["reason"]),
+        refused=Counter(
+            "api_admission_refused_total",
+            "Requests refused by admission control: a rate limit class, or queue_full_<queue>",
+            ["reason"],
+        ),
+        limiter_errors=Counter(
+            "api_rate_limiter_errors_total",
+            "Requests admitted unchecked because Redis did not answer the rate limiter",
+        ),
     )
 
 

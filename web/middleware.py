@@ -1,4 +1,5 @@
-"""Cross-cutting request handling: request ids, api.log lines, bearer auth, CORS for reads."""
+"""Cross-cutting request handling: request ids, api.log lines, rate limit refusals, bearer auth,
+CORS for reads."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import uuid
 from flask import Flask, Response, g, request
 
 from stockpred.infra.logs import API_LOGGER
+from web.admission import MUTATING_METHODS, refuse_if_over_limit
 from web.errors import ApiError
 from web.metrics import record_request_metrics
 from web.services import services
 
-MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 READ_ONLY = frozenset({"GET", "HEAD", "OPTIONS"})
 READ_METHODS = "GET, HEAD, OPTIONS"
 access_log = logging.getLogger(API_LOGGER)
@@ -142,5 +143,6 @@ def _finish_request(response: Response) -> Response:
 def install_middleware(app: Flask) -> None:
     """Register the request hooks in the order they must run."""
     app.before_request(_start_request)
+    app.before_request(refuse_if_over_limit)  # before auth: token guessing is limited too
     app.before_request(_require_token)
     app.after_request(_finish_request)

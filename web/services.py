@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import redis
 from celery import Celery
@@ -15,10 +16,15 @@ from flask import current_app
 
 import celeryconfig
 from stockpred.infra.redis_client import connect
+from stockpred.jobs.queue_bounds import QueueBounds
 from stockpred.jobs.records import JobStore
 from stockpred.paths import DataTree
+from stockpred.queues import QueueName
 from stockpred.settings import Settings
 from web.prediction_lookup import PredictionLookup
+
+if TYPE_CHECKING:
+    from web.admission import RateLimits
 
 EXTENSION_KEY = "stockpred"
 
@@ -31,6 +37,7 @@ class Services:
     started_at: float
     _redis: redis.Redis | None = field(default=None, repr=False)
     _celery: Celery | None = field(default=None, repr=False)
+    _rate_limits: RateLimits | None = field(default=None, repr=False)
 
     @functools.cached_property
     def redis(self) -> redis.Redis:
@@ -54,6 +61,25 @@ class Services:
     @functools.cached_property
     def prediction_lookup(self) -> PredictionLookup:
         return PredictionLookup(DataTree.from_settings(self.settings), self.redis)
+
+    @functools.cached_property
+    def rate_limits(self) -> RateLimits:
+        # Deferred: web.admission imports web.metrics, which imports this module.
+        from web.admission import RateLimits
+
+        return self._rate_limits or RateLimits.on_redis(self.redis, self.settings)
+
+    @functools.cached_property
+    def queue_bounds(self) -> QueueBounds:
+        settings = self.settings
+        return QueueBounds(
+            self.redis,
+            {
+                QueueName.INFERENCE: settings.queue_max_inference,
+                QueueName.TRAINING: settings.queue_max_training,
+                QueueName.MAINTENANCE: settings.queue_max_maintenance,
+            },
+        )
 
     def close(self) -> None:
         """Close the connections opened so far (a worker exiting, a test ending)."""

@@ -1,10 +1,11 @@
 """Facts about the queues read straight from Redis: shared by /api/v1/stats, the web's /metrics
 and the exporter.
 
-Queue depth is the length of each queue's Redis list, exported as `stockpred_queue_depth`. The
-age of the oldest waiting task comes from a `stockpred_published_at` header every publisher adds
-(see `stamp_published_at`): kombu pushes new messages on the left and workers take from the
-right, so the oldest is at index -1.
+Queue depth is the summed length of a queue's Redis lists, one per priority step
+(`stockpred.queues.priority_lists`), exported as `stockpred_queue_depth`; submitting reads the
+same depth to bound each queue. The age of the oldest waiting task comes from a
+`stockpred_published_at` header every publisher adds (see `stamp_published_at`): kombu pushes new
+messages on the left and workers take from the right, so the oldest of each list is at index -1.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from stockpred.queues import QUEUES
+from stockpred.queues import QUEUES, priority_lists
 
 if TYPE_CHECKING:
     from prometheus_client.core import GaugeMetricFamily
@@ -33,8 +34,10 @@ def queue_depths(client: Any) -> dict[str, int]:
     """Waiting messages per queue."""
     pipe = client.pipeline(transaction=False)  # reads; MULTI is refused when Redis is full
     for queue in QUEUES:
-        pipe.llen(queue)
-    return {q: int(n) for q, n in zip(QUEUES, pipe.execute(), strict=True)}
+        for name in priority_lists(queue):
+            pipe.llen(name)
+    lengths = iter(pipe.execute())
+    return {q: sum(int(next(lengths)) for _ in priority_lists(q)) for q in QUEUES}
 
 
 def queue_depth_family(depths: Mapping[str, int]) -> GaugeMetricFamily:
@@ -54,14 +57,23 @@ def oldest_waiting_ages(client: Any, now: float | None = None) -> dict[str, floa
     moment = now or time.time()
     pipe = client.pipeline(transaction=False)  # reads; MULTI is refused when Redis is full
     for queue in QUEUES:
-        pipe.lindex(queue, -1)
+        for name in priority_lists(queue):
+            pipe.lindex(name, -1)
+    tails = iter(pipe.execute())
     ages = {}
-    for queue, raw in zip(QUEUES, pipe.execute(), strict=True):
-        published = None
-        if raw:
-            try:
-                published = json.loads(raw).get("headers", {}).get(PUBLISHED_HEADER)
-            except (ValueError, AttributeError):
-                published = None
-        ages[queue] = max(0.0, moment - float(published)) if published else 0.0
+    for queue in QUEUES:
+        stamps = [_published(next(tails)) for _ in priority_lists(queue)]
+        oldest = min((s for s in stamps if s is not None), default=None)
+        ages[queue] = max(0.0, moment - oldest) if oldest is not None else 0.0
     return ages
+
+
+def _published(raw: Any) -> float | None:
+    """The publish time stamped on a raw kombu message, if it has one."""
+    if not raw:
+        return None
+    try:
+        published = json.loads(raw).get("headers", {}).get(PUBLISHED_HEADER)
+        return float(published) if published else None
+    except (ValueError, TypeError, AttributeError):
+        return None

@@ -1,12 +1,13 @@
 """`python -m tests.bench`: measure stockpred against bare baselines; JSON on stdout.
 
 Starts its own redis-server, Celery workers and gunicorn servers on free ports over a temp data
-root, measures five model-serving figures (tests/bench/figures.py), three backup figures
-(tests/bench/storage_figures.py) and, on a `make run` of its own, the Redis-SIGKILL recovery
-figure (h) (tests/bench/fault_figures.py), stops every process it started, writes
-the JSON to <data root>/monitoring/bench-<UTC stamp>.json of the invoking environment, and prints
-it last on stdout. Progress goes to stderr. Exit status: 0 when every figure was measured (pass
-or not; `--strict` makes a failed target exit 1), 1 on an error, 130 when interrupted.
+root, measures seven serving figures (tests/bench/figures.py, tests/bench/web_figures.py),
+three backup figures (tests/bench/storage_figures.py) and, on a `make run` of its own, the
+Redis-SIGKILL recovery figure (h) (tests/bench/fault_figures.py), stops every process it
+started, writes the JSON to <data root>/monitoring/bench-<UTC stamp>.json of the invoking
+environment, and prints it last on stdout. Progress goes to stderr. Exit status: 0 when every
+figure was measured (pass or not; `--strict` makes a failed target exit 1), 1 on an error, 130
+when interrupted.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 from stockpred.infra.files import atomic_write
 from stockpred.settings import get_settings
-from tests.bench import fault_figures, figures, stack
+from tests.bench import fault_figures, figures, stack, web_figures
 from tests.bench.figures import Options
 from tests.bench.procs import ForeignCpu, Processes, say
 from tests.bench.storage_figures import storage_figures
@@ -87,7 +88,7 @@ def measure(root: Path, procs: Processes, options: Options) -> list[dict[str, An
                 fault_figures.redis_kill_to_uncached_prediction,
             )
         )
-    if not any(options.wants(name) for name in ("a", "b", "c", "d", "e", "storage")):
+    if not any(options.wants(name) for name in ("a", "b", "c", "d", "e", "f", "g", "storage")):
         return faults
     bench = stack.prepare(root, procs)
     trained = phase(
@@ -125,6 +126,18 @@ def measure(root: Path, procs: Processes, options: Options) -> list[dict[str, An
             lambda: figures.cached_http_vs_bare_flask(bench, web_port, bare_port, options),
         ),
         (
+            "f",
+            "(f) cached HTTP predict p99 with 100 requests waiting vs idle",
+            lambda: web_figures.cached_p99_while_requests_wait(bench, web_port, options),
+        ),
+        (
+            "g",
+            "(g) the rate limiter's 429 answer vs a cached hit",
+            lambda: web_figures.refusal_vs_cached_hit(
+                bench, web_port, web_figures.start_limited_web(bench), options
+            ),
+        ),
+        (
             "e",
             "(e) inference worker RSS growth",
             lambda: figures.worker_rss_growth(bench, inference_pid, served, options),
@@ -141,10 +154,10 @@ def measure(root: Path, procs: Processes, options: Options) -> list[dict[str, An
     storage: list[dict[str, Any]] = []
     if options.wants("storage"):
         storage = phase(
-            "(f-h) backup vs tar czf, unchanged incremental, restore verification",
+            "(storage) backup vs tar czf, unchanged incremental, restore verification",
             lambda: storage_figures(root / "storage"),
         )
-    return [results[name] for name in "abcde" if name in results] + storage + faults
+    return [results[name] for name in "abcdefg" if name in results] + storage + faults
 
 
 def _stop_on_signal(signum: int, _frame: FrameType | None) -> None:

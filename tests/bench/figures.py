@@ -46,7 +46,7 @@ class Options:
     train_rounds: int = 3
     rss_predictions: int = 5000
     rss_in_flight: int = 3
-    only: str = "a,b,c,d,e,storage,h"  # which figures to measure (a subset while iterating)
+    only: str = "a,b,c,d,e,f,g,storage,h"  # which figures to measure (a subset while iterating)
 
     def wants(self, figure: str) -> bool:
         return figure in {part.strip() for part in self.only.split(",")}

@@ -109,6 +109,9 @@ def prepare(root: Path, procs: Processes) -> Stack:
     env = clean_environ()
     env["STOCKPRED_DATA_DIR"] = str(root / "persistent_data")
     env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    # One load generator is one client far past the production read limit: counted, not refused.
+    env["RATE_LIMIT_READS"] = "1000000000/minute"
+    env["RATE_LIMIT_WORK"] = "1000000000/minute"
     run_setup(load_settings(env))
     say(f"data root {env['STOCKPRED_DATA_DIR']}, redis on port {port}")
     return Stack(root, env, load_settings(env), port, procs)

@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from stockpred.infra.logs import API_LOGGER
 from stockpred.settings import Settings
 from web import create_app
+from web.admission import RateLimits
 from web.services import Services
 
 TOKEN = "t0ken-for-tests"
@@ -56,6 +57,7 @@ def make_app(settings: Settings, redis_up: bool = True, served: Any = None) -> F
         started_at=time.time(),
         _redis=FakeRedis(redis_up),  # type: ignore[arg-type]
         _celery=FakeCelery(ALL_QUEUES if served is None else served),
+        _rate_limits=RateLimits.in_memory(settings),
     )  # type: ignore[arg-type]
     app = create_app({"STOCKPRED_SERVICES": svc, "TESTING": True})
 
