@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -99,7 +100,8 @@ def test_celery_reliability_settings() -> None:
 def test_the_apps_take_what_follows_from_the_settings_lazily() -> None:
     from workers import app
 
-    app.loader.import_default_modules()  # as a worker does: the task modules of `imports`
+    for module in app.conf.include:  # the task modules a worker imports (without its signals)
+        importlib.import_module(module)
     settings = load_settings({})
     assert app.conf.broker_url == settings.celery_url
     assert app.conf.beat_schedule["cache-cleanup"]["schedule"] == settings.cache_cleanup_interval
