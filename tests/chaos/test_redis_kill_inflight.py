@@ -157,7 +157,12 @@ def test_a_training_running_through_a_redis_sigkill_finishes_once_and_is_not_run
     assert again["state"] == "succeeded" and again["finished_at"] == trained["finished_at"], again
     assert versions(running) == after
     assert current(running) == new_version
-    assert main_log(running).count(f"Task training.train[{training}] succeeded") == 1
+    trainings = [
+        line
+        for line in main_log(running).splitlines()
+        if f"task_id={training} " in line and f": trained {SYMBOL}" in line
+    ]
+    assert len(trainings) == 1, trainings
     status, answer = http_get(f"{running.web}/api/v1/predict/{SYMBOL}?horizon=10")
     assert status == 200 and json.loads(answer)["model_version"] == new_version, answer
 
