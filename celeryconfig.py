@@ -43,7 +43,12 @@ task_routes = {f"{name}.*": {"queue": name, "routing_key": name} for name in QUE
 task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
-worker_cancel_long_running_tasks_on_connection_loss = True
+# A task running when the broker connection drops (Redis restarted) runs on: cancelling it would
+# leave its message unacknowledged until the visibility timeout, hours away, and its job
+# `started` all that time. It records its outcome once Redis is back, and its message, if the
+# ack is lost with the old connection, comes back only to be acknowledged unrun
+# (workers.task_base: a final record is not run again).
+worker_cancel_long_running_tasks_on_connection_loss = False
 worker_max_memory_per_child = 1_500_000  # KiB; a backstop against TensorFlow RSS growth
 task_track_started = True
 worker_send_task_events = True

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import redis
 from celery import shared_task
 
 from stockpred.infra.redis_client import process_client
@@ -13,6 +15,8 @@ from stockpred.market.symbols import normalize_symbol
 from stockpred.ml.training import TrainingCancelled, train_and_publish
 from stockpred.telemetry.worker_metrics import worker_metrics
 from tasks import context
+
+log = logging.getLogger(__name__)
 
 
 class TrainingBusy(RuntimeError):
@@ -61,23 +65,32 @@ def _train(
     try:
         frame, source = context.bars_with_source(symbol)
 
+        # Progress and the cancel check ride out a Redis restart: a missed report is only a
+        # stale progress bar, and the training must not die of it (the next epoch reports).
         def progress(epoch: int, total: int, logs: dict[str, float]) -> None:
             worker_metrics().training_epochs.labels(symbol).inc()
-            store.update(
-                job_id,
-                state="progress",
-                progress={
-                    "epoch": epoch,
-                    "epochs": total,
-                    "loss": logs.get("loss"),
-                    "val_loss": logs.get("val_loss"),
-                },
-            )
+            try:
+                store.update(
+                    job_id,
+                    state="progress",
+                    progress={
+                        "epoch": epoch,
+                        "epochs": total,
+                        "loss": logs.get("loss"),
+                        "val_loss": logs.get("val_loss"),
+                    },
+                )
+            except redis.RedisError as exc:
+                log.warning("job %s: epoch %d of %d not reported (%s)", job_id, epoch, total, exc)
 
         def cancelled() -> bool:
             if renewal.lost:
                 return True
-            job = store.get(job_id)
+            try:
+                job = store.get(job_id)
+            except redis.RedisError as exc:
+                log.warning("job %s: could not read a cancel (%s); asking again", job_id, exc)
+                return False
             return job is not None and job.state == "cancelled"
 
         settings = context.settings()

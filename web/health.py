@@ -8,6 +8,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+from kombu.exceptions import OperationalError
+
 from stockpred.paths import free_bytes
 from stockpred.queues import QUEUES
 from stockpred.telemetry.redis_facts import read_memory
@@ -16,6 +19,8 @@ from web.services import Services
 log = logging.getLogger(__name__)
 LOW_DISK_BYTES = 1 << 30
 HTTP_STATUS = {"healthy": 200, "degraded": 206, "unhealthy": 503}
+# What a pooled broker connection that a Redis restart broke raises on its next use.
+BROKER_CONNECTION_ERRORS = (OSError, OperationalError, redis.exceptions.ConnectionError)
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,18 @@ def _redis_check(svc: Services) -> dict[str, Any]:
 
 
 def _worker_queues(svc: Services) -> dict[str, list[str]]:
-    """Ask every worker which queues it consumes (a broadcast with a short timeout)."""
+    """Ask every worker which queues it consumes; once more if the broker connection broke."""
+    try:
+        return _ask_workers(svc)
+    except BROKER_CONNECTION_ERRORS as exc:
+        # The pool hands out a connection that died with the old Redis once ("Broken pipe");
+        # the failure drops it, so a second broadcast goes out on a new one.
+        log.info("worker ping failed on a broken broker connection (%s); asking again", exc)
+        return _ask_workers(svc)
+
+
+def _ask_workers(svc: Services) -> dict[str, list[str]]:
+    """Which queues each worker consumes (a broadcast with a short timeout)."""
     replies = svc.celery.control.inspect(timeout=svc.settings.health_timeout).active_queues() or {}
     by_queue: dict[str, list[str]] = {name: [] for name in QUEUES}
     for worker, queues in replies.items():

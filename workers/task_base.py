@@ -12,6 +12,12 @@ name and boot id, inherited by its pool children and written into the records of
 start), and a new incarnation fails the records its predecessor left running (kind
 `worker_lost`). When the message comes back at last, its record is final and it is acknowledged
 without running again: a job whose user was told it failed must not publish a model later.
+
+A task running when the broker connection drops (Redis restarted) is not cancelled
+(`worker_cancel_long_running_tasks_on_connection_loss = False`): it runs on, its final record
+is written once Redis answers again (retried for about two minutes), and its message, whose
+ack may be lost with the old connection, is acknowledged unrun when it comes back. A task
+that needed Redis while it was away fails with kind `redis_unavailable`.
 """
 
 from __future__ import annotations
@@ -26,11 +32,13 @@ import redis
 from celery import Task, states
 from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.worker.request import Request
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry as RedisRetry
 
 from stockpred.infra import logs
 from stockpred.infra.clock import MICROSECONDS, utcnow_iso
 from stockpred.jobs.errors import ErrorKind, error_record
-from stockpred.jobs.records import WorkerRun
+from stockpred.jobs.records import TERMINAL_STATES, WorkerRun
 
 if TYPE_CHECKING:
     from stockpred.jobs.records import JobStore
@@ -43,6 +51,19 @@ ALREADY_FINAL = "stockpred_already_final"
 # The worker incarnation, set by its main process and inherited by its pool children.
 NODE_ENV = "STOCKPRED_WORKER_NODE"
 BOOT_ENV = "STOCKPRED_WORKER_BOOT"
+# What a Redis that is down or restarting raises once the client's own retries are spent.
+REDIS_AWAY = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# A job's final state is worth waiting for: without it the job looks running until its message
+# comes back hours later. Waits of 0.5 s doubling up to 10 s, about two minutes in all (as the
+# result backend's retries), each try also with the client's own reconnect retries.
+FINAL_RECORD_RETRIES = 15
+
+
+def final_record_retry() -> RedisRetry:
+    """How the final update of a job record is retried while Redis is away."""
+    return RedisRetry(
+        ExponentialWithJitterBackoff(cap=10.0, base=0.5), FINAL_RECORD_RETRIES, REDIS_AWAY
+    )
 
 
 def _jobs() -> JobStore:
@@ -109,8 +130,25 @@ def _symbol(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     return str(symbol) if symbol else None
 
 
+class RedisUnavailable(RuntimeError):
+    """Redis (broker, job records, locks) did not answer while the task needed it."""
+
+    kind = ErrorKind.REDIS_UNAVAILABLE
+
+
+def _redis_away(exc: BaseException | None) -> redis.exceptions.RedisError | None:
+    """The Redis connection error `exc` is, or was raised from or during, if any."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, REDIS_AWAY):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def job_error(exc: BaseException) -> dict[str, Any]:
-    """The record's error for an exception, Celery's time limits included."""
+    """The record's error for an exception, Celery's time limits and Redis outages included."""
     if isinstance(exc, TimeLimitExceeded):
         limit = exc.args[0] if exc.args else "?"
         message = f"hard time limit ({limit}s) exceeded: the task was killed"
@@ -118,6 +156,13 @@ def job_error(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, SoftTimeLimitExceeded):
         message = "soft time limit exceeded: the task was stopped"
         return {"kind": str(ErrorKind.TIME_LIMIT), "type": type(exc).__name__, "message": message}
+    away = _redis_away(exc) if not hasattr(exc, "kind") else None
+    if away is not None:
+        reason = RedisUnavailable(
+            f"Redis did not answer while the task needed it ({type(away).__name__}: {away}); "
+            "it stopped there: submit it again"
+        )
+        return error_record(reason)
     return error_record(exc)
 
 
@@ -248,8 +293,19 @@ class JobTask(Task):  # type: ignore[misc]
         if not task_id:
             return
         started_at = getattr(self.request, STARTED_AT, None)
+        store = _jobs()
+
+        def update() -> bool:
+            return store.update(task_id, started_at=started_at, **fields)
+
+        def waiting(exc: Exception) -> None:
+            log.warning("job %s: Redis is away (%s); its update will be tried again", task_id, exc)
+
         try:
-            _jobs().update(task_id, started_at=started_at, **fields)
+            if fields.get("state") in TERMINAL_STATES:
+                final_record_retry().call_with_retry(update, waiting)
+            else:
+                update()
         except redis.exceptions.OutOfMemoryError as exc:
             log.error(
                 "Redis is at maxmemory and refused the update of job %s (%s: state %s): %s",

@@ -33,6 +33,7 @@ class ErrorKind(StrEnum):
     REDELIVERY_LIMIT = "redelivery_limit"
     DISK_FULL = "disk_full"
     WORKER_LOST = "worker_lost"
+    REDIS_UNAVAILABLE = "redis_unavailable"
     INTERNAL = "internal"
 
 

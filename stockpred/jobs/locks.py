@@ -180,11 +180,16 @@ def pointer_lock(client: redis.Redis) -> Callable[[str], AbstractContextManager[
     """Per-symbol locks around a model pointer's read-and-write (redis-py's Lock).
 
     Held for milliseconds; a caller waits up to half a minute for it, then gets LockError.
+    A lock that a restarted Redis lost while it was held only logs on release: the pointer
+    was written by then, and failing would report a published model as not published.
     """
 
     def lock(symbol: str) -> AbstractContextManager[object]:
         found: AbstractContextManager[object] = client.lock(
-            f"{PREFIX}pointer:{symbol}", timeout=60, blocking_timeout=30
+            f"{PREFIX}pointer:{symbol}",
+            timeout=60,
+            blocking_timeout=30,
+            raise_on_release_error=False,
         )
         return found
 

@@ -1,12 +1,17 @@
-"""The health check's storage part reads the data root and never writes into it."""
+"""The health check: storage read but never written, Redis memory, the worker ping."""
 
 from __future__ import annotations
 
 import shutil
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
 
 from stockpred.settings import Settings
 from tests.unit.test_web import FakeRedis, make_app
+from web import health
+from web.services import Services
 
 
 def test_health_writes_nothing_under_the_data_root(settings: Settings) -> None:
@@ -53,3 +58,39 @@ def test_redis_memory_below_the_threshold_is_healthy(settings: Settings) -> None
     body = app.test_client().get("/api/v1/health").get_json()
     assert body["status"] == "healthy", body
     assert body["checks"]["redis"]["memory_percent"] == 91.0
+
+
+class FlakyControl:
+    """A Celery control whose first broadcast goes out on a broker connection Redis closed."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error: Exception | None = error
+        self.calls = 0
+
+    def inspect(self, timeout: float) -> FlakyControl:
+        return self
+
+    def active_queues(self) -> dict[str, list[dict[str, str]]]:
+        self.calls += 1
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        return {"inference@h": [{"name": "inference"}], "training@h": [{"name": "training"}]}
+
+
+def test_the_worker_ping_is_asked_again_once_after_a_broken_broker_connection(
+    settings: Settings,
+) -> None:
+    control = FlakyControl(BrokenPipeError(32, "Broken pipe"))
+    services = SimpleNamespace(settings=settings, celery=SimpleNamespace(control=control))
+    queues = health._worker_queues(cast(Services, services))
+    assert control.calls == 2
+    assert queues["inference"] == ["inference@h"] and queues["maintenance"] == []
+
+
+def test_a_worker_ping_failing_for_another_reason_is_not_asked_again(settings: Settings) -> None:
+    control = FlakyControl(ValueError("bad reply"))
+    services = SimpleNamespace(settings=settings, celery=SimpleNamespace(control=control))
+    with pytest.raises(ValueError):
+        health._worker_queues(cast(Services, services))
+    assert control.calls == 1

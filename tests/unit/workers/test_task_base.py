@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 import redis
 from celery import Celery
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from workers import task_base
 
@@ -127,3 +129,84 @@ def test_a_refused_record_update_is_logged_with_the_job_and_keeps_the_outcome(
         "Redis is at maxmemory and refused the update of job job-4 (maintenance.add: state "
         "succeeded)" in caplog.text
     )
+
+
+def test_a_task_that_lost_redis_records_the_kind_redis_unavailable(jobs: FakeJobs) -> None:
+    app = _app()
+
+    @app.task(name="training.publish")
+    def publish() -> None:
+        try:
+            raise redis.exceptions.ConnectionError("Error 111 connecting: Connection refused")
+        except redis.RedisError as exc:
+            raise RuntimeError("could not publish") from exc
+
+    publish.apply(task_id="job-5")
+    _, fields = jobs.updates[-1]
+    assert fields["state"] == "failed"
+    assert fields["error"]["kind"] == "redis_unavailable"
+    assert "Connection refused" in fields["error"]["message"]
+
+
+def test_an_error_that_names_its_kind_keeps_it_even_when_redis_was_also_away() -> None:
+    try:
+        raise redis.exceptions.ConnectionError("gone")
+    except redis.RedisError:
+        try:
+            raise task_base.WorkerLost("lost")
+        except task_base.WorkerLost as exc:
+            assert task_base.job_error(exc)["kind"] == "worker_lost"
+
+
+class Restarting(FakeJobs):
+    """A job store whose Redis is away for the first `outage` updates."""
+
+    def __init__(self, outage: int) -> None:
+        super().__init__()
+        self.outage = outage
+        self.tries = 0
+
+    def update(self, job_id: str, **fields: Any) -> bool:
+        self.tries += 1
+        if self.tries <= self.outage:
+            raise redis.exceptions.ConnectionError("Connection refused")
+        return super().update(job_id, **fields)
+
+
+def test_a_final_record_update_is_tried_again_until_redis_is_back(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Restarting(outage=3)
+    monkeypatch.setattr(task_base, "_jobs", lambda: store)
+    monkeypatch.setattr(
+        task_base,
+        "final_record_retry",
+        lambda: Retry(NoBackoff(), task_base.FINAL_RECORD_RETRIES, task_base.REDIS_AWAY),
+    )
+    app = _app()
+
+    @app.task(name="maintenance.add")
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    assert add.apply(args=(2, 3), task_id="job-6").get() == 5
+    assert store.tries == 4
+    job_id, fields = store.updates[-1]
+    assert (job_id, fields["state"], fields["result"]) == ("job-6", "succeeded", 5)
+    assert "job job-6: Redis is away" in caplog.text
+
+
+def test_a_retry_record_update_is_not_waited_for(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Restarting(outage=1)
+    monkeypatch.setattr(task_base, "_jobs", lambda: store)
+    app = _app()
+
+    @app.task(name="maintenance.add")
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    add.on_retry(RuntimeError("again"), "job-7", (), {}, None)
+    assert store.tries == 1 and not store.updates
+    assert "could not update job record job-7" in caplog.text
