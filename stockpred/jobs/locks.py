@@ -22,9 +22,11 @@ import redis
 
 log = logging.getLogger(__name__)
 PREFIX = "stockpred:lock:"
-# How long a price refresh may hold its symbol's lock (a dead holder's lock expires after it),
-# and how long another refresh of that symbol waits for it.
-REFRESH_LOCK_SECONDS = 300
+# How long a price refresh may hold its symbol's lock, and how long another refresh of that
+# symbol waits for it. Shorter than the wait, so a killed holder (a pool child SIGKILLed
+# mid-refresh) never makes its redelivered task give up; a refresh that outlives it only risks
+# a second fetch, its writes being atomic.
+REFRESH_LOCK_SECONDS = 30
 REFRESH_WAIT_SECONDS = 60
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
