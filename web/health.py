@@ -39,7 +39,7 @@ class Health:
 def _redis_check(svc: Services) -> dict[str, Any]:
     started = time.perf_counter()
     try:
-        svc.redis.ping()
+        svc.probe_redis.ping()
     except Exception as exc:
         log.warning("health: Redis did not answer PING: %s", exc)
         return {"status": "down", "error": str(exc)}
@@ -48,7 +48,7 @@ def _redis_check(svc: Services) -> dict[str, Any]:
         "latency_ms": round((time.perf_counter() - started) * 1000, 2),
     }
     try:
-        memory = read_memory(svc.redis)
+        memory = read_memory(svc.probe_redis)
     except Exception as exc:
         log.warning("health: Redis did not answer INFO memory: %s", exc)
         return state

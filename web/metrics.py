@@ -124,9 +124,10 @@ def metrics_registry(services: Services) -> CollectorRegistry:
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         registry.register(_DefaultRegistry())
-    registry.register(
-        RedisFactsCollector(lambda: services.redis, counters=CACHE_COUNTERS, key_prefix=KEY_PREFIX)
+    facts = RedisFactsCollector(
+        lambda: services.probe_redis, counters=CACHE_COUNTERS, key_prefix=KEY_PREFIX
     )
+    registry.register(facts)
     return registry
 
 

@@ -10,9 +10,9 @@ import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import redis
 from celery import Celery
 from flask import current_app
+from redis import Redis
 
 import celeryconfig
 from stockpred.infra.redis_client import connect
@@ -35,13 +35,18 @@ class Services:
 
     settings: Settings
     started_at: float
-    _redis: redis.Redis | None = field(default=None, repr=False)
+    _redis: Redis | None = field(default=None, repr=False)
     _celery: Celery | None = field(default=None, repr=False)
     _rate_limits: RateLimits | None = field(default=None, repr=False)
 
     @functools.cached_property
-    def redis(self) -> redis.Redis:
+    def redis(self) -> Redis:
         return self._redis or connect(self.settings)
+
+    @functools.cached_property
+    def probe_redis(self) -> Redis:
+        """A client that tries once: health, metrics facts and limits say "away" at once."""
+        return self._redis or connect(self.settings, fail_fast=True)
 
     @functools.cached_property
     def celery(self) -> Celery:
@@ -67,7 +72,7 @@ class Services:
         # Deferred: web.admission imports web.metrics, which imports this module.
         from web.admission import RateLimits
 
-        return self._rate_limits or RateLimits.on_redis(self.redis, self.settings)
+        return self._rate_limits or RateLimits.on_redis(self.probe_redis, self.settings)
 
     @functools.cached_property
     def queue_bounds(self) -> QueueBounds:
@@ -86,6 +91,8 @@ class Services:
         opened = vars(self)
         if "redis" in opened:
             self.redis.close()
+        if "probe_redis" in opened:
+            self.probe_redis.close()
         if "celery" in opened:
             self.celery.close()
 

@@ -6,7 +6,7 @@ import os
 import threading
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 
 from stockpred.settings import Settings
@@ -30,17 +30,22 @@ def reconnect_policy() -> Retry:
     )
 
 
-def connect(settings: Settings) -> redis.Redis:
-    """Return a new client that decodes responses to str and reconnects after a restart."""
+def connect(settings: Settings, *, fail_fast: bool = False) -> redis.Redis:
+    """Return a new client that decodes responses to str and reconnects after a restart.
+
+    A `fail_fast` client sends a command again once, at once, on a new connection (a pooled
+    one broken by a restart), and no more: for probes that must say quickly that Redis is away
+    (health, metrics scrapes, the rate limiter, which then admits).
+    """
     return redis.Redis.from_url(
         settings.redis_client_url,
         decode_responses=True,
-        socket_timeout=5,
-        socket_connect_timeout=2,
+        socket_timeout=2 if fail_fast else 5,
+        socket_connect_timeout=1 if fail_fast else 2,
         # A pooled connection idle this long is PINGed before use, so one broken by a restart
         # is replaced before a command is sent on it.
         health_check_interval=30,
-        retry=reconnect_policy(),
+        retry=Retry(NoBackoff(), 1) if fail_fast else reconnect_policy(),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -37,4 +38,25 @@ def test_a_command_sent_while_redis_restarts_waits_for_it_instead_of_failing(
         restart.join()
         client.close()
         bare.close()
+        server.stop()
+
+
+def test_a_fail_fast_client_says_at_once_that_redis_is_away_and_survives_a_restart(
+    tmp_path: Path,
+) -> None:
+    server = RedisServer(tmp_path / "r")
+    server.start()
+    try:
+        settings = load_settings({"REDIS_URL": server.url, "STOCKPRED_DATA_DIR": str(tmp_path)})
+        probe = connect(settings, fail_fast=True)
+        assert probe.ping()
+        server.kill()
+        server.start()  # same port: the pooled connection is now broken
+        assert probe.ping()  # sent again once, on a new connection
+        server.stop()
+        started = time.monotonic()
+        with pytest.raises(redis.ConnectionError):
+            probe.ping()
+        assert time.monotonic() - started < 2.5  # one refused connect and one more, no backoff
+    finally:
         server.stop()

@@ -43,7 +43,7 @@ def exporter() -> None:
     """Serve worker metrics and queue, data, model and storage facts on METRICS_PORT."""
     settings = cli_settings()
     worker_metrics = DataTree.from_settings(settings).worker_metrics
-    registry = exporter_registry(settings, connect(settings), worker_metrics)
+    registry = exporter_registry(settings, connect(settings, fail_fast=True), worker_metrics)
     start_http_server(settings.metrics_port, addr=settings.metrics_address, registry=registry)
     click.echo(f"metrics on http://{settings.metrics_address}:{settings.metrics_port}/metrics")
     while True:
