@@ -111,14 +111,21 @@ class RedisServer:
             self.proc = None
 
 
-def start_worker(queue: str, env: Mapping[str, str], log_dir: Path) -> subprocess.Popen[bytes]:
-    """A real `celery worker` subprocess consuming one queue, as the Procfile starts it."""
-    with (log_dir / f"worker-{queue}.log").open("ab") as log:
+def start_worker(
+    queue: str,
+    env: Mapping[str, str],
+    log_dir: Path,
+    *,
+    app: str = "workers",
+    hostname: str | None = None,
+) -> subprocess.Popen[bytes]:
+    """A real `celery worker` subprocess of `app` consuming one queue, as the Procfile starts it."""
+    with (log_dir / f"worker-{hostname or queue}.log").open("ab") as log:
         return subprocess.Popen(
             [
                 str(BIN / "celery"),
                 "-A",
-                "workers",
+                app,
                 "worker",
                 "--task-events",
                 "--loglevel",
@@ -128,7 +135,7 @@ def start_worker(queue: str, env: Mapping[str, str], log_dir: Path) -> subproces
                 "--concurrency",
                 "1",
                 "--hostname",
-                f"{queue}@test",
+                hostname or f"{queue}@test",
                 "--without-mingle",
                 "--without-gossip",
             ],

@@ -38,7 +38,7 @@ from stockpred.settings import Settings, load_settings
 from stockpred.storage.catalog import list_backups
 from tests.conftest import celery_client, clean_environ
 from tests.process_set import RunningSet, http_get, process_set, wait_healthy
-from tests.support import BIN, ROOT, RedisServer, stop_group, wait_for
+from tests.support import RedisServer, start_worker, stop_group, wait_for
 
 NODE = "maintenance@chaos"
 UNACKED, UNACKED_INDEX = "unacked", "unacked_index"  # kombu's Redis transport keys
@@ -54,28 +54,13 @@ class Worker:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [
-                    str(BIN / "celery"),
-                    "-A",
-                    "tests.integration.slow_tasks",
-                    "worker",
-                    "--queues",
-                    "maintenance",
-                    "--concurrency",
-                    "1",
-                    "--hostname",
-                    NODE,
-                    "--without-mingle",
-                    "--without-gossip",
-                ],
-                cwd=ROOT,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.proc = start_worker(
+            "maintenance",
+            self.env,
+            self.log.parent,
+            app="tests.integration.slow_tasks",
+            hostname=NODE,
+        )
 
     def children(self) -> list[psutil.Process]:
         assert self.proc is not None
@@ -106,7 +91,7 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Worker, C
     )
     run_setup(load_settings(env))
     settings = load_settings(env)
-    running = Worker(env, settings, tmp_path_factory.mktemp("kill-logs") / "worker.log")
+    running = Worker(env, settings, tmp_path_factory.mktemp("kill-logs") / f"worker-{NODE}.log")
     client = celery_client(settings)
     try:
         running.start()

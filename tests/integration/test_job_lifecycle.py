@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -19,7 +17,7 @@ from stockpred.ml.registry import ModelRegistry
 from stockpred.settings import Settings, load_settings
 from tests.conftest import celery_client
 from tests.contract import assert_conforms
-from tests.support import BIN, ROOT, RedisServer, stop_group, wait_for
+from tests.support import RedisServer, start_worker, stop_group, wait_for
 
 
 @pytest.fixture
@@ -32,29 +30,13 @@ def slow_worker(
     # One redelivery allowed: the redelivery test kills the pool child twice.
     env = {**worker_env, "REDIS_URL": server.url, "TASK_MAX_REDELIVERIES": "1"}
     settings = load_settings(env)
-    log_path = Path(tmp_path_factory.mktemp("slow-worker")) / "worker.log"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [
-                str(BIN / "celery"),
-                "-A",
-                "tests.integration.slow_tasks",
-                "worker",
-                "--queues",
-                "maintenance",
-                "--concurrency",
-                "1",
-                "--hostname",
-                "slow@test",
-                "--without-mingle",
-                "--without-gossip",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_worker(
+        "maintenance",
+        env,
+        tmp_path_factory.mktemp("slow-worker"),
+        app="tests.integration.slow_tasks",
+        hostname="slow@test",
+    )
     client = celery_client(settings)
     try:
         wait_for(
