@@ -14,7 +14,8 @@ LEASE_SECONDS gets twice as many places at once next time (one INCRBY of that ma
 twentieth of its limit (at most MAX_LEASE); any other starts again at one. So a client sending
 a request now and then is counted exactly, and one sending hundreds a second costs Redis a call
 per lease, not per request; places of a lease left unused when it ends (a client that slowed
-down) count all the same, and a busy client may be refused up to a lease early per process.
+down) count all the same, and a busy client may be refused up to a lease early per request
+in flight in a process (concurrent requests that find the lease used up each count a new one).
 Flask-Limiter itself is not used: it checks inside Flask's request context, and cache hits are
 answered below Flask.
 
@@ -163,20 +164,30 @@ class RateLimits:
             if lease.left > 0 and now < lease.until:
                 lease.left -= 1
                 return 0
-            del self._leases[key]
             # Grown only for a client that used it all within half its life: at a steady rate
-            # every lease is used up before it ends, so no counted place goes unused.
-            quick = lease.left == 0 and now < lease.until - LEASE_SECONDS / 2
-        return min(2 * lease.size, self._max_lease[limit_class]) if quick else 1
+            # every lease is used up before it ends, so no counted place goes unused. The used-up
+            # lease stays until the new one is granted, so the client's other requests in flight
+            # meanwhile grow it too instead of starting again at one.
+            if lease.left == 0 and now < lease.until - LEASE_SECONDS / 2:
+                return min(2 * lease.size, self._max_lease[limit_class])
+            del self._leases[key]
+            return 1
 
     def _grant(self, limit_class: str, client: str, size: int) -> None:
         """Keep the places counted beyond this request for the client's next ones."""
+        key = (limit_class, client)
+        now = time.monotonic()
         with self._lease_lock:
+            lease = self._leases.get(key)
+            if lease is not None and now < lease.until:
+                # Requests in flight at once each counted their own places: all of them are kept.
+                lease.left += size - 1
+                lease.size = max(lease.size, size)
+                lease.until = now + LEASE_SECONDS
+                return
             if len(self._leases) >= MAX_LEASES:
                 self._leases.clear()  # a memory bound: the next requests are counted one by one
-            self._leases[(limit_class, client)] = _Lease(
-                size=size, left=size - 1, until=time.monotonic() + LEASE_SECONDS
-            )
+            self._leases[key] = _Lease(size=size, left=size - 1, until=now + LEASE_SECONDS)
 
     def _remember(self, limit_class: str, client: str, until: float, limit: str) -> None:
         if len(self._refused) >= MAX_REMEMBERED_REFUSALS:

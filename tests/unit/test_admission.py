@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -161,6 +162,47 @@ def test_a_busy_client_is_counted_in_leases_and_never_past_its_limit(settings: S
     assert storage.calls < 100  # not one call per request
     counted = storage.get(limits.rules[READS][0].key_for(READS, "10.0.0.1"))
     assert counted >= admitted
+
+
+class InterleavedStorage(CountingStorage):
+    """Two requests counting at once; the first to start finishes first, the second after."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = 0
+        self.second_started = threading.Event()
+        self.first_done = threading.Event()
+
+    def incr(self, key: str, expiry: float, amount: int = 1) -> int:
+        self.started += 1
+        if self.started == 1:
+            assert self.second_started.wait(5)
+            value = super().incr(key, expiry, amount)
+            self.first_done.set()
+            return value
+        self.second_started.set()
+        assert self.first_done.wait(5)
+        return super().incr(key, expiry, amount)
+
+
+def test_places_leased_by_concurrent_requests_are_kept(settings: Settings) -> None:
+    limits = RateLimits(CountingStorage(), limited(settings, reads="1000000/minute"))
+    lease_key = (READS, "10.0.0.1")
+    for _ in range(20):  # a busy client: leases grow; stop when one is used up
+        assert limits.hit(READS, "10.0.0.1") is None
+        if limits._leases[lease_key].left == 0 and limits._leases[lease_key].size > 1:
+            break
+    size = limits._leases[lease_key].size
+    storage = InterleavedStorage()
+    storage.storage = limits._limiter.storage.storage  # type: ignore[attr-defined]
+    limits._limiter.storage = storage  # type: ignore[assignment]
+    leasing = threading.Thread(target=limits.hit, args=(READS, "10.0.0.1"))
+    leasing.start()
+    assert limits.hit(READS, "10.0.0.1") is None  # in flight beside the leasing request
+    leasing.join()
+    assert storage.calls == 2
+    assert all(limits.hit(READS, "10.0.0.1") is None for _ in range(2 * size))
+    assert storage.calls == 2  # places leased by both requests were kept
 
 
 def test_an_occasional_client_is_counted_request_by_request(
