@@ -39,7 +39,7 @@ class Options:
     inference_samples: int = 300
     http_samples: int = 100
     load_seconds: float = 10.0
-    load_rounds: int = 2
+    load_rounds: int = 3
     load_connections: int = 8
     load_tool: str = "auto"
     train_epochs: int = 10

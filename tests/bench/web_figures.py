@@ -31,11 +31,17 @@ def _tool(options: Options) -> str:
 
 
 class SlowClients:
-    """Threads that each keep one slow request open, sending the next when one is answered."""
+    """Threads that each keep one slow request open, sending the next when one is answered.
 
-    def __init__(self, port: int, count: int) -> None:
+    Their first requests are spread over `spread` seconds (the server's wait), as independent
+    clients' are: started together, all 100 would be answered in the same instant at the end of
+    every wait and send again at once, a burst of 100 new requests that is a flood, not waiting.
+    """
+
+    def __init__(self, port: int, count: int, spread: float = 0.0) -> None:
         self.port = port
         self.count = count
+        self.spread = spread
         self.stop = threading.Event()
         self.open = 0
         self.answered: dict[int, int] = {}
@@ -44,6 +50,8 @@ class SlowClients:
 
     def _run(self, index: int) -> None:
         path = f"/api/v1/historical/ZQB{chr(65 + index % SLOW_SYMBOLS)}?days=5"
+        if self.stop.wait(self.spread * index / self.count):
+            return
         while not self.stop.is_set():
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
             with self._lock:
@@ -99,8 +107,9 @@ def cached_p99_while_requests_wait(stack: Stack, web_port: int, options: Options
             if side == "idle":
                 runs[side].append(load())
             else:
-                with SlowClients(web_port, SLOW_CLIENTS) as slow:
-                    deadline = time.monotonic() + 30
+                wait = stack.settings.historical_wait
+                with SlowClients(web_port, SLOW_CLIENTS, spread=wait) as slow:
+                    deadline = time.monotonic() + wait + 30
                     while slow.open < SLOW_CLIENTS and time.monotonic() < deadline:
                         time.sleep(0.05)
                     time.sleep(1.0)  # every slow request inside the server, waiting
@@ -134,7 +143,9 @@ def cached_p99_while_requests_wait(stack: Stack, web_port: int, options: Options
             f"runs while {SLOW_CLIENTS} threads each keep one GET /api/v1/historical/<symbol> "
             f"open ({SLOW_SYMBOLS} symbols never refreshed: the bench runs no maintenance "
             "worker, so each request waits HISTORICAL_WAIT in the server, then answers 202 and "
-            "is sent again). redis_commands_per_s: every command Redis ran during the run, "
+            "is sent again; the threads start spread over one HISTORICAL_WAIT, so about "
+            f"{SLOW_CLIENTS} / HISTORICAL_WAIT requests a second are answered and sent again, "
+            "not all at once). redis_commands_per_s: every command Redis ran during the run, "
             "cached reads included; redis_commands_per_s_while_only_waiting: the same over 3 s "
             "with only the slow requests open (their waits are blocking BLMOVEs, not polls; "
             "re-sent requests included). "
