@@ -14,6 +14,7 @@ import binascii
 import functools
 import os
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -29,6 +30,8 @@ from stockpred.paths import DEFAULT_ROOT, PERSISTENT_ENV, DataTree, default_log_
 DURATION_FORMS = "a whole number followed by s, m, h or d (e.g. 30m, 1h, 6h, 24h)"
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_URL_CREDENTIALS_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)@")
+_URL_PASSWORD_PARAM_RE = re.compile(r"([?&]password=)[^&#]*")
 _ENV_LINE_RE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 
 
@@ -320,6 +323,7 @@ class Settings(_Root):
     sell_threshold: Positive = Field(0.99, validation_alias=_seed("STOCK_SELL_THRESHOLD"))
     redis_url: RedisUrl | None = Field(None, validation_alias=_seed("REDIS_URL"))
     redis_port: Port | None = Field(None, validation_alias=_seed("REDIS_PORT"))
+    redis_password: str | None = Field(None, validation_alias=_seed("REDIS_PASSWORD"), repr=False)
     web_host: str = Field("127.0.0.1", validation_alias=_seed("WEB_HOST"))
     web_port: Port = Field(8080, validation_alias=_seed("WEB_PORT"))
     web_workers: Annotated[int, _whole(1, 64)] = Field(2, validation_alias=_seed("WEB_WORKERS"))
@@ -391,11 +395,12 @@ class Settings(_Root):
 
     @property
     def redis_client_url(self) -> str:
-        """URL for redis-py clients."""
+        """URL for redis-py clients: REDIS_PASSWORD folded into a TCP URL that names none."""
         if self.redis_url:
-            return self.redis_url
+            return with_password(self.redis_url, self.redis_password)
         if self.redis_port is not None:
-            return f"redis://127.0.0.1:{self.redis_port}/0"
+            return with_password(f"redis://127.0.0.1:{self.redis_port}/0", self.redis_password)
+        # The socket is owner-only (unixsocketperm 700): the file mode is the authentication.
         return f"unix://{DataTree.from_settings(self).redis_socket}?db=0"
 
     @property
@@ -418,12 +423,34 @@ class Settings(_Root):
             value = getattr(self, name)
             if field.repr is False:
                 value = "(set)" if value else "(not set)"
+            elif name == "redis_url" and value:
+                value = masked_url(value)
             elif isinstance(value, timedelta):
                 value = format_duration(value)
             elif isinstance(value, Path):
                 value = str(value)
             values[name] = value
         return values
+
+
+def with_password(url: str, password: str | None) -> str:
+    """`url` with `password` as its credentials, unless it is a socket or already names some."""
+    parts = urllib.parse.urlsplit(url)
+    if not password or parts.scheme not in ("redis", "rediss") or "@" in parts.netloc:
+        return url
+    quoted = urllib.parse.quote(password, safe="")
+    return urllib.parse.urlunsplit(parts._replace(netloc=f":{quoted}@{parts.netloc}"))
+
+
+def masked_url(url: str) -> str:
+    """`url` for display: its password (or lone credential) and a `password=` parameter as ***."""
+
+    def hide(match: re.Match[str]) -> str:
+        user, has_password, _ = match.group(2).partition(":")
+        return f"{match.group(1)}{user + ':' if has_password else ''}***@"
+
+    url = _URL_CREDENTIALS_RE.sub(hide, url, count=1)
+    return _URL_PASSWORD_PARAM_RE.sub(r"\1***", url)
 
 
 def seed_names(field: FieldInfo) -> tuple[str, ...]:

@@ -58,8 +58,12 @@ def stop_group(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: 
         pass
 
 
+# Every TCP Redis the project starts asks for a password; the tests' servers do too.
+TEST_REDIS_PASSWORD = "tests-redis-password"
+
+
 class RedisServer:
-    """A real redis-server on a free port with its data in a temp folder."""
+    """A real redis-server on a free port, with a password, its data in a temp folder."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -68,7 +72,8 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The URL with the password (settings fold REDIS_PASSWORD only into URLs without one)."""
+        return f"redis://:{TEST_REDIS_PASSWORD}@127.0.0.1:{self.port}/0"
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url, decode_responses=True, socket_timeout=5)
@@ -89,6 +94,8 @@ class RedisServer:
                     "",
                     "--appendonly",
                     "yes",
+                    "--requirepass",
+                    TEST_REDIS_PASSWORD,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

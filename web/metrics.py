@@ -44,6 +44,7 @@ class WebMetrics:
     prediction_errors: Counter
     refused: Counter
     limiter_errors: Counter
+    invalid_cached: Counter
 
 
 @functools.cache
@@ -73,6 +74,10 @@ def web_metrics() -> WebMetrics:
         limiter_errors=Counter(
             "api_rate_limiter_errors_total",
             "Requests admitted unchecked because Redis did not answer the rate limiter",
+        ),
+        invalid_cached=Counter(
+            "prediction_cache_invalid_total",
+            "Cached predictions refused as not what a worker writes (deleted, then recomputed)",
         ),
     )
 

@@ -3,19 +3,25 @@
 `parse_query` applies the route's rules to the symbol and the query; `PredictionLookup.find`
 then reads the current model version and the date of the last bar (files memoised by `stat`)
 and, for a synchronous request, the cache key in one Redis round trip that also counts the
-lookup and a miss. The fast path answers a hit itself; anything else reaches the Flask route
-with the `Lookup` (or the error that stopped it) in the WSGI environ, so the route never looks
-again (`recorded_lookup`).
+lookup and a miss. A cached value is served only once `stockpred.ml.cached_prediction` has
+checked it; one that fails is logged, counted, deleted and treated as a miss. The fast path
+answers a hit itself; anything else reaches the Flask route with the `Lookup` (or the error
+that stopped it) in the WSGI environ, so the route never looks again (`recorded_lookup`).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
 from stockpred.infra.counters import HitCounter
 from stockpred.market.daily_cache import DailyCache
+from stockpred.ml.cached_prediction import CacheIdentity, InvalidCachedPrediction, parse_cached
 from stockpred.ml.prediction_store import cache_key
 from stockpred.ml.registry import CurrentVersions
 from stockpred.paths import DataTree
@@ -25,6 +31,7 @@ COUNTER_NAME = "prediction_cache"
 LOOKUP_ENVIRON_KEY = "stockpred.prediction_lookup"
 MAX_HORIZON = 30
 MAX_DAYS = 365  # the original's lookback parameter: accepted and validated, unused
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -75,13 +82,27 @@ class PredictionLookup:
             return Lookup(version=version, as_of=as_of, body=None, counted=False)
         key = cache_key(query.symbol, query.horizon, version, as_of)
         raw = self.counter.read_counted(key)
-        text = None if raw is None else str(raw)
-        if text is not None and (text[:1] != "{" or text[-1:] != "}"):
-            # Not what a worker writes (a JSON object): recompute rather than serve it.
-            self.counter.miss(looked_up=True)  # read_counted counted the lookup already
-            text = None
-        body = None if text is None else answer_from_cache(text)
+        body = None
+        if raw is not None:
+            identity = CacheIdentity(query.symbol, query.horizon, version, as_of)
+            try:
+                body = answer_from_cache(parse_cached(str(raw), identity))
+            except InvalidCachedPrediction as exc:
+                self._refuse(key, exc)
         return Lookup(version=version, as_of=as_of, body=body, counted=True)
+
+    def _refuse(self, key: str, problem: InvalidCachedPrediction) -> None:
+        """Log, count and delete a cached value that must not be served; count the miss."""
+        # Deferred: web.metrics imports this module.
+        from web.metrics import web_metrics
+
+        log.warning("cached prediction %s refused and deleted: %s", key, problem)
+        web_metrics().invalid_cached.inc()
+        try:
+            self.redis.delete(key)
+        except redis.RedisError as exc:  # it expires with its TTL; recomputing replaces it
+            log.warning("cached prediction %s could not be deleted: %s", key, exc)
+        self.counter.miss(looked_up=True)  # read_counted counted the lookup already
 
     def count_miss(self, found: Lookup) -> None:
         """Count the miss of a request that did not read the cache (no data yet, or async)."""
@@ -99,6 +120,9 @@ def recorded_lookup(environ: Mapping[str, Any]) -> Lookup:
     return found
 
 
-def answer_from_cache(raw: str) -> bytes:
-    """The stored JSON object with `"cached": true` added, without parsing it."""
-    return (raw[:-1] + ',"cached":true}').encode()
+def answer_from_cache(document: Mapping[str, Any]) -> bytes:
+    """The checked cached document, with `"cached": true`, as the answer's bytes.
+
+    Encoded again rather than sent as stored: what is served is exactly what was checked.
+    """
+    return json.dumps({**document, "cached": True}, separators=(",", ":")).encode()

@@ -73,13 +73,19 @@ def _write_if_absent(path: Path, text: str, mode: int, report: SetupReport) -> N
     report.written_files.append(path)
 
 
-def _ensure_secrets(env_file: Path, report: SetupReport) -> None:
-    """Append generated secrets that neither the environment nor persistent.env provides."""
+def _ensure_secrets(env_file: Path, report: SetupReport, *, own_redis: bool) -> None:
+    """Append generated secrets that neither the environment nor persistent.env provides.
+
+    REDIS_PASSWORD only with `own_redis`: a REDIS_URL server has its own credentials (in the
+    URL), and a password sent to a server that has none is refused.
+    """
     in_file = read_env_file(env_file)
     wanted: dict[str, Callable[[], str]] = {
         "STOCKPRED_API_TOKEN": lambda: secrets.token_urlsafe(32),
         "FLOWER_BASIC_AUTH": lambda: "admin:" + secrets.token_urlsafe(18),
     }
+    if own_redis:
+        wanted["REDIS_PASSWORD"] = lambda: secrets.token_urlsafe(32)
     additions = [
         f"{name}={make()}"
         for name, make in wanted.items()
@@ -131,6 +137,6 @@ def run_setup(settings: Settings, legacy_models_dir: Path | None = None) -> Setu
         report,
     )
     _write_if_absent(tree.ml_config, _template("ml_config.json"), FILE_MODE, report)
-    _ensure_secrets(tree.persistent_env, report)
+    _ensure_secrets(tree.persistent_env, report, own_redis=settings.manages_redis)
     migrate_legacy_models(legacy_models_dir or tree.legacy_models, tree, report)
     return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
 from pathlib import Path
 
@@ -10,6 +11,12 @@ from stockpred.settings import Settings
 
 # sun_path is 108 bytes on Linux, including the terminating NUL.
 MAX_SOCKET_PATH = 107
+# What the default user may run, after its password: everything but Redis's @dangerous
+# category (CONFIG, DEBUG, MODULE, REPLICAOF, SHUTDOWN, KEYS, FLUSHALL, ACL, MONITOR, ...), less
+# the few of it the project reads: INFO (memory and persistence facts), and LASTSAVE and
+# BGSAVE (the backup's consistent snapshot). Celery, kombu, redis-py and the rate limiter need
+# none of the rest. docker-compose-persistent.yml repeats this list (a test keeps them equal).
+COMMAND_RULES = ("~*", "&*", "+@all", "-@dangerous", "+info", "+lastsave", "+bgsave")
 
 
 class PreflightError(RuntimeError):
@@ -47,14 +54,32 @@ def redis_server_argv(settings: Settings) -> list[str]:
         raise PreflightError(f"{tree.redis_conf} is missing: run `stockpred setup` first")
     argv = ["redis-server", str(tree.redis_conf)]
     if settings.redis_port is not None:
-        return [*argv, "--port", str(settings.redis_port), "--bind", "127.0.0.1"]
+        if not settings.redis_password:
+            raise PreflightError(
+                "REDIS_PORT is set but REDIS_PASSWORD is not: run `stockpred setup` (generates "
+                "one into config/persistent.env) or set it, so no client reaches Redis unasked"
+            )
+        listener = ["--port", str(settings.redis_port), "--bind", "127.0.0.1"]
+        return [*argv, *listener, *default_user_acl(settings.redis_password)]
     sock = tree.redis_socket
     if len(str(sock)) > MAX_SOCKET_PATH:
         raise PreflightError(
             f"the Redis socket path {sock} is longer than {MAX_SOCKET_PATH} bytes; "
             "use a shorter STOCKPRED_DATA_DIR or set REDIS_PORT"
         )
-    return [*argv, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
+    # Only this user can open the socket (mode 700): no password, the same command rules.
+    listener = ["--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
+    return [*argv, *listener, *default_user_acl(None)]
+
+
+def default_user_acl(password: str | None) -> list[str]:
+    """redis-server arguments defining the default user: its password and COMMAND_RULES.
+
+    The password is given as its SHA-256, so neither the command line (visible in `ps` until
+    Redis renames its process) nor supervisord.conf holds it; None means no password.
+    """
+    secret = "nopass" if password is None else "#" + hashlib.sha256(password.encode()).hexdigest()
+    return ["--user", "default", "reset", "on", secret, *COMMAND_RULES]
 
 
 def check_redis_listener(settings: Settings) -> None:

@@ -137,6 +137,14 @@ def snapshot_redis(client: Any, timeout: float = 60.0) -> None:
     raise BackupError(f"Redis did not finish its BGSAVE within {timeout:g}s")
 
 
+def _written_since(path: Path, started: float) -> bool:
+    """Whether `path` exists and was written at or after `started` (to the filesystem's second)."""
+    try:
+        return path.stat().st_mtime >= int(started)
+    except FileNotFoundError:
+        return False
+
+
 @dataclass(frozen=True)
 class BackupResult:
     """What `create_backup` wrote."""
@@ -181,14 +189,15 @@ def _plan(
             skipped["redis"] = "no Redis connection: no consistent snapshot could be taken"
         else:
             try:
-                where = Path(str(redis_client.config_get("dir").get("dir", "")))
-                if where.resolve() != tree.redis.resolve():
+                # Judged by where the snapshot lands, not by CONFIG GET dir: the project's
+                # Redis refuses CONFIG (see stockpred.ops.redis_server.COMMAND_RULES).
+                started = time.time()
+                snapshot_redis(redis_client)
+                if not _written_since(tree.redis_dump, started):
                     skipped["redis"] = (
-                        f"the Redis server keeps its data in {where}, outside "
-                        "this data tree: back it up where it runs"
+                        f"the Redis server's snapshot did not land in {tree.redis}: it keeps its "
+                        "data outside this data tree: back it up where it runs"
                     )
-                else:
-                    snapshot_redis(redis_client)
             except Exception as exc:
                 skipped["redis"] = f"Redis snapshot failed: {exc}"
     files = collect_files(tree, [c for c in chosen if c not in skipped], log_days)

@@ -29,6 +29,8 @@ from tests.support import free_port, stop_group, wait_for
 
 FILLER = "x" * 8192
 HEADROOM = 1 << 20  # bytes of maxmemory above what the server uses before the fill
+# The project's default user may not run CONFIG: the test lowers maxmemory as a user of its own.
+ADMIN = ("test-admin", "test-admin-password")
 
 
 @dataclass
@@ -67,9 +69,11 @@ def full_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FullRedis]:
     settings = load_settings(env)  # with the API token setup wrote
     log = DataTree.from_settings(settings).redis / "server.log"
     with log.open("ab") as out:
-        argv = redis_server_argv(settings)
+        admin_user = ["--user", ADMIN[0], "on", f">{ADMIN[1]}", "~*", "&*", "+@all"]
+        argv = [*redis_server_argv(settings), *admin_user]
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     client = redis.Redis.from_url(settings.redis_client_url, decode_responses=True)
+    admin = redis.Redis(port=settings.redis_port, username=ADMIN[0], password=ADMIN[1])
     try:
         wait_for(client.ping, 10, what="the redis-server of redis.conf")
         store = JobStore(client, settings.job_ttl)
@@ -80,16 +84,17 @@ def full_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FullRedis]:
         cached = cache_key("CACHED", 1, "v", "2024-01-02")
         client.set(cached, '{"ok": true}', ex=3600)
         used = int(client.info("memory")["used_memory"])
-        client.config_set("maxmemory", used + HEADROOM)
+        admin.config_set("maxmemory", used + HEADROOM)
         yield FullRedis(settings, client, lock.key, running, cached, _fill(client))
     finally:
         client.close()
+        admin.close()
         stop_group(proc)
 
 
 def test_the_shipped_policy_refuses_writes_instead_of_evicting(full_redis: FullRedis) -> None:
     client = full_redis.client
-    assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+    assert client.info("memory")["maxmemory_policy"] == "noeviction"
     assert full_redis.fillers > 10
     assert int(client.info("stats")["evicted_keys"]) == 0
     assert client.get(full_redis.lock_key) == full_redis.running_job
@@ -149,7 +154,7 @@ def test_health_metrics_and_the_monitor_say_how_full_redis_is(
     metrics = client.get("/metrics").get_data(as_text=True)
     used = _sample(metrics, "stockpred_redis_memory_used_bytes")
     maximum = _sample(metrics, "stockpred_redis_memory_max_bytes")
-    assert maximum == int(full_redis.client.config_get("maxmemory")["maxmemory"])
+    assert maximum == int(full_redis.client.info("memory")["maxmemory"])
     assert used >= maximum * 0.95
     report = build_report(
         DataTree.from_settings(full_redis.settings),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, cast
 
@@ -39,7 +40,7 @@ class FakeLookup:
         if query.run_async:
             return Lookup(version="v1", as_of="2024-01-02", body=None, counted=False)
         raw = self.stored.get((query.symbol, query.horizon))
-        body = None if raw is None else answer_from_cache(raw)
+        body = None if raw is None else answer_from_cache(json.loads(raw))
         return Lookup(version="v1", as_of="2024-01-02", body=body, counted=True)
 
 
@@ -141,7 +142,7 @@ def test_any_synchronous_spelling_the_route_accepts_is_answered_here(
     inner = Inner()
     status, _, body = call(fast(inner, FakeLookup(stored)), "/api/v1/predict/NVDA", query)
     assert (status, inner.environs) == ("200 OK", [])
-    assert body == answer_from_cache(stored[("NVDA", horizon)])
+    assert body == answer_from_cache(json.loads(stored[("NVDA", horizon)]))
 
 
 def test_the_symbol_is_read_from_the_paths_utf8_bytes_as_flask_reads_it(

@@ -91,13 +91,27 @@ def test_setup_twice_changes_nothing_and_keeps_an_edited_redis_conf(
 def test_setup_generates_secrets_once_and_respects_given_ones(data_env: dict[str, str]) -> None:
     settings = load_settings(data_env)
     first = run_setup(settings)
-    assert set(first.generated_secrets) == {"STOCKPRED_API_TOKEN", "FLOWER_BASIC_AUTH"}
+    assert set(first.generated_secrets) == {
+        "STOCKPRED_API_TOKEN",
+        "FLOWER_BASIC_AUTH",
+        "REDIS_PASSWORD",
+    }
     values = read_env_file(DataTree.from_settings(settings).persistent_env)
     assert len(values["STOCKPRED_API_TOKEN"]) >= 32
+    assert len(values["REDIS_PASSWORD"]) >= 32
     reloaded = load_settings(data_env)
     assert reloaded.api_token == values["STOCKPRED_API_TOKEN"]
     assert reloaded.flower_basic_auth == values["FLOWER_BASIC_AUTH"]
+    assert reloaded.redis_password == values["REDIS_PASSWORD"]
     assert not run_setup(reloaded).generated_secrets
+
+
+def test_setup_generates_no_redis_password_for_a_redis_url_server(
+    data_env: dict[str, str],
+) -> None:
+    """A REDIS_URL server has its own credentials; a password it does not know is refused."""
+    settings = load_settings({**data_env, "REDIS_URL": "redis://cache.internal:6379/0"})
+    assert "REDIS_PASSWORD" not in run_setup(settings).generated_secrets
 
 
 def test_setup_tightens_a_world_writable_folder(data_env: dict[str, str]) -> None:

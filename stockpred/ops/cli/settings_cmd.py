@@ -7,6 +7,7 @@ import json
 import click
 
 from stockpred.ops.cli.common import cli_settings
+from stockpred.settings import masked_url
 
 
 @click.command("settings")
@@ -15,7 +16,7 @@ def show_settings(as_json: bool) -> None:
     """Print the effective settings (secrets masked)."""
     settings = cli_settings()
     values = settings.masked_values()
-    values["broker"] = settings.celery_url
+    values["broker"] = masked_url(settings.celery_url)
     if as_json:
         click.echo(json.dumps(values, indent=2))
     else:
