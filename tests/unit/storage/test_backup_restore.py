@@ -319,3 +319,12 @@ def test_the_next_backup_removes_what_a_killed_backup_left(settings: Settings) -
     result = StorageService(settings).backup(categories=["config"])
     assert not partial.exists()
     assert verify_backup(tree, result["name"], None).ok
+
+
+def test_a_restore_without_room_for_its_files_is_refused_before_writing(tree: DataTree) -> None:
+    name = create_backup(tree).info.name
+    shutil.rmtree(tree.ml_models)
+    with pytest.raises(InsufficientSpace, match="nothing was restored"):
+        restore_backup(tree, name=name, disk_free=lambda path: 1024)
+    assert not tree.ml_models.exists()
+    assert len(list_backups(tree.backups)) == 1, "no safety backup either"
