@@ -14,10 +14,10 @@ import shutil
 import stat
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from stockpred.infra.files import DIR_MODE
+from stockpred.infra.files import DIR_MODE, PRIVATE_DIR_MODE
 
 if TYPE_CHECKING:
     # Settings computes its defaults from this module: a runtime import would be a cycle.
@@ -29,6 +29,11 @@ APPLICATION_LOGS = "application"
 MAIN_LOG = "stock-prediction.log"
 CONFIG = "config"
 PERSISTENT_ENV = "persistent.env"
+# What a backup can hold, by category; `DataTree.category_roots` says which paths each covers.
+BACKUP_CATEGORIES = ("models", "ml_cache", "stock_data", "config", "logs", "redis", "monitoring")
+# Names no backup holds: locks, temp and partial files, sockets (see `DataTree.backup_category`).
+_UNBACKED_SUFFIXES = (".lock", ".tmp", ".partial", ".sock")
+_STAGING_PREFIX = ".staging-"
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,11 @@ class DataTree:
         return self.config / PERSISTENT_ENV
 
     @property
+    def secret_files(self) -> tuple[Path, ...]:
+        """Files that hold secrets: owner-only (600) wherever they are, backups included."""
+        return (self.persistent_env,)
+
+    @property
     def ml_config(self) -> Path:
         """Model hyper-parameters and the retraining policy."""
         return self.root / "ml_config.json"
@@ -252,6 +262,57 @@ class DataTree:
     def frontend(self) -> Path:
         return self.root / "frontend"
 
+    def private_directories(self) -> frozenset[Path]:
+        """Folders only the owner may enter (700): backups hold copies of the secret files."""
+        return frozenset({self.backups})
+
+    def category_roots(self) -> dict[str, list[Path]]:
+        """The folders (or files) each backup category covers."""
+        return {
+            "models": [self.ml_models, self.scalers],
+            "ml_cache": [self.ml_cache],
+            "stock_data": [self.stock_historical, self.stock_cache, self.predictions],
+            "config": [self.config, self.ml_config],
+            "logs": [self.logs],
+            "redis": [self.redis_dump],
+            "monitoring": [self.monitoring, self.grafana],
+        }
+
+    def backup_category(self, relative: str) -> str | None:
+        """The category a root-relative path is backed up (and may be restored) under, or None.
+
+        None for a path that is not plain (absolute, `..`, empty), for anything under backups/,
+        for locks, temp, partial, staging and socket files, yfinance's per-process caches, and
+        for paths no category covers. Where roots nest, the innermost decides.
+        """
+        pure = PurePosixPath(relative)
+        if (
+            not relative
+            or "\\" in relative
+            or pure.is_absolute()
+            or not pure.parts
+            or any(part in ("", ".", "..") for part in relative.split("/"))
+        ):
+            return None
+        path = self.root.joinpath(*pure.parts)
+        name = path.name
+        if name.endswith(_UNBACKED_SUFFIXES) or any(
+            part.startswith(_STAGING_PREFIX) for part in pure.parts
+        ):
+            return None
+        if self.backups == path or self.backups in path.parents:
+            return None
+        if self.stock_cache / "yfinance" in path.parents:
+            return None
+        found: tuple[int, str] | None = None
+        for category, roots in self.category_roots().items():
+            for root in roots:
+                if (root == path or root in path.parents) and (
+                    found is None or len(root.parts) > found[0]
+                ):
+                    found = (len(root.parts), category)
+        return None if found is None else found[1]
+
     def directories(self) -> dict[str, Path]:
         """Every folder of the tree by a short name, parents before children."""
         return {
@@ -308,16 +369,18 @@ def default_log_file(logs: Path) -> Path:
 
 
 def ensure_directories(tree: DataTree) -> tuple[list[Path], list[Path]]:
-    """Create missing folders (755) and tighten group/world-writable ones; return both lists."""
+    """Create missing folders (755; private ones 700) and tighten looser ones; return both."""
     created: list[Path] = []
     tightened: list[Path] = []
+    private = tree.private_directories()
     for path in tree.directories().values():
+        closed = 0o077 if path in private else 0o022
         if not path.is_dir():
             path.mkdir(parents=True, exist_ok=True)
-            os.chmod(path, DIR_MODE)
+            os.chmod(path, PRIVATE_DIR_MODE if path in private else DIR_MODE)
             created.append(path)
-        elif stat.S_IMODE(path.stat().st_mode) & 0o022:
-            os.chmod(path, stat.S_IMODE(path.stat().st_mode) & ~0o022)
+        elif stat.S_IMODE(path.stat().st_mode) & closed:
+            os.chmod(path, stat.S_IMODE(path.stat().st_mode) & ~closed)
             tightened.append(path)
     return created, tightened
 
@@ -348,8 +411,11 @@ class DirectoryCheck:
         }
 
 
-def check_directory(name: str, path: Path) -> DirectoryCheck:
-    """Check that a folder exists, accepts a file write and is not group/world-writable."""
+def check_directory(name: str, path: Path, private: bool = False) -> DirectoryCheck:
+    """Check that a folder exists, accepts a file write and is not group/world-writable.
+
+    A private folder (backups/) must also be closed to group and others (700).
+    """
     if not path.is_dir():
         return DirectoryCheck(name, path, False, False, None, "missing")
     mode = stat.S_IMODE(path.stat().st_mode)
@@ -360,18 +426,25 @@ def check_directory(name: str, path: Path) -> DirectoryCheck:
     except OSError:
         writable = False
     problem = None
+    expected = "700" if private else "755"
     if not writable:
         problem = "not writable"
     elif mode & 0o002:
-        problem = f"world-writable ({oct(mode)}); expected 755"
+        problem = f"world-writable ({oct(mode)}); expected {expected}"
     elif mode & 0o020:
-        problem = f"group-writable ({oct(mode)}); expected 755"
+        problem = f"group-writable ({oct(mode)}); expected {expected}"
+    elif private and mode & 0o077:
+        problem = f"open to group or others ({oct(mode)}); expected 700"
     return DirectoryCheck(name, path, True, writable, mode, problem)
 
 
 def check_tree(tree: DataTree) -> list[DirectoryCheck]:
     """Check every folder of the tree."""
-    return [check_directory(name, path) for name, path in tree.directories().items()]
+    private = tree.private_directories()
+    return [
+        check_directory(name, path, private=path in private)
+        for name, path in tree.directories().items()
+    ]
 
 
 def directory_usage(path: Path) -> tuple[int, int]:

@@ -22,6 +22,7 @@ from filelock import FileLock, Timeout
 
 log = logging.getLogger(__name__)
 DIR_MODE = 0o755
+PRIVATE_DIR_MODE = 0o700
 FILE_MODE = 0o644
 SECRET_MODE = 0o600
 CHUNK = 1 << 20
@@ -30,6 +31,7 @@ __all__ = [
     "CHUNK",
     "DIR_MODE",
     "FILE_MODE",
+    "PRIVATE_DIR_MODE",
     "SECRET_MODE",
     "LockBusy",
     "atomic_path",

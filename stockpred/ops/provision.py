@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -45,7 +46,10 @@ class SetupReport:
         env_file = DataTree.from_settings(settings).persistent_env
         out = [f"persistent_data root: {settings.data_dir}"]
         out += [f"created   {p}" for p in self.created_dirs]
-        out += [f"chmod 755 {p} (was group/world-writable)" for p in self.tightened_dirs]
+        out += [
+            f"chmod {stat.S_IMODE(p.stat().st_mode):o} {p} (was open to group/others)"
+            for p in self.tightened_dirs
+        ]
         out += [f"wrote     {p}" for p in self.written_files]
         out += [f"migrated  {p}" for p in self.migrated_files]
         out += [f"skipped   {reason}" for reason in self.skipped_migrations]

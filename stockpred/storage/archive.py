@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import io
 import json
+import re
 import tarfile
 import time
 import zlib
@@ -23,13 +24,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from stockpred.infra.files import FILE_MODE, sha256_stream
+from stockpred.infra.files import CHUNK, FILE_MODE, sha256_stream
 from stockpred.storage.errors import BackupError, UnsafeArchive
 
 MANIFEST = "manifest.json"
 DATA_PREFIX = "data/"
 PLAIN_SUFFIX = ".tar.gz"
 ENCRYPTED_SUFFIX = ".tar.gz.enc"
+# A manifest is a few hundred bytes per file: this allows some 200,000 files, and no more is read.
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 # Level 6 is gzip's (and `tar czf`'s) default; tarfile's own default of 9 is ~3x slower.
 GZIP_LEVEL = 6
 
@@ -100,11 +104,18 @@ class ArchiveWriter:
         self._tar = tar
 
     def add_file(
-        self, relative: str, path: Path, size: int, mtime: float, advance: Callable[[int], None]
+        self,
+        relative: str,
+        path: Path,
+        size: int,
+        mtime: float,
+        advance: Callable[[int], None],
+        *,
+        mode: int = FILE_MODE,
     ) -> str:
         """Store a file as `data/<relative>`; return the sha256 of the bytes stored."""
         member = tarfile.TarInfo(DATA_PREFIX + relative)
-        member.size, member.mtime, member.mode = size, int(mtime), FILE_MODE
+        member.size, member.mtime, member.mode = size, int(mtime), mode
         with path.open("rb") as handle:
             reader = _HashingReader(handle, advance)
             # tarfile only calls read() on the file object it is given.
@@ -144,8 +155,11 @@ def open_archive(archive: Path, key: str | None) -> Iterator[tarfile.TarFile]:
             plain = decrypt(archive.read_bytes(), key)
         except InvalidToken:
             raise BackupError(f"{archive.name}: wrong key, or the archive was altered") from None
-        with tarfile.open(fileobj=io.BytesIO(plain), mode="r:gz") as tar:
-            yield tar
+        try:
+            with tarfile.open(fileobj=io.BytesIO(plain), mode="r:gz") as tar:
+                yield tar
+        except DAMAGED_ARCHIVE_ERRORS as exc:
+            raise BackupError(f"{archive.name} is not a readable archive: {exc}") from None
         return
     try:
         with tarfile.open(archive, mode="r:gz") as tar:
@@ -155,18 +169,73 @@ def open_archive(archive: Path, key: str | None) -> Iterator[tarfile.TarFile]:
 
 
 def parse_manifest(data: bytes) -> list[FileEntry]:
-    """The entries of a manifest document."""
-    return [FileEntry(**entry) for entry in json.loads(data)["files"]]
+    """The entries of a manifest document; BackupError when it is not one."""
+    try:
+        files = json.loads(data)["files"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BackupError(f"the manifest is not a manifest document ({exc})") from None
+    if not isinstance(files, list):
+        raise BackupError("the manifest's files are not a list")
+    return [_entry(number, raw) for number, raw in enumerate(files)]
+
+
+def _entry(number: int, raw: Any) -> FileEntry:
+    """One manifest entry, its fields of the right types (the manifest is read, not trusted)."""
+    fields = ("path", "size", "mtime", "sha256", "category", "stored_in")
+    if not isinstance(raw, dict) or set(raw) != set(fields):
+        raise BackupError(f"manifest entry {number} does not have exactly the fields {fields}")
+    texts_ok = all(isinstance(raw[k], str) for k in ("path", "category", "stored_in"))
+    size, mtime = raw["size"], raw["mtime"]
+    numbers_ok = (
+        isinstance(size, int)
+        and not isinstance(size, bool)
+        and size >= 0
+        and isinstance(mtime, int | float)
+        and not isinstance(mtime, bool)
+    )
+    if not (texts_ok and numbers_ok and isinstance(raw["sha256"], str)):
+        raise BackupError(f"manifest entry {number} has a field of the wrong type")
+    if not _SHA256.fullmatch(raw["sha256"]):
+        raise BackupError(f"manifest entry {number} has no sha256 digest")
+    return FileEntry(**raw)
 
 
 def read_manifest(archive: Path, key: str | None) -> list[FileEntry]:
     """The manifest of an archive (the archive must be decryptable with `key` if encrypted)."""
     with open_archive(archive, key) as tar:
-        member = tar.getmember(MANIFEST)
+        try:
+            member = tar.getmember(MANIFEST)
+        except KeyError:
+            raise BackupError(f"{archive.name} has no {MANIFEST}") from None
+        if not member.isreg() or member.size > MAX_MANIFEST_BYTES:
+            raise BackupError(
+                f"{archive.name}: {MANIFEST} is not a plain file of at most "
+                f"{MAX_MANIFEST_BYTES} bytes"
+            )
         handle = tar.extractfile(member)
         assert handle is not None
-        data = handle.read()
+        data = handle.read(member.size)  # at most MAX_MANIFEST_BYTES, checked above
     return parse_manifest(data)
+
+
+def copy_member(source: IO[bytes], target: IO[bytes], size: int) -> str:
+    """Stream exactly `size` bytes from `source` into `target`; return their sha256.
+
+    Reads in chunks, never more than `size` + 1 bytes: a member longer or shorter than its
+    manifest says is refused (UnsafeArchive) whatever its header claims.
+    """
+    digest = hashlib.sha256()
+    left = size
+    while left > 0:
+        chunk = source.read(min(CHUNK, left))
+        if not chunk:
+            raise UnsafeArchive(f"member is shorter than the {size} bytes its manifest lists")
+        digest.update(chunk)
+        target.write(chunk)
+        left -= len(chunk)
+    if source.read(1):
+        raise UnsafeArchive(f"member is longer than the {size} bytes its manifest lists")
+    return digest.hexdigest()
 
 
 def safe_member_path(name: str) -> str:
@@ -197,15 +266,21 @@ def check_archive(
                         "(links and devices are refused)"
                     )
                 relative = safe_member_path(member.name)
+                if relative in seen:
+                    raise UnsafeArchive(f"member {member.name!r} appears twice")
+                seen.add(relative)
+                entry = expected.get(relative)
+                if entry is not None and member.size != entry.size:
+                    # Not read: a header that claims more than the manifest is a bomb's shape.
+                    problems.append(f"{name}: {relative} is not the size its manifest lists")
+                    continue
                 handle = tar.extractfile(member)
                 assert handle is not None
                 digest, _ = sha256_stream(handle)
-                entry = expected.get(relative)
                 if entry is None:
                     problems.append(f"{name}: {relative} is not in the manifest")
                 elif digest != entry.sha256:
                     problems.append(f"{name}: {relative} does not match its checksum")
-                seen.add(relative)
                 files += 1
                 total += member.size
             # Read on to the end of the gzip stream, as `gzip -t` does: the tar reader stops at

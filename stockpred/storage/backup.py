@@ -12,7 +12,10 @@ archive format is `stockpred.storage.archive`; names, metadata and rotation,
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import socket
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,9 +25,17 @@ from pathlib import Path
 from typing import Any
 
 from stockpred.infra.clock import utcnow
-from stockpred.infra.files import FILE_MODE, LockBusy, atomic_path, file_lock, sha256_file
+from stockpred.infra.files import (
+    FILE_MODE,
+    PRIVATE_DIR_MODE,
+    SECRET_MODE,
+    LockBusy,
+    atomic_path,
+    file_lock,
+    sha256_file,
+)
 from stockpred.jobs.errors import disk_full
-from stockpred.paths import DataTree, free_bytes
+from stockpred.paths import BACKUP_CATEGORIES, DataTree, free_bytes
 from stockpred.storage.archive import (
     ArchiveWriter,
     FileEntry,
@@ -42,7 +53,7 @@ from stockpred.storage.catalog import (
 )
 from stockpred.storage.errors import BackupError, InsufficientSpace, StorageBusy
 
-CATEGORIES = ("models", "ml_cache", "stock_data", "config", "logs", "redis", "monitoring")
+log = logging.getLogger(__name__)
 SPACE_MARGIN = 50 * 1024 * 1024
 Progress = Callable[[int, int], None]
 
@@ -72,32 +83,33 @@ def dead_partials(tree: DataTree) -> list[Path]:
     return sorted(tree.backups.glob(".*.partial"))
 
 
-def category_roots(tree: DataTree) -> dict[str, list[Path]]:
-    """The folders (or files) each category covers."""
-    return {
-        "models": [tree.ml_models, tree.scalers],
-        "ml_cache": [tree.ml_cache],
-        "stock_data": [tree.stock_historical, tree.stock_cache, tree.predictions],
-        "config": [tree.config, tree.ml_config],
-        "logs": [tree.logs],
-        "redis": [tree.redis_dump],
-        "monitoring": [tree.monitoring, tree.grafana],
-    }
+def private_backups_folder(tree: DataTree) -> list[Path]:
+    """Make backups/ owner-only (700) and every file in it 600; return the files tightened.
 
-
-def _excluded(path: Path, tree: DataTree) -> bool:
-    name = path.name
-    if name.endswith((".lock", ".tmp", ".partial", ".sock")) or name.startswith(".staging-"):
-        return True
-    parts = set(path.parts)
-    return any(p.startswith(".staging-") for p in parts) or (
-        tree.stock_cache / "yfinance" in path.parents
-    )
+    Backups hold copies of the secret files: nobody but the owner may list or read them,
+    including the archives and metadata that versions before this rule wrote 644.
+    """
+    tree.backups.mkdir(parents=True, exist_ok=True)
+    if stat.S_IMODE(tree.backups.stat().st_mode) != PRIVATE_DIR_MODE:
+        log.warning("backups folder %s was open to group/others; now 700", tree.backups)
+        os.chmod(tree.backups, PRIVATE_DIR_MODE)
+    tightened = []
+    for path in tree.backups.iterdir():
+        if path.is_file() and not path.is_symlink() and path.stat().st_mode & 0o077:
+            os.chmod(path, SECRET_MODE)
+            tightened.append(path)
+    if tightened:
+        log.warning("made %d backup file(s) owner-only (600)", len(tightened))
+    return tightened
 
 
 def collect_files(tree: DataTree, categories: list[str], log_days: int) -> list[tuple[str, Path]]:
-    """(category, path) of every file to back up, never anything under backups/."""
-    roots = category_roots(tree)
+    """(category, path) of every file to back up, never anything under backups/.
+
+    Each file goes under the category the tree's map gives it (`DataTree.backup_category`),
+    the same map a restore checks every path against.
+    """
+    roots = tree.category_roots()
     cutoff = time.time() - log_days * 86400
     seen: set[Path] = set()
     out: list[tuple[str, Path]] = []
@@ -107,9 +119,9 @@ def collect_files(tree: DataTree, categories: list[str], log_days: int) -> list[
             for path in candidates:
                 if not path.is_file() or path.is_symlink() or path in seen:
                     continue
-                if tree.backups == path or tree.backups in path.parents:
+                if tree.root not in path.parents:
                     continue
-                if tree.root not in path.parents or _excluded(path, tree):
+                if tree.backup_category(path.relative_to(tree.root).as_posix()) != category:
                     continue
                 if category == "logs" and path.stat().st_mtime < cutoff:
                     continue
@@ -242,6 +254,7 @@ def _write_archive(
                     category,
                     name=plan.name,
                     base_state=plan.base_state,
+                    secret_files=tree.secret_files,
                     advance=advance,
                 )
             )
@@ -265,13 +278,13 @@ def create_backup(
 ) -> BackupResult:
     """Write a backup of `categories` (all by default); incremental against `base` if given."""
     started = time.perf_counter()
-    chosen = list(categories or CATEGORIES)
-    unknown = [c for c in chosen if c not in CATEGORIES]
+    chosen = list(categories or BACKUP_CATEGORIES)
+    unknown = [c for c in chosen if c not in BACKUP_CATEGORIES]
     if unknown:
-        raise BackupError(f"unknown categories {unknown}; choose from {list(CATEGORIES)}")
+        raise BackupError(f"unknown categories {unknown}; choose from {list(BACKUP_CATEGORIES)}")
     if encrypt and not key:
         raise BackupError("encryption was asked for but BACKUP_ENCRYPTION_KEY is not set")
-    tree.backups.mkdir(parents=True, exist_ok=True)
+    private_backups_folder(tree)
     plan = _plan(
         tree,
         chosen,
@@ -325,7 +338,7 @@ def _write(
     """Write the archive, its manifest sidecar and its metadata; on failure, none of them."""
     sidecar: Path | None = None
     try:
-        with atomic_path(plan.final, FILE_MODE, suffix=".partial") as tmp:
+        with atomic_path(plan.final, SECRET_MODE, suffix=".partial") as tmp:
             entries = _write_archive(tree, plan, manifest, tmp, progress)
             if seal is not None:
                 encrypt_file(tmp, seal)
@@ -374,19 +387,21 @@ def _add_file(
     *,
     name: str,
     base_state: dict[str, FileEntry],
+    secret_files: tuple[Path, ...],
     advance: Callable[[int], None],
 ) -> FileEntry:
-    stat = path.stat()
+    found = path.stat()
     previous = base_state.get(relative)
     # Same size and mtime: unchanged (rsync's quick check); otherwise compare checksums.
     if (
         previous is not None
-        and previous.size == stat.st_size
-        and (previous.mtime == stat.st_mtime or sha256_file(path) == previous.sha256)
+        and previous.size == found.st_size
+        and (previous.mtime == found.st_mtime or sha256_file(path) == previous.sha256)
     ):
-        advance(stat.st_size)
+        advance(found.st_size)
         return FileEntry(
-            relative, stat.st_size, stat.st_mtime, previous.sha256, category, previous.stored_in
+            relative, found.st_size, found.st_mtime, previous.sha256, category, previous.stored_in
         )
-    digest = archive.add_file(relative, path, stat.st_size, stat.st_mtime, advance)
-    return FileEntry(relative, stat.st_size, stat.st_mtime, digest, category, name)
+    mode = SECRET_MODE if path in secret_files else FILE_MODE
+    digest = archive.add_file(relative, path, found.st_size, found.st_mtime, advance, mode=mode)
+    return FileEntry(relative, found.st_size, found.st_mtime, digest, category, name)

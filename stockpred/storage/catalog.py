@@ -9,21 +9,22 @@ record of a verification. The archive format is `stockpred.storage.archive`; wri
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from stockpred.infra.clock import utcnow
-from stockpred.infra.files import atomic_write
+from stockpred.infra.files import SECRET_MODE, atomic_write
 from stockpred.storage.archive import (
     ENCRYPTED_SUFFIX,
     PLAIN_SUFFIX,
     FileEntry,
+    archive_file_name,
     decrypt,
     encrypt,
     parse_manifest,
@@ -34,6 +35,9 @@ from stockpred.storage.errors import BackupError
 log = logging.getLogger(__name__)
 PREFIX = "stock_prediction_backup_"
 MANIFEST_SIDECAR = ".manifest.json"
+# What `next_name` makes: the prefix, a UTC timestamp, `_1` per clash. Nothing else is a backup:
+# a name from metadata becomes file names, so it may hold no `/`, `..` or other surprise.
+NAME_PATTERN = re.compile(re.escape(PREFIX) + r"[0-9]{8}_[0-9]{6}(?:_1)*")
 
 
 @dataclass
@@ -64,8 +68,41 @@ class BackupInfo:
         return asdict(self)
 
 
+def valid_name(name: str) -> bool:
+    """True when `name` is a backup name as `next_name` makes them."""
+    return NAME_PATTERN.fullmatch(name) is not None
+
+
 def metadata_path(backups: Path, name: str) -> Path:
     return backups / f"{name}.json"
+
+
+def archive_path(backups: Path, info: BackupInfo) -> Path:
+    """The archive of a backup: a plain file directly in backups/, named after the backup.
+
+    The metadata's `file` is read, not trusted: it must be the name the backup's own name and
+    encryption give, so no metadata can point a restore at a file elsewhere.
+    """
+    expected = archive_file_name(info.name, info.encrypted)
+    if info.file != expected:
+        raise BackupError(
+            f"the metadata of {info.name} names archive {info.file!r}, not {expected}"
+        )
+    path = backups / expected
+    if path.is_symlink():
+        raise BackupError(f"{expected} is a symbolic link; archives must be plain files")
+    return path
+
+
+def sidecar_path(backups: Path, info: BackupInfo) -> Path | None:
+    """The manifest sidecar of a backup, when its metadata names the one it would have."""
+    if info.manifest_file is None:
+        return None
+    expected = info.name + MANIFEST_SIDECAR + (".enc" if info.encrypted else "")
+    if info.manifest_file != expected:
+        log.warning("the metadata of %s names sidecar %r; ignored", info.name, info.manifest_file)
+        return None
+    return backups / expected
 
 
 def strip_suffix(name: str) -> str:
@@ -80,6 +117,8 @@ def strip_suffix(name: str) -> str:
 def load_info(backups: Path, name: str) -> BackupInfo:
     """The metadata of a backup by name (with or without its file suffix)."""
     name = strip_suffix(name)
+    if not valid_name(name):
+        raise BackupError(f"{name!r} is not a backup name ({PREFIX}YYYYMMDD_HHMMSS)")
     try:
         raw = json.loads(metadata_path(backups, name).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -87,14 +126,22 @@ def load_info(backups: Path, name: str) -> BackupInfo:
     except ValueError as exc:
         raise BackupError(f"the metadata of {name} is unreadable: {exc}") from None
     try:
-        return BackupInfo(**raw)
+        info = BackupInfo(**raw)
     except TypeError as exc:
         raise BackupError(f"the metadata of {name} is incomplete: {exc}") from None
+    if info.name != name:
+        raise BackupError(f"the metadata of {name} names another backup, {info.name!r}")
+    bad = [d for d in info.depends_on if not isinstance(d, str) or not valid_name(d)]
+    if not isinstance(info.encrypted, bool) or bad:
+        raise BackupError(f"the metadata of {name} is malformed (encrypted, depends_on)")
+    return info
 
 
 def save_info(backups: Path, info: BackupInfo) -> None:
     """Write (or rewrite) a backup's metadata JSON, atomically."""
-    atomic_write(metadata_path(backups, info.name), json.dumps(info.to_dict(), indent=2))
+    atomic_write(
+        metadata_path(backups, info.name), json.dumps(info.to_dict(), indent=2), SECRET_MODE
+    )
 
 
 def next_name(backups: Path, now: datetime) -> str:
@@ -113,9 +160,11 @@ def list_backups(backups: Path) -> list[BackupInfo]:
             continue
         try:
             info = load_info(backups, meta.stem)
-        except BackupError:
+            archive = archive_path(backups, info)
+        except BackupError as exc:
+            log.warning("%s is not listed as a backup: %s", meta.name, exc)
             continue
-        if (backups / info.file).is_file():
+        if archive.is_file():
             found.append(info)
     return sorted(found, key=lambda i: (i.created_at, i.name))
 
@@ -138,16 +187,17 @@ def write_manifest_sidecar(
     if key is not None:
         sidecar = encrypt(sidecar, key)
     file_name = name + MANIFEST_SIDECAR + (".enc" if key is not None else "")
-    atomic_write(backups / file_name, sidecar)
+    atomic_write(backups / file_name, sidecar, SECRET_MODE)
     return file_name, hashlib.sha256(sidecar).hexdigest()
 
 
 def base_manifest(backups: Path, info: BackupInfo, key: str | None) -> list[FileEntry]:
     """A backup's manifest for planning an incremental: the sidecar copy when it is intact
     (no need to decompress the archive), else the one inside the archive."""
-    if info.manifest_file and info.manifest_sha256:
+    sidecar = sidecar_path(backups, info)
+    if sidecar is not None and info.manifest_sha256:
         try:
-            data = (backups / info.manifest_file).read_bytes()
+            data = sidecar.read_bytes()
             if hashlib.sha256(data).hexdigest() == info.manifest_sha256:
                 if info.encrypted:
                     assert key is not None
@@ -155,7 +205,7 @@ def base_manifest(backups: Path, info: BackupInfo, key: str | None) -> list[File
                 return parse_manifest(data)
         except Exception as exc:  # a damaged sidecar or wrong key: the archive path decides
             log.debug("manifest sidecar of %s unusable (%s); reading the archive", info.name, exc)
-    return read_manifest(backups / info.file, key if info.encrypted else None)
+    return read_manifest(archive_path(backups, info), key if info.encrypted else None)
 
 
 def rotate(backups: Path, keep: int) -> list[str]:
@@ -172,13 +222,10 @@ def rotate(backups: Path, keep: int) -> list[str]:
     removed = []
     for info in all_backups:
         if info.name not in kept:
-            with contextlib.suppress(FileNotFoundError):
-                (backups / info.file).unlink()
-            with contextlib.suppress(FileNotFoundError):
-                metadata_path(backups, info.name).unlink()
-            if info.manifest_file:
-                with contextlib.suppress(FileNotFoundError):
-                    (backups / info.manifest_file).unlink()
+            sidecar = sidecar_path(backups, info)
+            for path in (archive_path(backups, info), metadata_path(backups, info.name), sidecar):
+                if path is not None:
+                    path.unlink(missing_ok=True)
             removed.append(info.name)
     return removed
 

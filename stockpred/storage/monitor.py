@@ -27,6 +27,7 @@ from stockpred.paths import DataTree, check_tree, directory_usage
 from stockpred.storage.catalog import list_backups, newest_age
 from stockpred.storage.check import human_bytes
 from stockpred.storage.cleanup import last_cleanup
+from stockpred.storage.secrets import exposed_secret_files
 from stockpred.telemetry.redis_facts import count_keys, read_memory
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,20 @@ def _model_check(tree: DataTree) -> Check:
     return Check("models_metadata", True, f"{len(symbols)} current model(s) readable")
 
 
+def _secrets_check(tree: DataTree) -> Check:
+    """Secret files and backups must be owner-only: they hold the API token and passwords."""
+    exposed = exposed_secret_files(tree)
+    if exposed:
+        log.warning("storage monitor: readable by group/others: %s", "; ".join(exposed))
+        return Check(
+            "secret_files",
+            False,
+            f"readable by group/others, chmod 600: {'; '.join(exposed[:3])}"
+            + (f" and {len(exposed) - 3} more" if len(exposed) > 3 else ""),
+        )
+    return Check("secret_files", True, "secret files and backups are owner-only (600)")
+
+
 def _redis_memory_check(client: Any, warn_percent: int) -> Check:
     """Used memory against maxmemory, and a policy that never evicts (see redis.conf)."""
     if client is None:
@@ -201,6 +216,7 @@ def build_report(
             )
         )
     checks += [
+        _secrets_check(tree),
         _model_check(tree),
         _redis_check(redis_client),
         _redis_memory_check(redis_client, redis_memory_warn_percent),

@@ -18,7 +18,8 @@ from stockpred.storage.catalog import list_backups, mark_verified, rotate
 from stockpred.storage.cleanup import Retention, run_cleanup
 from stockpred.storage.errors import StorageBusy
 from stockpred.storage.monitor import build_report, save_report
-from stockpred.storage.restore import restore_backup, verify_backup
+from stockpred.storage.restore import restore_backup
+from stockpred.storage.verify import verify_backup
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class StorageService:
         name: str | None = None,
         categories: list[str] | None = None,
         dry_run: bool = False,
+        allow_unencrypted: bool = False,
+        restore_secrets: bool = False,
         progress: Progress | None = None,
     ) -> dict[str, Any]:
         """Verify, then restore (or list what would change)."""
@@ -82,13 +85,15 @@ class StorageService:
                 categories=categories,
                 dry_run=dry_run,
                 key=self.settings.backup_encryption_key,
+                allow_unencrypted=allow_unencrypted,
+                restore_secrets=restore_secrets,
                 progress=progress,
             )
         return result.to_dict()
 
     def verify(self, name: str | None = None) -> dict[str, Any]:
         """Check every checksum of a backup and what it depends on; record success."""
-        result = verify_backup(self.tree.backups, name, self.settings.backup_encryption_key)
+        result = verify_backup(self.tree, name, self.settings.backup_encryption_key)
         if result.ok:
             mark_verified(self.tree.backups, result.name, utcnow().isoformat())
         return result.to_dict()

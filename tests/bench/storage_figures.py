@@ -19,7 +19,7 @@ from stockpred.paths import DataTree
 from stockpred.settings import load_settings
 from stockpred.storage.backup import create_backup
 from stockpred.storage.catalog import list_backups
-from stockpred.storage.restore import verify_backup
+from stockpred.storage.verify import verify_backup
 from tests.bench.procs import say
 from tests.bench.stats import figure
 
@@ -104,7 +104,7 @@ def storage_figures(root: Path) -> list[dict[str, Any]]:
     verifies, listings = [], []
     for _ in range(ROUNDS):
         started = time.perf_counter()
-        assert verify_backup(tree.backups, names[-1], None).ok
+        assert verify_backup(tree, names[-1], None).ok
         verifies.append(time.perf_counter() - started)
         started = time.perf_counter()
         subprocess.run(["tar", "tzf", str(archive)], check=True, stdout=subprocess.DEVNULL)

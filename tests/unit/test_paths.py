@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from stockpred.paths import DataTree, default_log_file, default_tree
 from stockpred.settings import load_settings
 from tests.support import ROOT
@@ -57,3 +59,32 @@ def test_paths_needs_settings_only_for_type_checking() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("relative", "category"),
+    [
+        ("ml_models/NVDA/current", "models"),
+        ("scalers/NVDA/v1/scaler.joblib", "models"),
+        ("config/persistent.env", "config"),
+        ("ml_config.json", "config"),
+        ("redis/dump.rdb", "redis"),
+        ("monitoring/flower.db", "monitoring"),
+        ("stock_data/historical/NVDA/daily.parquet", "stock_data"),
+        ("redis/appendonly.aof", None),
+        ("supervisor/supervisord.conf", None),
+        ("backups/stock_prediction_backup_20990101_000000.json", None),
+        ("stock_data/cache/yfinance/pid-1/cache.db", None),
+        ("ml_models/NVDA/.current.x1.tmp", None),
+        ("ml_models/.staging-1/model.keras", None),
+        ("../escape.txt", None),
+        ("ml_models/../config/persistent.env", None),
+        ("/etc/passwd", None),
+        ("ml_models//NVDA", None),
+        ("", None),
+    ],
+)
+def test_the_path_to_category_map_names_what_a_backup_may_hold(
+    tmp_path: Path, relative: str, category: str | None
+) -> None:
+    assert default_tree(tmp_path / "persistent_data").backup_category(relative) == category

@@ -46,13 +46,16 @@ def snapshot(root: Path) -> dict[str, tuple[int, int, bytes]]:
     return out
 
 
-def test_setup_creates_the_union_of_both_seed_trees_with_755(data_env: dict[str, str]) -> None:
+def test_setup_creates_the_union_of_both_seed_trees_with_755_and_backups_700(
+    data_env: dict[str, str],
+) -> None:
     settings = load_settings(data_env)
     run_setup(settings)
     for relative in SEED_TREE:
         path = settings.data_dir / relative
         assert path.is_dir(), relative
-        assert stat.S_IMODE(path.stat().st_mode) == 0o755, relative
+        expected = 0o700 if relative == "backups" else 0o755
+        assert stat.S_IMODE(path.stat().st_mode) == expected, relative
     tree = DataTree.from_settings(settings)
     assert stat.S_IMODE(tree.redis_conf.stat().st_mode) == 0o644
     assert stat.S_IMODE(tree.persistent_env.stat().st_mode) == 0o600

@@ -7,8 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from stockpred.paths import DataTree
-from stockpred.storage.backup import CATEGORIES
+from stockpred.paths import BACKUP_CATEGORIES, DataTree
 from stockpred.storage.catalog import describe_history, list_backups, load_info
 from stockpred.storage.errors import BackupError
 from stockpred.storage.monitor import latest_report
@@ -49,11 +48,11 @@ def _submit_once(kind: str, task_name: str, kwargs: dict[str, Any]) -> Response:
 def _categories(raw: Any) -> list[str] | None:
     if raw is None:
         return None
-    if not isinstance(raw, list) or not raw or any(c not in CATEGORIES for c in raw):
+    if not isinstance(raw, list) or not raw or any(c not in BACKUP_CATEGORIES for c in raw):
         raise ApiError(
             400,
             "invalid categories",
-            f"categories must be a non-empty list drawn from {list(CATEGORIES)}",
+            f"categories must be a non-empty list drawn from {list(BACKUP_CATEGORIES)}",
         )
     return list(dict.fromkeys(raw))
 

@@ -146,10 +146,34 @@ def storage_backup(
 @click.argument("backup", required=False)
 @click.option("--categories", default=None, help=_CATEGORIES_HELP)
 @click.option("--dry-run", is_flag=True, help="List what would change; change nothing.")
+@click.option(
+    "--allow-unencrypted",
+    is_flag=True,
+    help="Restore a backup that is not encrypted although BACKUP_ENCRYPTION_KEY is set.",
+)
+@click.option(
+    "--restore-secrets",
+    is_flag=True,
+    help="Bring back the backup's secrets in persistent.env (default: keep the current ones).",
+)
 @click.option("--queue", is_flag=True, help="Run on the maintenance worker instead.")
-def storage_restore(backup: str | None, categories: str | None, dry_run: bool, queue: bool) -> None:
+def storage_restore(
+    backup: str | None,
+    *,
+    categories: str | None,
+    dry_run: bool,
+    allow_unencrypted: bool,
+    restore_secrets: bool,
+    queue: bool,
+) -> None:
     """Verify every checksum, then restore BACKUP (default: the newest) without downtime."""
     if queue:
+        if allow_unencrypted or restore_secrets:
+            # Both weaken a safeguard: an operator on this host decides, not an HTTP caller.
+            raise click.UsageError(
+                "--allow-unencrypted and --restore-secrets apply to a restore in this process "
+                "only; leave out --queue"
+            )
         _via_queue(
             "/api/v1/storage/restore",
             {"backup": backup, "categories": _split(categories), "dry_run": dry_run},
@@ -157,7 +181,13 @@ def storage_restore(backup: str | None, categories: str | None, dry_run: bool, q
         return
     service = _storage_service(cli_settings())
     result = _storage_call(
-        lambda: service.restore(name=backup, categories=_split(categories), dry_run=dry_run)
+        lambda: service.restore(
+            name=backup,
+            categories=_split(categories),
+            dry_run=dry_run,
+            allow_unencrypted=allow_unencrypted,
+            restore_secrets=restore_secrets,
+        )
     )
     changed, added = result["changed"], result["added"]
     assert isinstance(changed, list) and isinstance(added, list)
@@ -171,6 +201,18 @@ def storage_restore(backup: str | None, categories: str | None, dry_run: bool, q
         click.echo(f"  {path}")
     if result.get("safety_backup"):
         click.echo(f"Safety backup of what was replaced: {result['safety_backup']}")
+    if result.get("secrets_kept"):
+        click.echo(
+            f"Kept the current {', '.join(result['secrets_kept'])} in persistent.env: the "
+            "backup holds other values (--restore-secrets brings those back).",
+            err=True,
+        )
+    elif result.get("secrets_differed"):
+        click.echo(
+            f"Brought back the backup's {', '.join(result['secrets_differed'])}: restart the "
+            "service for them to take effect.",
+            err=True,
+        )
     for staged in result.get("staged") or []:
         click.echo(
             f"Redis snapshot staged at {staged}: stop Redis, put it in place as "

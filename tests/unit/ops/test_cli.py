@@ -59,3 +59,10 @@ def test_predict_local_without_a_model_is_a_clear_error(data_env: dict[str, str]
     result = run([str(BIN / "stockpred"), "predict", "NVDA", "--local"], data_env)
     assert result.returncode == 1
     assert "no model for NVDA" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_restore_safeguards_are_not_lifted_through_the_queue(data_env: dict[str, str]) -> None:
+    for flag in ("--allow-unencrypted", "--restore-secrets"):
+        result = run([str(BIN / "stockpred"), "storage", "restore", "--queue", flag], data_env)
+        assert result.returncode == 2, result.stderr
+        assert "leave out --queue" in result.stderr

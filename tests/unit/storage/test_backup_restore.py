@@ -19,8 +19,9 @@ from stockpred.settings import Settings
 from stockpred.storage.backup import create_backup
 from stockpred.storage.catalog import list_backups, load_info, metadata_path, rotate
 from stockpred.storage.errors import BackupError, InsufficientSpace
-from stockpred.storage.restore import restore_backup, verify_backup
+from stockpred.storage.restore import restore_backup
 from stockpred.storage.service import StorageService
+from stockpred.storage.verify import verify_backup
 
 
 def fill(tree: DataTree) -> None:
@@ -121,7 +122,7 @@ def test_rotation_keeps_the_newest_and_the_bases_they_need(tree: DataTree) -> No
     names = [i.name for i in list_backups(tree.backups)]
     assert full.name in names, "the base of kept incrementals survives"
     assert len(names) == 11 and len(removed) == 2
-    assert verify_backup(tree.backups, names[-1], None).ok
+    assert verify_backup(tree, names[-1], None).ok
 
 
 def test_an_encrypted_backup_round_trips_and_a_wrong_key_is_refused(tree: DataTree) -> None:
@@ -129,8 +130,8 @@ def test_an_encrypted_backup_round_trips_and_a_wrong_key_is_refused(tree: DataTr
     result = create_backup(tree, encrypt=True, key=key)
     assert result.path.name.endswith(".tar.gz.enc")
     assert b"scaler" not in result.path.read_bytes()
-    assert verify_backup(tree.backups, None, key).ok
-    wrong = verify_backup(tree.backups, None, Fernet.generate_key().decode())
+    assert verify_backup(tree, None, key).ok
+    wrong = verify_backup(tree, None, Fernet.generate_key().decode())
     assert not wrong.ok and "wrong key" in wrong.problems[0]
     (tree.ml_models / "NVDA" / "current").write_text("v9\n")
     with pytest.raises(BackupError, match="wrong key"):
@@ -158,7 +159,7 @@ def test_a_damaged_backup_is_refused_and_nothing_changes(tree: DataTree, damage:
         result.path.write_bytes(result.path.read_bytes()[: result.info.size // 2])
     (tree.ml_models / "NVDA" / "current").write_text("v9\n")
     before = digests(tree.root, "ml_models")
-    assert not verify_backup(tree.backups, None, None).ok
+    assert not verify_backup(tree, None, None).ok
     with pytest.raises(BackupError, match="failed verification"):
         restore_backup(tree)
     assert digests(tree.root, "ml_models") == before
@@ -201,7 +202,7 @@ def test_a_stream_zlib_cannot_decode_is_a_refusal_not_a_traceback(tree: DataTree
         raw = json.loads(meta.read_text())
         raw["sha256"] = hashlib.sha256(bytes(damaged)).hexdigest()
         meta.write_text(json.dumps(raw))
-        check = verify_backup(tree.backups, None, None)
+        check = verify_backup(tree, None, None)
         assert not check.ok and check.problems, offset
         with pytest.raises(BackupError, match="failed verification"):
             restore_backup(tree)
@@ -271,7 +272,7 @@ def test_path_traversal_links_and_devices_are_refused(
     tree: DataTree, member: str, kind: bytes
 ) -> None:
     name = evil_archive(tree, member, kind)
-    result = verify_backup(tree.backups, name, None)
+    result = verify_backup(tree, name, None)
     assert not result.ok
     with pytest.raises(BackupError):
         restore_backup(tree, name=name)
@@ -317,4 +318,13 @@ def test_the_next_backup_removes_what_a_killed_backup_left(settings: Settings) -
     partial.write_bytes(b"half an archive")
     result = StorageService(settings).backup(categories=["config"])
     assert not partial.exists()
-    assert verify_backup(tree.backups, result["name"], None).ok
+    assert verify_backup(tree, result["name"], None).ok
+
+
+def test_a_restore_without_room_for_its_files_is_refused_before_writing(tree: DataTree) -> None:
+    name = create_backup(tree).info.name
+    shutil.rmtree(tree.ml_models)
+    with pytest.raises(InsufficientSpace, match="nothing was restored"):
+        restore_backup(tree, name=name, disk_free=lambda path: 1024)
+    assert not tree.ml_models.exists()
+    assert len(list_backups(tree.backups)) == 1, "no safety backup either"
