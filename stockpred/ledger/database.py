@@ -26,6 +26,7 @@ from stockpred.infra.files import DIR_MODE
 from stockpred.settings import Settings
 
 BUSY_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT_S = 10
 _IMMEDIATE = "stockpred_begin_immediate"
 
 
@@ -43,7 +44,9 @@ def create_ledger_engine(url: URL | str) -> Engine:
     """An engine for the ledger's database; a SQLite file's folder is created if missing."""
     url = make_url(url)
     if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        # A server that does not answer fails the connection instead of hanging it.
+        timeout = {} if "connect_timeout" in url.query else {"connect_timeout": CONNECT_TIMEOUT_S}
+        return create_engine(url, pool_pre_ping=True, connect_args=timeout)
     assert url.database, "settings reject a SQLite URL without a file"
     folder = Path(url.database).parent
     if not folder.is_dir():
