@@ -337,3 +337,30 @@ def test_two_writers_recording_the_same_forecasts_leave_one_row_each(
             )
         ).scalar_one()
     assert duplicates == 0
+
+
+def test_history_pages_a_symbols_forecasts_newest_first_with_filters(
+    ledger: ForecastLedger,
+) -> None:
+    start = date(2013, 1, 2)
+    made = [
+        ledger.record(
+            forecast(as_of=start + timedelta(days=n), target_date=start + timedelta(days=n + 1))
+        )
+        for n in range(5)
+    ]
+    drift = ledger.record(forecast(forecaster="drift", model_version=""))
+    ledger.record(forecast(symbol="MSFT"))
+    page = ledger.history("AAPL", forecaster="lstm", limit=2)
+    assert [e.stored.id for e in page] == [made[4].id, made[3].id]
+    assert all(e.score is None for e in page)
+    assert [e.stored.id for e in ledger.history("AAPL", forecaster="lstm", limit=2, offset=4)] == [
+        made[0].id
+    ]
+    window = ledger.history("AAPL", start=date(2013, 1, 4), end=date(2013, 1, 5))
+    assert {e.stored.id for e in window} == {made[1].id, made[2].id}  # targets 4 and 5 Jan
+    assert [e.stored.id for e in ledger.history("AAPL", forecaster="drift")] == [drift.id]
+    assert ledger.history("AAPL", horizon=2) == []
+    assert {s.forecast.symbol for s in ledger.unscored(symbols=["MSFT"])} == {"MSFT"}
+    with pytest.raises(ValueError, match="limit"):
+        ledger.history("AAPL", limit=0)
