@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
@@ -281,31 +281,11 @@ def test_a_target_date_without_a_bar_is_told_apart_from_one_still_to_come(
     assert len(ledger.unscored()) == 2
 
 
-def _record_in_child(url: str, forecasts: list[Forecast], ready: int, go: int, out: int) -> None:
-    """In a forked child: wait for the start, record every forecast, write the ids; exit."""
-    status = 1
-    try:
-        engine = create_ledger_engine(url)
-        ledger = ForecastLedger(engine)
-        os.write(ready, b"r")
-        os.read(go, 1)
-        ids = [ledger.record(f).id for f in forecasts]
-        os.write(out, (",".join(map(str, ids)) + "\n").encode())
-        engine.dispose()
-        status = 0
-    finally:
-        os._exit(status)
+def in_two_children_at_once(url: str, work: Callable[[Engine], str]) -> list[str]:
+    """Fork two children that each run `work` on an engine of their own, released together.
 
-
-def test_two_writers_recording_the_same_forecasts_leave_one_row_each(
-    engine: Engine,
-) -> None:
-    url = engine.url.render_as_string(hide_password=False)
-    engine.dispose()  # no pooled connection may cross the fork
-    wanted = [
-        forecast(as_of=date(2024, 1, 2) + timedelta(days=n), target_date=date(2024, 6, 1))
-        for n in range(40)
-    ]
+    Returns what each printed; fails unless both exited 0.
+    """
     ready_r, ready_w = os.pipe()
     go_r, go_w = os.pipe()
     out_r, out_w = os.pipe()
@@ -313,7 +293,16 @@ def test_two_writers_recording_the_same_forecasts_leave_one_row_each(
     for _ in range(2):
         pid = os.fork()
         if pid == 0:
-            _record_in_child(url, wanted, ready_w, go_r, out_w)
+            status = 1
+            try:
+                engine = create_ledger_engine(url)
+                os.write(ready_w, b"r")
+                os.read(go_r, 1)
+                os.write(out_w, (work(engine) + "\n").encode())
+                engine.dispose()
+                status = 0
+            finally:
+                os._exit(status)
         children.append(pid)
     for _ in children:
         os.read(ready_r, 1)
@@ -325,6 +314,24 @@ def test_two_writers_recording_the_same_forecasts_leave_one_row_each(
     for fd in (ready_r, ready_w, go_r, go_w):
         os.close(fd)
     assert statuses == [0, 0]
+    return lines
+
+
+def test_two_writers_recording_the_same_forecasts_leave_one_row_each(
+    engine: Engine,
+) -> None:
+    url = engine.url.render_as_string(hide_password=False)
+    engine.dispose()  # no pooled connection may cross the fork
+    wanted = [
+        forecast(as_of=date(2024, 1, 2) + timedelta(days=n), target_date=date(2024, 6, 1))
+        for n in range(40)
+    ]
+
+    def record_all(child_engine: Engine) -> str:
+        ledger = ForecastLedger(child_engine)
+        return ",".join(str(ledger.record(f).id) for f in wanted)
+
+    lines = in_two_children_at_once(url, record_all)
     assert len(lines) == 2 and lines[0] == lines[1]  # both got the same stored rows
     ledger = ForecastLedger(engine)
     assert ledger.counts().forecasts == len(wanted)
@@ -337,6 +344,22 @@ def test_two_writers_recording_the_same_forecasts_leave_one_row_each(
             )
         ).scalar_one()
     assert duplicates == 0
+
+
+def test_two_hosts_migrating_an_empty_database_at_once_both_succeed(
+    empty_engine: Engine,
+) -> None:
+    url = empty_engine.url.render_as_string(hide_password=False)
+    empty_engine.dispose()
+
+    def upgrade(child_engine: Engine) -> str:
+        migration = migrate.upgrade(child_engine)
+        return f"{migration.before or 'empty'}>{migration.after}"
+
+    head = migrate.head_revision()
+    outcomes = sorted(in_two_children_at_once(url, upgrade))
+    assert outcomes == sorted([f"empty>{head}", f"{head}>{head}"])  # one migrated, one waited
+    assert migrate.current_revision(empty_engine) == head
 
 
 def test_history_pages_a_symbols_forecasts_newest_first_with_filters(
