@@ -428,13 +428,6 @@ class Settings(_Root):
         return f"unix://{DataTree.from_settings(self).redis_socket}?db=0"
 
     @property
-    def ledger_database_url(self) -> str:
-        """SQLAlchemy URL of the forecast ledger: DATABASE_URL, else the SQLite file in the tree."""
-        if self.database_url:
-            return self.database_url
-        return f"sqlite:///{DataTree.from_settings(self).ledger_db}"
-
-    @property
     def celery_url(self) -> str:
         """URL for Celery's broker and result backend (kombu spells sockets differently)."""
         url = self.redis_client_url

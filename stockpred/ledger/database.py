@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 
 from stockpred.infra.files import DIR_MODE
+from stockpred.paths import DataTree
 from stockpred.settings import Settings
 
 BUSY_TIMEOUT_MS = 30_000
@@ -31,8 +32,10 @@ _IMMEDIATE = "stockpred_begin_immediate"
 
 
 def ledger_url(settings: Settings) -> URL:
-    """The ledger's database URL from the settings."""
-    return make_url(settings.ledger_database_url)
+    """DATABASE_URL, else the SQLite file in the data tree (any character allowed in its path)."""
+    if settings.database_url:
+        return make_url(settings.database_url)
+    return URL.create("sqlite", database=str(DataTree.from_settings(settings).ledger_db))
 
 
 def shown_url(url: URL | str) -> str:

@@ -7,7 +7,7 @@ import subprocess
 import uuid
 from datetime import UTC, date, datetime
 
-from stockpred.ledger.database import create_ledger_engine
+from stockpred.ledger.database import create_ledger_engine, ledger_url
 from stockpred.ledger.entries import Forecast
 from stockpred.ledger.migrate import head_revision
 from stockpred.ledger.store import ForecastLedger
@@ -79,7 +79,7 @@ def test_ledger_score_scores_due_forecasts_from_the_embedded_prices(
 ) -> None:
     env = {**data_env, "STOCK_DATA_SOURCE": "embedded"}
     assert stockpred("setup", "-q", env=env).returncode == 0
-    engine = create_ledger_engine(load_settings(env).ledger_database_url)
+    engine = create_ledger_engine(ledger_url(load_settings(env)))
     ledger = ForecastLedger(engine)
     stored = ledger.record(
         Forecast(

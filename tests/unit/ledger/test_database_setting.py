@@ -57,3 +57,9 @@ def test_the_password_is_masked_in_settings_output_and_shown_urls() -> None:
     shown = shown_url(ledger_url(settings))
     assert "s3cr3t-pw" not in shown
     assert shown == "postgresql+psycopg://u:***@db/ledger"
+
+
+def test_the_default_sqlite_file_may_sit_under_any_folder_name(tmp_path: Path) -> None:
+    odd = tmp_path / "data?v=1 #2"
+    url = ledger_url(load_settings({"STOCKPRED_DATA_DIR": str(odd)}))
+    assert url.database == str(odd / "ledger" / "forecasts.db")
