@@ -11,7 +11,7 @@ CELERY_WORKER := $(BIN)/celery -A workers worker --task-events --loglevel $(LOGL
 
 .PHONY: help install system-deps setup run status test lint format lock web worker-inference \
         worker-training worker-maintenance beat flower redis storage-setup storage-test \
-        check-routes clean train predict bench chaos storage-backup storage-restore \
+        check-routes clean train predict bench chaos storage-backup storage-restore ledger-upgrade \
         storage-cleanup storage-monitor metrics docker-up docker-run docker-down docker-logs dev-setup
 
 help: ## List every target with what it does
@@ -26,10 +26,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) system-deps ## Create .venv, install the locked packages and system tools if missing
 
-SYSTEM_TOOLS := redis-server:redis-server promtool:prometheus nginx:nginx-light
-system-deps: ## Install redis-server, promtool (prometheus) and nginx with apt-get when missing (root)
+# tool:package; Debian keeps PostgreSQL's initdb off PATH, in /usr/lib/postgresql/<version>/bin.
+SYSTEM_TOOLS := redis-server:redis-server promtool:prometheus nginx:nginx-light initdb:postgresql
+system-deps: ## Install redis-server, promtool (prometheus), nginx and postgresql (tests) with apt-get when missing (root)
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \
-	  command -v $${pair%%:*} >/dev/null 2>&1 || test -x /usr/sbin/$${pair%%:*} || missing="$$missing $${pair##*:}"; \
+	  tool=$${pair%%:*}; \
+	  command -v $$tool >/dev/null 2>&1 || test -x /usr/sbin/$$tool \
+	    || ls /usr/lib/postgresql/*/bin/$$tool >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -98,6 +101,9 @@ storage-setup: install ## Create the persistent_data tree, config templates and 
 
 storage-test: install ## Check every persistent_data folder exists and is writable; print usage
 	$(BIN)/stockpred storage test
+
+ledger-upgrade: install ## Create or upgrade the forecast ledger's tables (DATABASE_URL; default SQLite in persistent_data/ledger)
+	$(BIN)/stockpred ledger upgrade
 
 check-routes: install ## Check every task and beat entry routes to a declared queue
 	$(BIN)/python -m celeryconfig

@@ -84,6 +84,7 @@ class DataTree:
             self.grafana,
             self.monitoring,
             self.frontend,
+            self.ledger,
         )
         return {folder.name: folder for folder in folders}
 
@@ -247,6 +248,16 @@ class DataTree:
         return self.supervisor / "supervisord.log"
 
     @property
+    def ledger(self) -> Path:
+        """The forecast ledger's embedded database (unused when DATABASE_URL names a server)."""
+        return self.root / "ledger"
+
+    @property
+    def ledger_db(self) -> Path:
+        """The SQLite file of the forecast ledger (its `-wal` and `-shm` files sit beside it)."""
+        return self.ledger / "forecasts.db"
+
+    @property
     def prometheus(self) -> Path:
         return self.root / "prometheus"
 
@@ -343,6 +354,7 @@ class DataTree:
             "frontend": self.frontend,
             "frontend/logs": self.frontend / "logs",
             "frontend/cache": self.frontend / "cache",
+            "ledger": self.ledger,
         }
 
 

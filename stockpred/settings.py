@@ -160,6 +160,30 @@ def _redis_url(raw: str) -> str:
     return raw
 
 
+DATABASE_FORMS = (
+    "must be a sqlite:///path/to/file.db or postgresql://user:password@host:port/database URL"
+)
+_POSTGRESQL = ("postgresql", "postgresql+psycopg", "postgres")
+_SQLITE = ("sqlite", "sqlite+pysqlite")
+
+
+def _database_url(raw: str) -> str:
+    # Deferred: only a process that reads this setting needs SQLAlchemy's URL parser.
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(raw)
+    except (ArgumentError, ValueError):
+        raise _reject(DATABASE_FORMS) from None
+    if url.drivername in _POSTGRESQL and url.database:
+        # Kept in SQLAlchemy's spelling with the driver the project installs (psycopg 3).
+        return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    if url.drivername in _SQLITE and url.database and url.database != ":memory:":
+        return url.set(drivername="sqlite").render_as_string(hide_password=False)
+    raise _reject(DATABASE_FORMS)
+
+
 def _fernet_key(raw: str) -> str:
     try:
         ok = len(base64.urlsafe_b64decode(raw.encode())) == 32
@@ -221,6 +245,7 @@ Positive = Annotated[float, _from_text(_positive)]
 Duration = Annotated[timedelta, _from_text(_duration)]
 Flag = Annotated[bool, _from_text(_bool)]
 RedisUrl = Annotated[str, _from_text(_redis_url)]
+DatabaseUrl = Annotated[str, _from_text(_database_url)]
 RateLimit = Annotated[str, _from_text(_rate_limit)]
 QueueBound = Annotated[int, _whole(1, 1_000_000)]
 FernetKey = Annotated[str, _from_text(_fernet_key)]
@@ -324,6 +349,10 @@ class Settings(_Root):
     redis_url: RedisUrl | None = Field(None, validation_alias=_seed("REDIS_URL"))
     redis_port: Port | None = Field(None, validation_alias=_seed("REDIS_PORT"))
     redis_password: str | None = Field(None, validation_alias=_seed("REDIS_PASSWORD"), repr=False)
+    # Secret: a PostgreSQL URL carries its password.
+    database_url: DatabaseUrl | None = Field(
+        None, validation_alias=_seed("DATABASE_URL"), repr=False
+    )
     web_host: str = Field("127.0.0.1", validation_alias=_seed("WEB_HOST"))
     web_port: Port = Field(8080, validation_alias=_seed("WEB_PORT"))
     web_workers: Annotated[int, _whole(1, 64)] = Field(2, validation_alias=_seed("WEB_WORKERS"))

@@ -1,4 +1,5 @@
-"""`stockpred setup`: build the persistent_data tree, write config templates, migrate old models.
+"""`stockpred setup`: build the persistent_data tree, write config templates, migrate old models,
+create or upgrade the forecast ledger's database.
 
 Idempotent: a second run changes nothing. Never overwrites a file an operator may have edited;
 the only change to an existing file is appending a missing generated secret to persistent.env.
@@ -14,10 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stockpred.infra.files import FILE_MODE, SECRET_MODE, atomic_path, atomic_write, sha256_file
 from stockpred.paths import DataTree, ensure_directories
 from stockpred.settings import Settings, read_env_file
+
+if TYPE_CHECKING:
+    from stockpred.ledger.migrate import Migration
 
 
 @dataclass
@@ -30,6 +35,7 @@ class SetupReport:
     generated_secrets: list[str] = field(default_factory=list)
     migrated_files: list[Path] = field(default_factory=list)
     skipped_migrations: list[str] = field(default_factory=list)
+    ledger: Migration | None = None
 
     @property
     def changed(self) -> bool:
@@ -39,6 +45,7 @@ class SetupReport:
             or self.written_files
             or self.generated_secrets
             or self.migrated_files
+            or (self.ledger is not None and self.ledger.changed)
         )
 
     def lines(self, settings: Settings) -> list[str]:
@@ -53,6 +60,11 @@ class SetupReport:
         out += [f"wrote     {p}" for p in self.written_files]
         out += [f"migrated  {p}" for p in self.migrated_files]
         out += [f"skipped   {reason}" for reason in self.skipped_migrations]
+        if self.ledger is not None and self.ledger.changed:
+            before = self.ledger.before or "empty"
+            out.append(
+                f"migrated  ledger {self.ledger.database} from {before} to {self.ledger.after}"
+            )
         for name in self.generated_secrets:
             out.append(f"generated {name} into {env_file} (mode 600)")
         if not self.changed:
@@ -143,4 +155,8 @@ def run_setup(settings: Settings, legacy_models_dir: Path | None = None) -> Setu
     _write_if_absent(tree.ml_config, _template("ml_config.json"), FILE_MODE, report)
     _ensure_secrets(tree.persistent_env, report, own_redis=settings.manages_redis)
     migrate_legacy_models(legacy_models_dir or tree.legacy_models, tree, report)
+    # Deferred: SQLAlchemy and Alembic load only when setup runs, not for `stockpred --help`.
+    from stockpred.ledger.migrate import upgrade_database
+
+    report.ledger = upgrade_database(settings)
     return report

@@ -29,6 +29,7 @@ TREE_FILES = {
     "supervisord.sock",
     "supervisord.pid",
     "supervisord.log",
+    "forecasts.db",
 }
 # Templates shipped in the package carry the name of the file they become.
 TEMPLATE_CALLS = {"_template"}
@@ -82,6 +83,7 @@ def test_every_named_file_is_a_path_of_the_tree(tmp_path: Path) -> None:
             tree.supervisord_socket,
             tree.supervisord_pid,
             tree.supervisord_log,
+            tree.ledger_db,
         )
     }
     assert named | {"stock-prediction.log"} == TREE_FILES

@@ -54,6 +54,9 @@ def test_importing_the_workers_and_tasks_does_not_import_tensorflow() -> None:
         "stockpred.ops.provision",
         "stockpred.infra.logs",
         "stockpred.ops.cli",
+        "stockpred.ledger.store",
+        "stockpred.ledger.service",
+        "stockpred.ledger.migrate",
     ],
 )
 def test_the_domain_imports_neither_web_tasks_workers_nor_flask(module: str) -> None:

@@ -1,15 +1,16 @@
 """The `stockpred` command: one module per command group, wired onto `main` here.
 
 `setup_run` (setup, run, ctl, redis-server, exporter), `settings_cmd` (settings), `storage`
-(storage ...), `models` (models ...), `train_predict` (train, predict). Shared helpers are in
-`common`. Each command imports what it needs when it runs, so `stockpred --help` stays quick.
+(storage ...), `models` (models ...), `ledger` (ledger ...), `train_predict` (train, predict).
+Shared helpers are in `common`. Each command imports what it needs when it runs, so
+`stockpred --help` stays quick.
 """
 
 from __future__ import annotations
 
 import click
 
-from stockpred.ops.cli import models, settings_cmd, setup_run, storage, train_predict
+from stockpred.ops.cli import ledger, models, settings_cmd, setup_run, storage, train_predict
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,6 +29,7 @@ for command in (
     train_predict.train,
     train_predict.predict,
     models.models,
+    ledger.ledger,
 ):
     main.add_command(command)
 

@@ -12,6 +12,7 @@ import click
 from prometheus_client import start_http_server
 
 from stockpred.infra.redis_client import connect
+from stockpred.ledger.errors import LedgerUnavailable
 from stockpred.ops.cli.common import cli_settings
 from stockpred.ops.exporter import exporter_registry
 from stockpred.ops.procset import run_process_set
@@ -32,7 +33,10 @@ from stockpred.settings import SettingsError, load_settings
 def setup(legacy_models: Path | None, quiet: bool) -> None:
     """Create the persistent_data tree, config templates and secrets; migrate old models."""
     settings = cli_settings()
-    report = run_setup(settings, legacy_models)
+    try:
+        report = run_setup(settings, legacy_models)
+    except LedgerUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
     for line in report.lines(settings):
         if not quiet or not line.startswith(("persistent_data root", "nothing to do")):
             click.echo(line)
@@ -70,7 +74,10 @@ def redis_server() -> None:
 )
 def run(procfile: Path | None) -> None:
     """Run Redis, the web app, three workers, beat, Flower and the exporter under supervisord."""
-    report = run_setup(cli_settings())
+    try:
+        report = run_setup(cli_settings())
+    except LedgerUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
     for line in report.lines(cli_settings()):
         click.echo(line)
     try:

@@ -29,9 +29,13 @@ def test_every_command_and_group_is_wired_onto_main() -> None:
         "train",
         "predict",
         "models",
+        "ledger",
     }
     storage, models = main.commands["storage"], main.commands["models"]
     assert isinstance(storage, click.Group) and isinstance(models, click.Group)
+    ledger = main.commands["ledger"]
+    assert isinstance(ledger, click.Group)
+    assert set(ledger.commands) == {"upgrade", "status", "score"}
     assert set(storage.commands) == {
         "test",
         "backup",

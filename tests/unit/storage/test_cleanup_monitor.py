@@ -140,6 +140,7 @@ def test_the_monitor_measures_each_top_level_folder_where_the_settings_put_it(
         "grafana",
         "monitoring",
         "frontend",
+        "ledger",
     ]
     (moved / "some.tar.gz").write_bytes(b"x" * 1000)
     report = build_report(tree, max_backup_age=timedelta(hours=26))

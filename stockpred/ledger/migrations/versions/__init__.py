@@ -1,0 +1,1 @@
+"""The ledger's migrations, one module per revision, oldest first."""

@@ -1,0 +1,199 @@
+"""`ForecastLedger`: record forecasts append-only, record scores once, read them back.
+
+A forecast is inserted only when its natural key (`schema.NATURAL_KEY`) is absent; otherwise
+the stored row wins and is returned unchanged, so re-running a daily run or a backfill never
+alters a forecast. The database settles races (INSERT … ON CONFLICT DO NOTHING on its unique
+key), so two writers recording the same forecast leave one row. Nothing here updates or
+deletes a row.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Select, Table, and_, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from stockpred.ledger.database import write_transaction
+from stockpred.ledger.entries import Forecast, LedgerEntry, Score, StoredForecast
+from stockpred.ledger.schema import NATURAL_KEY, forecasts, scores
+
+log = logging.getLogger(__name__)
+MAX_PAGE = 1000
+_FORECAST_FIELDS = (
+    "symbol",
+    "as_of",
+    "target_date",
+    "horizon",
+    "forecaster",
+    "model_version",
+    "point",
+    "naive",
+    "requested_at",
+    "lower",
+    "upper",
+    "level",
+    "origin",
+)
+_SCORE_FIELDS = tuple(column.name for column in scores.columns)
+
+
+class UnsupportedDatabase(RuntimeError):
+    """The engine's database is neither SQLite nor PostgreSQL."""
+
+
+@dataclass(frozen=True)
+class LedgerCounts:
+    """How many forecasts the ledger holds and how many of them are scored."""
+
+    forecasts: int
+    scored: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {"forecasts": self.forecasts, "scored": self.scored}
+
+
+def _inserted(
+    connection: Connection, table: Table, values: Mapping[str, Any], key: Sequence[str]
+) -> bool:
+    """INSERT unless a row with the same `key` exists; True when this call inserted it.
+
+    Told by RETURNING (a skipped row returns none): drivers' rowcounts for INSERT vary.
+    """
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        statement: Any = postgresql.insert(table)
+    elif dialect == "sqlite":
+        statement = sqlite.insert(table)
+    else:
+        raise UnsupportedDatabase(f"the ledger runs on SQLite or PostgreSQL, not {dialect}")
+    returned = table.c[key[0]]
+    statement = statement.values(values).on_conflict_do_nothing(index_elements=key)
+    return connection.execute(statement.returning(returned)).first() is not None
+
+
+def _stored(row: Any) -> StoredForecast:
+    values = row._mapping
+    return StoredForecast(
+        id=int(values["id"]), forecast=Forecast(**{f: values[f] for f in _FORECAST_FIELDS})
+    )
+
+
+def _score(row: Any, prefix: str = "") -> Score:
+    values = row._mapping
+    return Score(**{f: values[prefix + f] for f in _SCORE_FIELDS})
+
+
+class ForecastLedger:
+    """The forecast ledger on one database (the engine chooses which)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def record(self, forecast: Forecast) -> StoredForecast:
+        """Store `forecast` unless the same one is stored; return the stored row either way."""
+        values = {f: getattr(forecast, f) for f in _FORECAST_FIELDS}
+        with write_transaction(self.engine) as connection:
+            inserted = _inserted(connection, forecasts, values, NATURAL_KEY)
+            row = connection.execute(
+                select(forecasts).where(
+                    and_(*(forecasts.c[name] == values[name] for name in NATURAL_KEY))
+                )
+            ).one()
+        stored = _stored(row)
+        if not inserted and stored.forecast != forecast:
+            log.info(
+                "forecast %s %s→%s by %s %r was stored before; kept the stored one (id %d)",
+                forecast.symbol,
+                forecast.as_of,
+                forecast.target_date,
+                forecast.forecaster,
+                forecast.model_version,
+                stored.id,
+            )
+        return stored
+
+    def get(self, forecast_id: int) -> LedgerEntry | None:
+        """The forecast with this id and its score, or None."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                self._entries().where(forecasts.c.id == forecast_id)
+            ).one_or_none()
+        return None if row is None else self._entry(row)
+
+    def unscored(
+        self, *, through: date | None = None, symbols: Iterable[str] | None = None
+    ) -> list[StoredForecast]:
+        """Forecasts without a score whose target date is `through` or earlier (None: any)."""
+        query = (
+            select(forecasts)
+            .outerjoin(scores, scores.c.forecast_id == forecasts.c.id)
+            .where(scores.c.forecast_id.is_(None))
+            .order_by(forecasts.c.symbol, forecasts.c.target_date, forecasts.c.id)
+        )
+        if through is not None:
+            query = query.where(forecasts.c.target_date <= through)
+        if symbols is not None:
+            query = query.where(forecasts.c.symbol.in_(list(symbols)))
+        with self.engine.connect() as connection:
+            return [_stored(row) for row in connection.execute(query)]
+
+    def record_scores(self, new_scores: Iterable[Score]) -> int:
+        """Store each score unless its forecast has one; return how many were stored."""
+        stored = 0
+        with write_transaction(self.engine) as connection:
+            for score in new_scores:
+                values = {f: getattr(score, f) for f in _SCORE_FIELDS}
+                stored += _inserted(connection, scores, values, ("forecast_id",))
+        return stored
+
+    def history(
+        self,
+        symbol: str,
+        *,
+        start: date | None = None,
+        end: date | None = None,
+        horizon: int | None = None,
+        forecaster: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[LedgerEntry]:
+        """A symbol's forecasts with their scores, newest target date first, one page of them."""
+        if not 1 <= limit <= MAX_PAGE or offset < 0:
+            raise ValueError(f"limit must be 1 to {MAX_PAGE} and offset >= 0")
+        query = self._entries().where(forecasts.c.symbol == symbol)
+        if start is not None:
+            query = query.where(forecasts.c.target_date >= start)
+        if end is not None:
+            query = query.where(forecasts.c.target_date <= end)
+        if horizon is not None:
+            query = query.where(forecasts.c.horizon == horizon)
+        if forecaster is not None:
+            query = query.where(forecasts.c.forecaster == forecaster)
+        query = query.order_by(forecasts.c.target_date.desc(), forecasts.c.id.desc())
+        with self.engine.connect() as connection:
+            rows = connection.execute(query.limit(limit).offset(offset))
+            return [self._entry(row) for row in rows]
+
+    def counts(self) -> LedgerCounts:
+        """How many forecasts are stored and how many are scored."""
+        with self.engine.connect() as connection:
+            total = connection.execute(select(func.count()).select_from(forecasts)).scalar_one()
+            scored = connection.execute(select(func.count()).select_from(scores)).scalar_one()
+        return LedgerCounts(int(total), int(scored))
+
+    @staticmethod
+    def _entries() -> Select[Any]:
+        labelled = [column.label(f"score_{column.name}") for column in scores.columns]
+        return select(forecasts, *labelled).outerjoin(
+            scores, scores.c.forecast_id == forecasts.c.id
+        )
+
+    @staticmethod
+    def _entry(row: Any) -> LedgerEntry:
+        scored = row._mapping["score_forecast_id"] is not None
+        return LedgerEntry(_stored(row), _score(row, "score_") if scored else None)
