@@ -204,6 +204,18 @@ def _basic_auth(raw: str) -> str:
     return raw
 
 
+MIN_API_TOKEN_LENGTH = 32  # `stockpred setup` generates 43 characters (secrets.token_urlsafe(32))
+
+
+def _api_token(raw: str) -> str:
+    if len(raw) < MIN_API_TOKEN_LENGTH:
+        raise _reject(
+            f"must be at least {MIN_API_TOKEN_LENGTH} characters (it has {len(raw)}); "
+            "make one with `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+    return raw
+
+
 def _rate_limit(raw: str) -> str:
     # Deferred: only a process that reads this setting needs the limiter's parser.
     from limits import parse_many
@@ -250,6 +262,7 @@ RateLimit = Annotated[str, _from_text(_rate_limit)]
 QueueBound = Annotated[int, _whole(1, 1_000_000)]
 FernetKey = Annotated[str, _from_text(_fernet_key)]
 BasicAuth = Annotated[str, _from_text(_basic_auth)]
+ApiToken = Annotated[str, _from_text(_api_token)]
 LogLevel = Annotated[str, _one_of("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", upper=True)]
 DataSource = Annotated[str, _one_of("auto", "yahoo", "embedded", "csv")]
 
@@ -373,7 +386,9 @@ class Settings(_Root):
     flower_basic_auth: BasicAuth | None = Field(
         None, validation_alias=_seed("FLOWER_BASIC_AUTH"), repr=False
     )
-    api_token: str | None = Field(None, validation_alias=_seed("STOCKPRED_API_TOKEN"), repr=False)
+    api_token: ApiToken | None = Field(
+        None, validation_alias=_seed("STOCKPRED_API_TOKEN"), repr=False
+    )
     log_level: LogLevel = Field("INFO", validation_alias=_seed("LOG_LEVEL"))
     log_max_bytes: Annotated[int, _whole(1024, 2**40)] = Field(
         10 * 1024 * 1024, validation_alias=_seed("LOG_MAX_BYTES")

@@ -18,11 +18,14 @@ from web.metrics import install_metrics
 from web.middleware import install_middleware
 from web.services import EXTENSION_KEY, Services
 
+MAX_BODY_BYTES = 64 * 1024  # the largest body this API documents is a few hundred bytes
+
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app. `config` may carry Flask keys and `STOCKPRED_SERVICES` (tests)."""
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES  # larger bodies: 413 before any parsing
     if config:
         app.config.update(config)
     svc = app.config.get("STOCKPRED_SERVICES")

@@ -64,7 +64,9 @@ def submit(
         )
     except jobs_submit.QueueFull as exc:
         web_metrics().refused.labels(f"queue_full_{exc.queue}").inc()
-        raise ApiError(503, "queue full", str(exc), {"Retry-After": str(exc.retry_after)}) from exc
+        raise ApiError(
+            503, "queue full", str(exc), {"Retry-After": str(exc.retry_after)}, public=True
+        ) from exc
     except jobs_submit.JobStoreUnavailable as exc:
         raise ApiError(503, "job store unavailable", str(exc)) from exc
     except jobs_submit.QueueUnavailable as exc:

@@ -1,4 +1,9 @@
-"""JSON errors for every failure: `{error, status, timestamp, detail}`, never a traceback."""
+"""JSON errors for every failure: `{error, status, timestamp, detail}`, never a traceback.
+
+A 5xx answer to an anonymous request carries no internal detail (exception text, paths, URLs):
+the detail is logged with the request id and the answer names that id. Details written for the
+public (Redis away, a queue full, no token configured) are marked `public` and kept.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +17,11 @@ from werkzeug.exceptions import HTTPException
 from stockpred.infra.clock import utcnow_iso
 from stockpred.jobs.records import DamagedJobRecord
 from stockpred.ml.registry import DamagedVersion
+from web.auth import authenticated
 
 log = logging.getLogger(__name__)
 MODEL_UNREADABLE = "model unreadable"
+WITHHELD = "the cause was logged with this request_id; retry later or ask the operator"
 
 
 class ApiError(Exception):
@@ -26,20 +33,37 @@ class ApiError(Exception):
         error: str,
         detail: Any = None,
         headers: dict[str, str] | None = None,
+        *,
+        public: bool = False,
     ) -> None:
         super().__init__(error)
         self.status = status
         self.error = error
         self.detail = detail
         self.headers = headers or {}
+        self.public = public  # a 5xx detail fit for anonymous clients
 
 
 def error_response(
-    status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None
+    status: int,
+    error: str,
+    detail: Any = None,
+    headers: dict[str, str] | None = None,
+    *,
+    public: bool = False,
 ) -> Response:
-    """Build the JSON error body every route uses."""
-    body = {"error": error, "status": status, "timestamp": utcnow_iso(), "detail": detail}
+    """Build the JSON error body every route uses; withhold a 5xx detail from anonymous ones."""
     request_id = g.get("request_id")
+    if status >= 500 and not public and detail is not None and not authenticated():
+        log.warning(
+            "answered %s %r to an anonymous request (request_id=%s): %s",
+            status,
+            error,
+            request_id or "-",
+            detail,
+        )
+        detail = WITHHELD
+    body = {"error": error, "status": status, "timestamp": utcnow_iso(), "detail": detail}
     if request_id:
         body["request_id"] = request_id
     response = jsonify(body)
@@ -59,7 +83,7 @@ def _http_error(exc: HTTPException) -> Response:
 
 
 def _api_error(exc: ApiError) -> Response:
-    return error_response(exc.status, exc.error, exc.detail, exc.headers)
+    return error_response(exc.status, exc.error, exc.detail, exc.headers, public=exc.public)
 
 
 def _redis_unavailable(exc: Exception) -> Response:
@@ -69,6 +93,7 @@ def _redis_unavailable(exc: Exception) -> Response:
         "redis unavailable",
         f"Redis did not answer ({type(exc).__name__}); retry shortly",
         {"Retry-After": "5"},
+        public=True,
     )
 
 
@@ -80,6 +105,7 @@ def _redis_full(exc: Exception) -> Response:
         "redis out of memory",
         "Redis is at its maxmemory and refuses new writes; retry later",
         {"Retry-After": "30"},
+        public=True,
     )
 
 
@@ -96,7 +122,10 @@ def _damaged_job(exc: Exception) -> Response:
 def _unexpected(exc: Exception) -> Response:
     log.exception("unhandled error: %s", exc)
     return error_response(
-        500, "internal server error", "the error was logged to error.log with this request_id"
+        500,
+        "internal server error",
+        "the error was logged to error.log with this request_id",
+        public=True,
     )
 
 

@@ -75,7 +75,7 @@ class CachedPredictionFastPath:
                 ("Content-Type", "application/json"),
                 ("Content-Length", str(len(body))),
                 ("X-Cache", "hit"),
-                *answer_headers(method, request_id),
+                *answer_headers(method, path, request_id),
             ],
         )
         elapsed = time.perf_counter() - started

@@ -29,6 +29,9 @@ from web.services import Services
 
 LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 MARKET_COUNTER = "market_cache"  # web.api.historical's hit counter
+# Label values come from the request: any other method token is counted as OTHER (bounded).
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "OTHER"
 CACHE_COUNTERS = (COUNTER_NAME, MARKET_COUNTER)
 
 
@@ -99,9 +102,14 @@ def _prediction_series(cached: bool) -> tuple[Counter, Histogram]:
     return metrics.predictions.labels(label), metrics.prediction_latency.labels(label)
 
 
+def method_label(method: str) -> str:
+    """The request's method as a label value: one of KNOWN_METHODS, else OTHER."""
+    return method if method in KNOWN_METHODS else OTHER_METHOD
+
+
 def record_request_metrics(method: str, endpoint: str, status: int, elapsed: float) -> None:
-    """Count one answered request and its duration (`endpoint` is the URL rule)."""
-    requests, duration = _request_series(method, endpoint, status)
+    """Count one answered request and its duration (`endpoint` is the URL rule or unmatched)."""
+    requests, duration = _request_series(method_label(method), endpoint, status)
     requests.inc()
     duration.observe(elapsed)
     if status >= 400:

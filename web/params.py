@@ -19,8 +19,8 @@ def parse_symbol(raw: str) -> str:
 
 
 def parse_int(name: str, raw: Any, low: int, high: int, default: int | None) -> int | None:
-    """A whole number in [low, high]; the default when absent; else a 400 naming the field."""
-    if raw is None or raw == "":
+    """A whole number in [low, high]; the default when absent; else (empty too) a 400."""
+    if raw is None:
         return default
     text = str(raw).strip()
     if (
@@ -35,8 +35,8 @@ def parse_int(name: str, raw: Any, low: int, high: int, default: int | None) -> 
 
 
 def parse_bool(name: str, raw: Any, default: bool = False) -> bool:
-    """true/false, 1/0, yes/no; else a 400."""
-    if raw is None or raw == "":
+    """true/false, 1/0, yes/no; the default when absent; else (empty too) a 400."""
+    if raw is None:
         return default
     if isinstance(raw, bool):
         return raw
@@ -52,7 +52,10 @@ def json_body() -> dict[str, Any]:
     """The request's JSON object body ({} when empty); a 400 for anything else."""
     if not request.get_data():
         return {}
-    body = request.get_json(silent=True, force=True)  # clients often omit the Content-Type
+    try:
+        body = request.get_json(silent=True, force=True)  # clients often omit the Content-Type
+    except RecursionError:  # nested deeper than the parser goes: not a body this API takes
+        raise ApiError(400, "invalid body", "the body is nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid body", "the body must be a JSON object")
     return body

@@ -61,9 +61,11 @@ end
 return 1
 """
 # Create a record unless the dedupe key names a job that still has one (then return that job's
-# fields); with pending_only, a job that has finished does not count. KEYS: record, dedupe key
-# or ""; ARGV: job id, record TTL, dedupe seconds, record key prefix, pending_only ("1"/"0"),
-# field/value pairs. The deduplicated job's key is built here: one Redis server only.
+# fields); with pending_only, a job that has finished does not count, and a cancelled job never
+# does (whoever cancelled it did not want it; others asking for the same work do).
+# KEYS: record, dedupe key or ""; ARGV: job id, record TTL, dedupe seconds, record key prefix,
+# pending_only ("1"/"0"), field/value pairs. The deduplicated job's key is built here: one
+# Redis server only.
 _CREATE_SCRIPT = """
 if KEYS[2] ~= '' then
   local existing = redis.call('GET', KEYS[2])
@@ -71,7 +73,8 @@ if KEYS[2] ~= '' then
     local record = ARGV[4] .. existing
     local state = redis.call('HGET', record, 'state')
     local final = state == 'succeeded' or state == 'failed' or state == 'cancelled'
-    if state and not (ARGV[5] == '1' and final) then return redis.call('HGETALL', record) end
+    local reusable = state ~= 'cancelled' and not (ARGV[5] == '1' and final)
+    if state and reusable then return redis.call('HGETALL', record) end
   end
   redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3])
 end

@@ -37,8 +37,12 @@ def build_model(
 
 
 def load_keras_model(path: str) -> Any:
-    """Load a saved model for inference (.keras or legacy .h5)."""
-    return tensorflow().keras.models.load_model(path, compile=False)
+    """Load a saved model for inference (.keras or legacy .h5); code inside it is refused.
+
+    `safe_mode=True` is said, not left to Keras's default: a model file holding a Lambda
+    layer's code (pickled Python) must fail to load, whatever a later Keras defaults to.
+    """
+    return tensorflow().keras.models.load_model(path, compile=False, safe_mode=True)
 
 
 def serving_function(model: Any) -> Any:

@@ -114,6 +114,27 @@ def test_a_dedupe_key_returns_the_live_job_and_writes_nothing(redis_client: redi
     assert 0 < redis_client.ttl(DEDUPE_PREFIX + "predict:DEDUP:1") <= 30
 
 
+def test_a_cancelled_job_never_stands_for_the_same_work(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client, timedelta(days=7))
+    key = f"storage-monitor:{uuid.uuid4().hex}"
+
+    def monitor(job_id: str) -> Job:
+        return store.create(
+            kind="storage-monitor",
+            task_name="maintenance.monitor",
+            queue="maintenance",
+            job_id=job_id,
+            dedupe_key=key,
+            dedupe_seconds=30,
+        )
+
+    first = monitor(f"first-{key}")
+    store.update(first.id, state="cancelled")
+    second = monitor(f"second-{key}")
+    assert second.id == f"second-{key}" and second.state == "queued"
+    assert monitor(f"third-{key}") == second  # a live job still stands for it
+
+
 def test_every_waiter_wakes_with_the_final_record(redis_client: redis.Redis) -> None:
     store = JobStore(redis_client, timedelta(days=7))
     job = store.create(kind="predict", task_name="inference.predict", queue="inference")

@@ -67,7 +67,7 @@ def client(settings: Settings) -> FlaskClient:
         ("get", "/api/v1/historical/NVDA?days=0", "/api/v1/historical/{symbol}", 400),
         ("get", "/api/v1/tasks/bad%20id", "/api/v1/tasks/{task_id}", 400),
         ("post", "/api/v1/train/NVDA", "/api/v1/train/{symbol}", 401),
-        ("delete", "/api/v1/tasks/abc", "/api/v1/tasks/{task_id}", 401),
+        ("post", "/api/v1/tasks/abc/cancel", "/api/v1/tasks/{task_id}/cancel", 401),
         ("post", "/api/v1/storage/cleanup", "/api/v1/storage/cleanup", 401),
     ],
 )

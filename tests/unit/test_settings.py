@@ -163,7 +163,7 @@ def test_redis_port_listens_on_loopback_and_redis_url_uses_that_server() -> None
 
 
 def test_secrets_are_not_in_the_repr() -> None:
-    s = load_settings({"STOCKPRED_API_TOKEN": "sekrit-token", "FLOWER_BASIC_AUTH": "a:sekrit"})
+    s = load_settings({"STOCKPRED_API_TOKEN": "sekrit-token" * 3, "FLOWER_BASIC_AUTH": "a:sekrit"})
     assert "sekrit" not in repr(s)
 
 
@@ -261,7 +261,11 @@ def test_settings_are_frozen_and_hashable() -> None:
 def test_masked_values_hide_every_secret_and_spell_durations() -> None:
     key = Fernet.generate_key().decode()
     s = load_settings(
-        {"STOCKPRED_API_TOKEN": "t0k", "FLOWER_BASIC_AUTH": "a:b", "BACKUP_ENCRYPTION_KEY": key}
+        {
+            "STOCKPRED_API_TOKEN": "t0k" * 11,
+            "FLOWER_BASIC_AUTH": "a:b",
+            "BACKUP_ENCRYPTION_KEY": key,
+        },
     )
     values = s.masked_values()
     assert values["backup_encryption_key"] == values["api_token"] == "(set)"

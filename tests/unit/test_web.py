@@ -16,7 +16,7 @@ from web import create_app
 from web.admission import RateLimits
 from web.services import Services
 
-TOKEN = "t0ken-for-tests"
+TOKEN = "t0ken-for-tests-of-32-characters"  # settings refuse tokens under 32 characters
 
 
 class FakeRedis:

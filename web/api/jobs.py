@@ -1,4 +1,8 @@
-"""`/api/v1/tasks/{id}`: the durable job record of submitted work."""
+"""`/api/v1/tasks/{id}`: the durable job record of submitted work, and its cancel action.
+
+Cancelling is an action on the job (`POST .../cancel`), not a DELETE: the record stays and
+answers `cancelled`, which is how a running training learns to stop.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,11 @@ from web.errors import ApiError
 from web.services import services
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1/tasks")
-_TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 def _job(task_id: str) -> Job:
-    if not _TASK_ID.match(task_id):
+    if not _TASK_ID.fullmatch(task_id):
         raise ApiError(400, "invalid task id", "task ids are up to 64 letters, digits, - and _")
     job = services().jobs.get(task_id)
     if job is None:
@@ -30,9 +34,9 @@ def get_task(task_id: str) -> Response:
     return jsonify(_job(task_id).to_dict())
 
 
-@bp.delete("/<task_id>")
+@bp.post("/<task_id>/cancel")
 def cancel_task(task_id: str) -> Response:
-    """Cancel a job: dropped if still queued, stopped between epochs if training."""
+    """Cancel a job: dropped if still queued, stopped between epochs if training; kept as record."""
     job = _job(task_id)
     if job.finished:
         raise ApiError(409, "job already finished", f"job {task_id} is {job.state}")

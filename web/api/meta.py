@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
 
 from flask import Blueprint, Response, current_app, jsonify
 
 from stockpred.infra.clock import utcnow_iso
+from web.contract import openapi_document
 from web.health import check_health
 from web.services import services
 
@@ -49,12 +48,6 @@ def index() -> Response:
             "endpoints": _endpoints(),
         }
     )
-
-
-@functools.cache
-def openapi_document() -> bytes:
-    """The HTTP contract (web/openapi.json), read once per process."""
-    return resources.files("web").joinpath("openapi.json").read_bytes()
 
 
 @bp.get("/api/v1/openapi.json")

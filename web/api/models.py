@@ -52,7 +52,9 @@ def list_models() -> Response:
     return jsonify({"models": rows, "count": len(rows)})
 
 
-@bp.get("/<path:symbol>")
+# `<symbol>` matches no "/": GET .../NVDA/rollback is not read as the symbol "NVDA/rollback",
+# so each path answers (and advertises in Allow) only the methods the contract gives it.
+@bp.get("/<symbol>")
 def get_model(symbol: str) -> Response:
     """A symbol's versions (newest first) with their metrics, and which is current."""
     sym = parse_symbol(symbol)
@@ -62,7 +64,7 @@ def get_model(symbol: str) -> Response:
     return jsonify(described)
 
 
-@bp.post("/<path:symbol>/rollback")
+@bp.post("/<symbol>/rollback")
 def rollback(symbol: str) -> Response:
     """Publish an earlier version (body {"version": ...}; default: the one before current).
 

@@ -13,6 +13,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from stockpred.jobs.errors import ErrorKind
 from web.api.training import start_training
+from web.auth import authenticated
 from web.dispatch import accepted, submit, wait_for_job
 from web.errors import MODEL_UNREADABLE, ApiError
 from web.metrics import record_prediction, web_metrics
@@ -48,6 +49,17 @@ def predict(symbol: str) -> Response:
     return response
 
 
+def _how_to_train(symbol: str, auto_train: bool) -> str:
+    """What a client can do about a symbol without a model (AUTO_TRAIN or not)."""
+    train = f"train one with POST /api/v1/train/{symbol} (or `make train SYMBOL={symbol}`)"
+    if auto_train:  # an anonymous request never starts a training (ARCHITECTURE rule 9)
+        return (
+            f"{symbol} has no trained model: {train}, or repeat this request with "
+            "Authorization: Bearer <STOCKPRED_API_TOKEN> to start one (AUTO_TRAIN)"
+        )
+    return f"{symbol} has no trained model: {train}, or set AUTO_TRAIN=true"
+
+
 def _predict(symbol: str) -> Response:
     query = parse_query(symbol, request.args)
     found = recorded_lookup(request.environ)
@@ -55,14 +67,9 @@ def _predict(symbol: str) -> Response:
     svc = services()
     settings = svc.settings
     if version is None:
-        if settings.auto_train:
+        if settings.auto_train and authenticated():
             return start_training(sym, epochs=None, force=False)
-        raise ApiError(
-            404,
-            "no model for symbol",
-            f"{sym} has no trained model: train one with POST /api/v1/train/{sym} "
-            f"(or `make train SYMBOL={sym}`), or set AUTO_TRAIN=true",
-        )
+        raise ApiError(404, "no model for symbol", _how_to_train(sym, settings.auto_train))
     svc.prediction_lookup.count_miss(found)
     job = submit(
         kind="predict",

@@ -27,8 +27,9 @@ LOADED_PREFIX = "stockpred:loaded:"
 @bp.post("/cache/clear")
 def clear_cache() -> Response:
     """Drop cached predictions (all, or ?symbol= / body {"symbol"})."""
-    raw = request.args.get("symbol") or json_body().get("symbol")
-    symbol = parse_symbol(str(raw)) if raw else None
+    # A symbol given, even empty, names one symbol: only its absence means every symbol.
+    raw = request.args.get("symbol", json_body().get("symbol"))
+    symbol = None if raw is None else parse_symbol(str(raw))
     svc = services()
     deleted = PredictionCache(svc.redis, svc.settings.ml_prediction_ttl).clear(symbol)
     scope = f"for {symbol}" if symbol else "for all symbols"

@@ -90,7 +90,8 @@ def status() -> Response:
     if finished is None:
         return accepted(job)
     if finished.state != "succeeded" or not isinstance(finished.result, dict):
-        raise ApiError(503, "storage monitor failed", (finished.error or {}).get("message"))
+        message = (finished.error or {}).get("message") or f"the monitor job was {finished.state}"
+        raise ApiError(503, "storage monitor failed", message)
     return jsonify(finished.result)
 
 
