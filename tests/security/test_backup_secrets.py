@@ -135,13 +135,13 @@ def test_a_rotated_secret_is_kept_and_reported_by_default(
     with tree.persistent_env.open("a") as env:
         env.write("LOG_LEVEL=DEBUG\n")
     name = create_backup(tree, categories=["config"]).info.name
-    rotate_token(tree, "rotated-token-0123456789")
+    rotate_token(tree, "rotated-token-0123456789abcdefghijkl")
     text = tree.persistent_env.read_text().replace("LOG_LEVEL=DEBUG", "LOG_LEVEL=WARNING")
     tree.persistent_env.write_text(text)
     with caplog.at_level(logging.WARNING, logger="stockpred.storage.restore"):
         result = restore_backup(tree, name=name, categories=["config"])
     values = read_env_file(tree.persistent_env)
-    assert values[TOKEN] == "rotated-token-0123456789" != old_token
+    assert values[TOKEN] == "rotated-token-0123456789abcdefghijkl" != old_token
     assert values["LOG_LEVEL"] == "DEBUG", "the rest of the file is the backup's"
     assert result.secrets_differed == [TOKEN] and result.secrets_kept == [TOKEN]
     assert (
@@ -153,7 +153,7 @@ def test_a_rotated_secret_is_kept_and_reported_by_default(
 def test_the_backups_secrets_come_back_only_when_asked_and_are_reported(tree: DataTree) -> None:
     old_token = read_env_file(tree.persistent_env)[TOKEN]
     name = create_backup(tree, categories=["config"]).info.name
-    rotate_token(tree, "rotated-token-0123456789")
+    rotate_token(tree, "rotated-token-0123456789abcdefghijkl")
     result = restore_backup(tree, name=name, categories=["config"], restore_secrets=True)
     assert read_env_file(tree.persistent_env)[TOKEN] == old_token
     assert result.secrets_differed == [TOKEN] and result.secrets_kept == []
@@ -178,11 +178,11 @@ def test_the_operators_restore_command_keeps_a_rotated_token_and_says_so(
     assert stockpred(["setup", "-q"], data_env).returncode == 0
     tree = DataTree.from_settings(load_settings(data_env))
     assert stockpred(["storage", "backup", "--categories", "config"], data_env).returncode == 0
-    rotate_token(tree, "rotated-token-0123456789")
+    rotate_token(tree, "rotated-token-0123456789abcdefghijkl")
     done = stockpred(["storage", "restore", "--categories", "config"], data_env)
     assert done.returncode == 0, done.stderr
     assert f"Kept the current {TOKEN}" in done.stderr
-    assert read_env_file(tree.persistent_env)[TOKEN] == "rotated-token-0123456789"
+    assert read_env_file(tree.persistent_env)[TOKEN] == "rotated-token-0123456789abcdefghijkl"
     assert mode(tree.persistent_env) == 0o600
     assert mode(tree.backups) == 0o700
     assert "rotated-token" not in done.stdout + done.stderr

@@ -19,7 +19,7 @@ from web import create_app
 
 REDIS_PASSWORD = "redis-pass-0123456789abcdef"
 URL_PASSWORD = "url-pass-fedcba9876543210"
-API_TOKEN = "api-token-0123456789abcdef0123"
+API_TOKEN = "api-token-0123456789abcdef0123456789"
 FLOWER_PASSWORD = "flower-pass-0123456789"
 
 
