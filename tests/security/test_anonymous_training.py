@@ -82,3 +82,17 @@ def test_an_authenticated_prediction_may_start_the_training(auto_train_app: Flas
     assert _training_jobs(auto_train_app) == [body["task_id"]]
     cancelled = client.post(f"/api/v1/tasks/{body['task_id']}/cancel", headers=auth)
     assert cancelled.status_code == 200, cancelled.get_json()
+
+
+def test_an_authenticated_prediction_during_a_training_answers_the_documented_409(
+    auto_train_app: Flask,
+) -> None:
+    client = auto_train_app.test_client()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    first = client.get(f"/api/v1/predict/{SYMBOL}", headers=auth).get_json()
+    response = client.get(f"/api/v1/predict/{SYMBOL}", headers=auth)
+    body = response.get_json()
+    assert response.status_code == 409, body
+    assert_conforms("/api/v1/predict/{symbol}", "get", 409, body)
+    assert body["task_id"] == first["task_id"]
+    client.post(f"/api/v1/tasks/{first['task_id']}/cancel", headers=auth)

@@ -1,5 +1,8 @@
 """Issue 12, finding 6: Schemathesis finds the live service and its OpenAPI document in step.
 
+Before fuzzing, the same live set (AUTO_TRAIN on) shows finding 4 end to end: an anonymous
+prediction for a symbol without a model queues no training and creates no job record.
+
 Every check but positive_data_acceptance (the document cannot state that a backup name must
 exist), authenticated, against `make run` started by the test on a throw-away data root: the
 fuzzing queues real backups, restores and trainings there. The suite runs a short, bounded
@@ -16,8 +19,11 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
+import redis
 
-from tests.process_set import process_set, wait_healthy
+from stockpred.jobs.records import KEY_PREFIX
+from stockpred.settings import load_settings
+from tests.process_set import RunningSet, http_get, process_set, wait_healthy
 from tests.support import BIN
 
 FUZZ_SECONDS = int(os.environ.get("STOCKPRED_FUZZ_SECONDS", "60"))
@@ -32,14 +38,28 @@ FUZZ_ENV = {
     "QUEUE_MAX_INFERENCE": "100000",
     "PREDICT_WAIT": "5",
     "HISTORICAL_WAIT": "5",
+    "AUTO_TRAIN": "true",
 }
+UNTRAINED = "AAPL"  # embedded data, no model in a fresh data root
 MAX_RESPONSE_SECONDS = 15  # the longest wait above, with room for two busy cores
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(FUZZ_SECONDS + 420)]
+
+
+def assert_anonymous_predict_starts_no_training(running: RunningSet) -> None:
+    """Finding 4 on the live set: 404 saying how to train; no job record in its Redis."""
+    status, body = http_get(f"{running.web}/api/v1/predict/{UNTRAINED}")
+    assert status == 404 and b"Authorization: Bearer" in body, body
+    client = redis.Redis.from_url(load_settings(running.env).redis_client_url)
+    try:
+        assert list(client.scan_iter(match=KEY_PREFIX + "*")) == []
+    finally:
+        client.close()
 
 
 def test_schemathesis_with_every_check_finds_no_failure(tmp_path: Path) -> None:
     with process_set(FUZZ_ENV) as running:
         wait_healthy(running)
+        assert_anonymous_predict_starts_no_training(running)
         command = [
             str(BIN / "schemathesis"),
             "run",
