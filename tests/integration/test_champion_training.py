@@ -57,6 +57,9 @@ def test_training_stores_the_champion_and_the_prediction_names_it(tmp_path: Path
     if lstm_1["mase"] >= naive_1["mase"]:
         assert champion["forecaster"] != "lstm"
         assert "LSTM backtest MASE" in champion["why"]
+    described = registry.describe(SYMBOL)["versions"][0]["champion"]
+    assert described["forecaster"] == champion["forecaster"]
+    assert set(described["backtest_h1"]) == {"naive", "drift", "lstm"}
     assert len(meta["intervals"]["quantiles"]) == HORIZON
     low, high = meta["intervals"]["quantiles"][0]
     assert low < 0 < high
