@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 SIGNALS = frozenset({"BUY", "SELL", "HOLD"})
+FORECASTERS = frozenset({"lstm", "naive", "drift"})
 MAX_TEXT = 64 * 1024  # far above a 30-day forecast's few kilobytes
 
 
@@ -72,6 +73,8 @@ def _forecast_day(row: Any, where: str, horizon: int) -> None:
             _number(bound, f"{where}.interval")
     if "confidence" in row:
         _number(row["confidence"], f"{where}.confidence", 0, 1)
+    if "naive" in row:
+        _number(row["naive"], f"{where}.naive", low=0)
 
 
 def check_prediction(document: Any, identity: CacheIdentity) -> dict[str, Any]:
@@ -89,7 +92,9 @@ def check_prediction(document: Any, identity: CacheIdentity) -> dict[str, Any]:
     if document.get("trading_signal") not in SIGNALS:
         raise InvalidCachedPrediction("trading_signal is not BUY, SELL or HOLD")
     _text(document.get("prediction_time"), "prediction_time")
-    for optional in ("data_source",):
+    if "forecaster" in document and document["forecaster"] not in FORECASTERS:
+        raise InvalidCachedPrediction("forecaster is not lstm, naive or drift")
+    for optional in ("data_source", "why"):
         if optional in document:
             _text(document[optional], optional)
     if "interval_level" in document:

@@ -20,11 +20,13 @@ import pandas as pd
 from stockpred.infra.tf_runtime import tensorflow
 from stockpred.ml.dataset import Scalers, windows_at
 from stockpred.ml.evaluation import Evaluation
+from stockpred.ml.intervals import IntervalModel
 from stockpred.ml.model import load_keras_model, serving_function
 from stockpred.ml.registry import DamagedVersion, VersionInfo, repair_hint
 
 LSTM_KIND = "lstm-direct"
 LEGACY_KIND = "legacy-close"
+NO_BACKTEST = "this version has no backtest (trained before champion selection); serving its LSTM"
 
 
 @dataclass
@@ -85,6 +87,20 @@ class LoadedModel:
     def evaluation(self) -> Evaluation | None:
         raw = (self.metadata.get("evaluation") or {}).get("full")
         return Evaluation.from_dict(raw) if raw else None
+
+    @property
+    def champion(self) -> tuple[str, str]:
+        """(forecaster, why): who answers for this version, chosen on its backtest at training."""
+        chosen = self.metadata.get("champion")
+        if not chosen:
+            return "lstm", NO_BACKTEST
+        return str(chosen["forecaster"]), str(chosen["why"])
+
+    @functools.cached_property
+    def intervals(self) -> IntervalModel | None:
+        """The champion's volatility-scaled interval model, if this version has one."""
+        raw = self.metadata.get("intervals")
+        return IntervalModel.from_dict(raw) if raw else None
 
     def prepare(self, features: pd.DataFrame, anchors: np.ndarray) -> np.ndarray:
         """The model's scaled input for windows ending at `anchors`."""

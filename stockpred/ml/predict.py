@@ -23,8 +23,10 @@ from stockpred.infra.background import BackgroundWriter
 from stockpred.infra.clock import utcnow_iso
 from stockpred.jobs.errors import ErrorKind
 from stockpred.market.calendar import trading_days_after
+from stockpred.ml.baselines import baseline_log_returns
 from stockpred.ml.features import compute_features
 from stockpred.ml.forecast import LoadedModel
+from stockpred.ml.intervals import ewma_volatility
 from stockpred.ml.prediction_store import PredictionCache, PredictionJournal, cache_key
 from stockpred.ml.registry import CurrentVersions, ModelRegistry
 from stockpred.telemetry.worker_metrics import worker_metrics
@@ -189,6 +191,8 @@ class InferenceService:
         anchor = np.array([len(features) - 1])
         last_day = features.index[-1]
         dates = trading_days_after(last_day.date(), loaded.horizon)
+        close = features["close"].to_numpy(dtype="float64")
+        drift = baseline_log_returns("drift", close, anchor, loaded.horizon)[0]
         prepared = _Prepared(
             version=loaded.version,
             as_of=as_of,
@@ -196,6 +200,8 @@ class InferenceService:
             anchor_close=float(features["close"].to_numpy(dtype="float64")[anchor][0]),
             dates=[d.isoformat() for d in dates],
             last_day=last_day.strftime("%Y-%m-%d"),
+            drift=[float(v) for v in drift],
+            sigma=float(ewma_volatility(features["log_return"].to_numpy(dtype="float64"))[-1]),
         )
         self._prepared[symbol] = prepared
         return prepared
@@ -204,8 +210,15 @@ class InferenceService:
         self, loaded: LoadedModel, prepared: _Prepared, source: str, horizon: int
     ) -> dict[str, Any]:
         current = prepared.anchor_close
-        log_returns = loaded.window_log_returns(prepared.x, current, horizon)
+        forecaster, why = loaded.champion
+        if forecaster == "lstm":
+            log_returns = loaded.window_log_returns(prepared.x, current, horizon)
+        elif forecaster == "drift":
+            log_returns = prepared.drift[:horizon]
+        else:
+            log_returns = [0.0] * horizon
         evaluation = loaded.evaluation
+        intervals = loaded.intervals
         rows = []
         for h in range(1, horizon + 1):
             price = current * math.exp(log_returns[h - 1])
@@ -213,13 +226,21 @@ class InferenceService:
                 "horizon": h,
                 "date": prepared.dates[h - 1],
                 "price": round(price, 4),
+                "naive": round(current, 4),
             }
-            if evaluation is not None and h <= len(evaluation.interval_by_horizon):
+            if intervals is not None and h <= len(intervals.quantiles):
+                low, high = intervals.bounds(log_returns[h - 1], prepared.sigma, h)
+                row["interval"] = [
+                    round(current * math.exp(low), 4),
+                    round(current * math.exp(high), 4),
+                ]
+            elif evaluation is not None and h <= len(evaluation.interval_by_horizon):
                 low, high = evaluation.interval_by_horizon[h - 1]
                 row["interval"] = [
                     round(price * math.exp(low), 4),
                     round(price * math.exp(high), 4),
                 ]
+            if evaluation is not None and h <= len(evaluation.confidence_by_horizon):
                 row["confidence"] = round(evaluation.confidence_by_horizon[h - 1], 4)
             rows.append(row)
         chosen = rows[-1]
@@ -231,6 +252,8 @@ class InferenceService:
             "confidence": chosen.get("confidence", 0.0),
             "prediction_time": utc_rfc3339(),
             "model_version": loaded.version,
+            "forecaster": forecaster,
+            "why": why,
             "horizon": horizon,
             "as_of": prepared.last_day,
             "data_source": source,
@@ -250,3 +273,5 @@ class _Prepared:
     anchor_close: float
     dates: list[str]
     last_day: str
+    drift: list[float]  # the drift baseline's cumulative log returns 1..horizon
+    sigma: float  # EWMA volatility of daily log returns at the last bar

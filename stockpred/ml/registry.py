@@ -90,6 +90,19 @@ def new_version(now: datetime | None = None) -> str:
     return f"{stamp}-{secrets.token_hex(2)}"
 
 
+def _champion_summary(metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """Who serves for a version and every forecaster's backtest figures at h = 1 (or None)."""
+    champion = metadata.get("champion")
+    if not champion:
+        return None
+    figures = (metadata.get("backtest") or {}).get("forecasters") or {}
+    return {
+        "forecaster": champion.get("forecaster"),
+        "why": champion.get("why"),
+        "backtest_h1": {name: rows[0] for name, rows in figures.items() if rows},
+    }
+
+
 @dataclass(frozen=True)
 class VersionInfo:
     """One stored version and its metadata."""
@@ -281,6 +294,7 @@ class ModelRegistry:
                     "kind": meta.get("kind"),
                     "data": meta.get("data"),
                     "evaluation": (meta.get("evaluation") or {}).get("summary"),
+                    "champion": _champion_summary(meta),
                 }
             )
         return {"symbol": symbol, "current": current, "versions": rows}

@@ -1,9 +1,13 @@
 """Train a challenger, evaluate it honestly, and publish it only if it is not worse.
 
-The challenger and the current champion are scored on the same chronological hold-out; the
-challenger is published when its hold-out RMSE (1-day horizon) is not above the champion's, or
-when forced. Progress is reported after every epoch and a stop request is honoured between
-epochs. Nothing is written before the end, so an interrupted run leaves the registry as it was.
+The challenger and the current version are scored on the same chronological hold-out; the
+challenger is published when its hold-out RMSE (1-day horizon) is not above the current one's,
+or when forced. The hold-out is also a walk-forward backtest of the LSTM beside naive and drift
+(`selection`): the version stores which of them serves (the champion) and its calibrated band,
+so an LSTM that does not beat naive is kept and reported but does not answer.
+
+Progress is reported after every epoch and a stop request is honoured between epochs. Nothing
+is written before the end, so an interrupted run leaves the registry as it was.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from stockpred.ml.features import compute_features
 from stockpred.ml.forecast import LSTM_KIND, LoadedModel
 from stockpred.ml.model import build_model, seed_everything
 from stockpred.ml.registry import ModelRegistry, RegistryError, new_version
+from stockpred.ml.selection import select
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, dict[str, float]], None]
@@ -216,6 +221,8 @@ def train_and_publish(
         np.asarray(model.predict_on_batch(scalers.transform_x(holdout.x)))
     )
     challenger = evaluate(predicted, holdout.y, holdout.anchor_close, holdout.previous_return, band)
+    origins = features.index.get_indexer(holdout.anchor_dates)
+    selection = select(features, origins, predicted, config.max_horizon)
 
     champion_eval = None
     try:
@@ -228,8 +235,7 @@ def train_and_publish(
     if champion_info is not None:
         try:
             champion = LoadedModel.load(champion_info)
-            anchors = features.index.get_indexer(holdout.anchor_dates)
-            champion_pred = champion.forecast(features, anchors)
+            champion_pred = champion.forecast(features, origins)
             h = min(champion_pred.shape[1], holdout.y.shape[1])
             champion_eval = evaluate(
                 champion_pred[:, :h],
@@ -298,6 +304,7 @@ def train_and_publish(
                 "holdout_last": holdout.anchor_dates[-1].strftime("%Y-%m-%d"),
             },
             "evaluation": {"summary": challenger.summary(), "full": challenger.to_dict()},
+            **selection.metadata(),
             "libraries": _libraries(),
             "seed": config.seed,
         }
@@ -316,10 +323,12 @@ def train_and_publish(
             should_stop=should_stop,
         )
     log.info(
-        "trained %s: %s (%s)",
+        "trained %s: %s (%s); champion %s: %s",
         symbol,
         "published " + version if publish else "not published",
         reason,
+        selection.champion.forecaster,
+        selection.champion.why,
     )
     return TrainingResult(
         symbol=symbol,

@@ -46,7 +46,8 @@ class Options:
     train_rounds: int = 3
     rss_predictions: int = 5000
     rss_in_flight: int = 3
-    only: str = "a,b,c,d,e,f,g,storage,h"  # which figures to measure (a subset while iterating)
+    # which figures to measure (a subset while iterating)
+    only: str = "a,b,c,d,e,f,g,storage,h,forecast"
 
     def wants(self, figure: str) -> bool:
         return figure in {part.strip() for part in self.only.split(",")}
