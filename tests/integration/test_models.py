@@ -112,7 +112,9 @@ def test_a_trained_model_predicts_with_its_skill_and_then_hits_the_cache(
     journal = DataTree.from_settings(worker_settings).predictions_daily
 
     def journaled() -> bool:  # the worker writes the line just after answering
-        rows = [json.loads(line) for p in journal.glob("*.jsonl") for line in p.read_text().split()]
+        rows = [
+            json.loads(line) for p in journal.glob("*.jsonl") for line in p.read_text().splitlines()
+        ]
         return {**body, "cached": False} in [{**row, "cached": False} for row in rows]
 
     wait_for(journaled, 10, what="the prediction's journal line")
