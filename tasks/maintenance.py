@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from celery import shared_task
+from sqlalchemy.exc import SQLAlchemyError
 
 from stockpred.infra.clock import utcnow
 from stockpred.infra.redis_client import process_client
@@ -14,6 +15,7 @@ from stockpred.jobs.errors import ErrorKind
 from stockpred.jobs.locks import claim, training_lock
 from stockpred.jobs.records import JobStore
 from stockpred.jobs.submit import SendTask, submit
+from stockpred.ledger.recording import forecast_from_dict
 from stockpred.market.errors import RateLimited, SourceUnavailable
 from stockpred.market.factory import tracked_symbols
 from stockpred.market.symbols import normalize_symbol
@@ -24,6 +26,7 @@ from stockpred.ml.prediction_store import PredictionCache
 from stockpred.ml.registry import ModelRegistry, RegistryError
 from stockpred.storage.check import check_storage as run_storage_check
 from stockpred.storage.service import StorageBusy, StorageService
+from stockpred.telemetry.worker_metrics import worker_metrics
 from tasks import context
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,24 @@ def check_storage() -> dict[str, Any]:
     summary = report.to_dict()
     summary.pop("directories")
     return summary
+
+
+@shared_task(
+    name="maintenance.record_forecasts",
+    acks_late=True,
+    autoretry_for=(SQLAlchemyError,),
+    retry_backoff=15,
+    retry_backoff_max=900,
+    retry_jitter=True,
+    max_retries=10,
+)
+def record_forecasts(forecasts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Record forecasts an inference worker could not write (safe twice: the ledger's key)."""
+    made = [forecast_from_dict(values) for values in forecasts]
+    ledger = context.ledger()
+    ids = [ledger.record(forecast).id for forecast in made]
+    worker_metrics().ledger_writes.labels("recorded").inc(len(ids))
+    return {"recorded": len(ids), "ids": ids}
 
 
 @shared_task(
