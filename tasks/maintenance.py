@@ -16,6 +16,7 @@ from stockpred.jobs.locks import claim, training_lock
 from stockpred.jobs.records import JobStore
 from stockpred.jobs.submit import SendTask, submit
 from stockpred.ledger.recording import forecast_from_dict
+from stockpred.ledger.service import score_due
 from stockpred.market.errors import RateLimited, SourceUnavailable
 from stockpred.market.factory import tracked_symbols
 from stockpred.market.symbols import normalize_symbol
@@ -66,6 +67,20 @@ def record_forecasts(forecasts: list[dict[str, Any]]) -> dict[str, Any]:
     ids = [ledger.record(forecast).id for forecast in made]
     worker_metrics().ledger_writes.labels("recorded").inc(len(ids))
     return {"recorded": len(ids), "ids": ids}
+
+
+@shared_task(
+    name="maintenance.score_forecasts",
+    acks_late=True,
+    autoretry_for=(SQLAlchemyError,),
+    retry_backoff=30,
+    retry_backoff_max=900,
+    retry_jitter=True,
+    max_retries=5,
+)
+def score_forecasts() -> dict[str, Any]:
+    """Score every due forecast in the ledger against its realised close (safe twice)."""
+    return score_due(ledger=context.ledger(), market=context.market()).to_dict()
 
 
 @shared_task(
