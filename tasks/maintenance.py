@@ -11,12 +11,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from stockpred.infra.clock import utcnow
 from stockpred.infra.redis_client import process_client
+from stockpred.jobs.daily_runs import DailyRun, DailyRuns
 from stockpred.jobs.errors import ErrorKind
 from stockpred.jobs.locks import claim, training_lock
 from stockpred.jobs.records import JobStore
 from stockpred.jobs.submit import SendTask, submit
 from stockpred.ledger.recording import forecast_from_dict
 from stockpred.ledger.service import score_due
+from stockpred.ledger.tracking import TrackedSymbols, default_symbols
 from stockpred.market.errors import RateLimited, SourceUnavailable
 from stockpred.market.factory import tracked_symbols
 from stockpred.market.symbols import normalize_symbol
@@ -81,6 +83,49 @@ def record_forecasts(forecasts: list[dict[str, Any]]) -> dict[str, Any]:
 def score_forecasts() -> dict[str, Any]:
     """Score every due forecast in the ledger against its realised close (safe twice)."""
     return score_due(ledger=context.ledger(), market=context.market()).to_dict()
+
+
+DAILY_HORIZON = 1  # the next session
+
+
+@shared_task(name="maintenance.daily_run", bind=True, acks_late=True)
+def daily_run(self: Any) -> dict[str, Any]:
+    """Queue a next-session prediction (origin "daily") of every tracked symbol with a model.
+
+    Safe twice: a prediction still waiting for the same symbol is reused, and the ledger keeps
+    the first forecast of each (symbol, as_of, target, horizon, forecaster, version).
+    """
+    settings = context.settings()
+    symbols = TrackedSymbols(context.ledger().engine, default_symbols(settings)).symbols()
+    registry = context.registry()
+    run = DailyRun(
+        run_id=self.request.id or str(uuid.uuid4()),
+        started_at=utcnow().isoformat(),
+        horizon=DAILY_HORIZON,
+    )
+    for symbol in symbols:
+        if registry.current_version(symbol) is None:
+            run.skipped[symbol] = f"no model: train one with POST /api/v1/train/{symbol}"
+            continue
+        job = submit(
+            self.app.send_task,
+            context.jobs(),
+            kind="predict",
+            task_name="inference.predict",
+            kwargs={"symbol": symbol, "horizon": DAILY_HORIZON, "origin": "daily"},
+            symbol=symbol,
+            dedupe_key=f"daily-run:{symbol}",
+            pending_only=True,
+        )
+        run.queued[symbol] = job.id
+    DailyRuns(process_client(settings), settings.job_ttl).save(run)
+    log.info(
+        "daily run %s queued %d predictions, skipped %d symbols",
+        run.run_id,
+        len(run.queued),
+        len(run.skipped),
+    )
+    return run.to_dict()
 
 
 @shared_task(

@@ -236,3 +236,14 @@ def test_forecasts_are_scored_each_trading_day_after_the_close_prices_are_refres
     (hour,), (minute,) = scoring.hour, scoring.minute
     (refresh_hour,), (refresh_minute,) = refresh.hour, refresh.minute
     assert (hour, minute) > (refresh_hour, refresh_minute) >= (21, 0)
+
+
+def test_the_daily_run_forecasts_each_trading_day_from_the_refreshed_closes() -> None:
+    import celeryconfig
+
+    entries = {entry["task"]: entry["schedule"] for entry in celeryconfig.BEAT_SCHEDULE.values()}
+    daily, refresh = entries["maintenance.daily_run"], entries["maintenance.refresh_tracked_prices"]
+    assert daily.day_of_week == {1, 2, 3, 4, 5}
+    (hour,), (minute,) = daily.hour, daily.minute
+    (refresh_hour,), (refresh_minute,) = refresh.hour, refresh.minute
+    assert (hour, minute) > (refresh_hour, refresh_minute)
