@@ -19,6 +19,7 @@ from stockpred.infra.clock import utcnow
 from stockpred.ledger.database import write_transaction
 from stockpred.ledger.schema import tracked_symbols
 from stockpred.ledger.store import UnsupportedDatabase
+from stockpred.market.embedded_names import embedded_symbols
 from stockpred.settings import Settings
 
 
@@ -26,9 +27,6 @@ def default_symbols(settings: Settings) -> tuple[str, ...]:
     """TRACKED_SYMBOLS, or every embedded symbol when it is not set."""
     if settings.tracked_symbols is not None:
         return settings.tracked_symbols
-    # Deferred: the embedded source loads pandas, which a caller with a setting never needs.
-    from stockpred.market.embedded import embedded_symbols
-
     return tuple(embedded_symbols())
 
 

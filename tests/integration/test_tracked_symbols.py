@@ -5,6 +5,9 @@ Two apps on one database stand for two hosts: a change made through one is seen 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from stockpred.ledger.migrate import upgrade_database
+from stockpred.market.embedded_names import embedded_symbols
 from stockpred.settings import Settings, load_settings
 from tests.contract import assert_conforms
 from tests.postgres import PostgresServer
@@ -107,3 +111,27 @@ def test_a_ledger_not_migrated_is_a_json_503(
         assert_conforms("/api/v1/symbols", "get", 503, response.get_json())
     finally:
         app.extensions["stockpred"].close()
+
+
+def test_the_web_lists_the_embedded_default_without_loading_pandas(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**worker_env, "DATABASE_URL": f"sqlite:///{tmp_path / 'forecasts.db'}"}
+    upgrade_database(load_settings(env))
+    code = (
+        "import json, sys, web; "
+        "body = web.create_app().test_client().get('/api/v1/symbols').get_json(); "
+        "print(json.dumps([body, 'pandas' in sys.modules]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    body, pandas_loaded = json.loads(out.stdout.splitlines()[-1])
+    assert [entry["symbol"] for entry in body["symbols"]] == embedded_symbols()
+    assert pandas_loaded is False, "the web image has no pandas"
