@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from stockpred.settings import Settings, get_settings
 from web.admission import AdmissionControl
 from web.api import (
+    accuracy,
     historical,
     jobs,
     ledger,
@@ -57,6 +58,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(storage.bp)
     app.register_blueprint(ledger.bp)
     app.register_blueprint(symbols.bp)
+    app.register_blueprint(accuracy.bp)
     # Outermost first: the client's address, then its rate limits, then cache hits.
     hits = CachedPredictionFastPath(app.wsgi_app, lambda: svc.prediction_lookup)
     wsgi = AdmissionControl(hits, lambda: svc.rate_limits)

@@ -24,6 +24,9 @@ from stockpred.ledger.schema import NATURAL_KEY, forecasts, scores
 
 log = logging.getLogger(__name__)
 MAX_PAGE = 1000
+# Scored forecasts one accuracy figure reads at most (ten years of daily forecasts of 40 symbols
+# at 5 horizons); a wider window is refused by the caller rather than read unbounded.
+MAX_SCORED = 500_000
 _FORECAST_FIELDS = (
     "symbol",
     "as_of",
@@ -178,6 +181,33 @@ class ForecastLedger:
         with self.engine.connect() as connection:
             rows = connection.execute(query.limit(limit).offset(offset))
             return [self._entry(row) for row in rows]
+
+    def scored(
+        self,
+        *,
+        symbol: str | None = None,
+        start: date | None = None,
+        end: date | None = None,
+        horizon: int | None = None,
+        forecaster: str | None = None,
+        limit: int = MAX_SCORED,
+    ) -> list[LedgerEntry]:
+        """Scored forecasts (of one symbol, or all) with target dates in [start, end], oldest
+        first; at most `limit` of them."""
+        query = self._entries().where(scores.c.forecast_id.is_not(None))
+        if symbol is not None:
+            query = query.where(forecasts.c.symbol == symbol)
+        if start is not None:
+            query = query.where(forecasts.c.target_date >= start)
+        if end is not None:
+            query = query.where(forecasts.c.target_date <= end)
+        if horizon is not None:
+            query = query.where(forecasts.c.horizon == horizon)
+        if forecaster is not None:
+            query = query.where(forecasts.c.forecaster == forecaster)
+        query = query.order_by(forecasts.c.target_date, forecasts.c.symbol, forecasts.c.id)
+        with self.engine.connect() as connection:
+            return [self._entry(row) for row in connection.execute(query.limit(limit))]
 
     def counts(self) -> LedgerCounts:
         """How many forecasts are stored and how many are scored."""
