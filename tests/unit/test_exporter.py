@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from stockpred.infra.clock import utcnow
@@ -17,8 +19,9 @@ from stockpred.market.daily_cache import DailyCache
 from stockpred.ml.registry import ModelRegistry
 from stockpred.ops.exporter import REALISED_WINDOW_DAYS, FactsCollector
 from stockpred.paths import DataTree
-from stockpred.settings import Settings
+from stockpred.settings import Settings, load_settings
 from stockpred.storage.monitor import build_report
+from stockpred.telemetry.scrape_failures import scrape_failures
 
 
 class NoRedis:
@@ -129,3 +132,18 @@ def test_each_symbols_realised_quality_comes_from_the_ledger_at_scrape_time(
     assert 'stockpred_forecast_scored{symbol="AAPL"} 2.0' in text  # the old one is outside
     assert 'stockpred_forecast_coverage_scored{symbol="AAPL"} 2.0' in text
     assert 'stockpred_forecast_interval_level{symbol="AAPL"} 0.8' in text
+
+
+def test_a_ledger_without_tables_costs_its_section_with_a_warning_not_a_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bare = load_settings({"STOCKPRED_DATA_DIR": str(tmp_path / "data")})  # never set up
+    failures = scrape_failures().labels("ledger_facts")
+    before = failures._value.get()
+    with caplog.at_level(logging.WARNING):
+        text = scrape(bare)
+    assert "stockpred_backup_count" in text and "stockpred_forecast_scored" not in text
+    assert failures._value.get() == before + 1
+    (line,) = [r for r in caplog.records if "ledger_facts" in r.getMessage()]
+    assert line.levelno == logging.WARNING and line.exc_info is None
+    assert "no such table: forecasts" in line.getMessage()
