@@ -13,7 +13,7 @@ from stockpred.ledger.store import ForecastLedger
 from stockpred.ledger.tracking import default_symbols
 from stockpred.settings import Settings
 from tests.contract import assert_conforms
-from tests.integration.test_ledger_recording import SYMBOL, finish, model_version
+from tests.integration.test_ledger_recording import SYMBOL, finish, forget, model_version
 from tests.support import wait_for
 
 __all__ = ["model_version"]  # the fixture, shared with the recording tests
@@ -46,6 +46,9 @@ def test_the_daily_run_needs_the_token(api: FlaskClient) -> None:
 def test_a_daily_run_forecasts_every_tracked_symbol_once_and_a_rerun_changes_nothing(
     api: FlaskClient, auth: dict[str, str], model_version: str, worker_settings: Settings
 ) -> None:
+    engine = engine_from_settings(worker_settings)
+    ledger = ForecastLedger(engine)
+    forget(engine, SYMBOL)
     run = run_daily(api, auth)
     tracked = set(default_symbols(worker_settings))
     assert set(run["queued"]) | set(run["skipped"]) == tracked
@@ -54,8 +57,6 @@ def test_a_daily_run_forecasts_every_tracked_symbol_once_and_a_rerun_changes_not
     assert predicted["state"] == "succeeded", predicted
     answer = predicted["result"]
     assert answer["horizon"] == 1
-    engine = engine_from_settings(worker_settings)
-    ledger = ForecastLedger(engine)
 
     def stored() -> list[Any]:
         return [
@@ -67,6 +68,7 @@ def test_a_daily_run_forecasts_every_tracked_symbol_once_and_a_rerun_changes_not
 
     (first,) = wait_for(lambda: stored() or None, 20, what="the daily forecast in the ledger")
     assert first.forecast.target_date.isoformat() == answer["predictions"][0]["date"]
+    assert first.forecast.origin == "daily"
     shown = status(api)["run"]
     assert shown["run_id"] == run["run_id"]
     assert {"symbol": SYMBOL, "job_id": run["queued"][SYMBOL], "state": "succeeded"} in shown[

@@ -13,12 +13,18 @@ import pytest
 from celery import Celery
 from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import Engine, delete, select
 
 from stockpred.ledger import migrate
-from stockpred.ledger.database import create_ledger_engine, engine_from_settings
+from stockpred.ledger.database import (
+    create_ledger_engine,
+    engine_from_settings,
+    write_transaction,
+)
 from stockpred.ledger.entries import LedgerEntry
 from stockpred.ledger.recorder import ForecastRecorder
 from stockpred.ledger.recording import forecast_from_dict, forecasts_of
+from stockpred.ledger.schema import forecasts, scores
 from stockpred.ledger.store import ForecastLedger
 from stockpred.ml.registry import ModelRegistry
 from stockpred.settings import Settings
@@ -110,6 +116,18 @@ def finish(api: FlaskClient, task_id: str, timeout: float = 180) -> dict[str, An
     return wait_for(done, timeout, interval=0.2, what=f"job {task_id}")
 
 
+def forget(engine: Engine, symbol: str) -> None:
+    """Remove a symbol's rows from the session's ledger (the service itself never deletes).
+
+    Earlier tests of the session predicted it with the same model: the ledger keeps their rows
+    (same natural key), so a test that must see its own rows starts the symbol afresh.
+    """
+    with write_transaction(engine) as connection:
+        rows = select(forecasts.c.id).where(forecasts.c.symbol == symbol)
+        connection.execute(delete(scores).where(scores.c.forecast_id.in_(rows)))
+        connection.execute(delete(forecasts).where(forecasts.c.symbol == symbol))
+
+
 @pytest.fixture(scope="module")
 def model_version(api: FlaskClient, auth: dict[str, str], worker_settings: Settings) -> str:
     """TSLA has a published model (trained through the worker if no earlier test made one)."""
@@ -127,13 +145,14 @@ def model_version(api: FlaskClient, auth: dict[str, str], worker_settings: Setti
 def test_a_prediction_through_the_real_inference_worker_lands_in_the_ledger(
     api: FlaskClient, model_version: str, worker_settings: Settings
 ) -> None:
+    engine = engine_from_settings(worker_settings)
+    ledger = ForecastLedger(engine)
+    forget(engine, SYMBOL)
     accepted = api.get(f"/api/v1/predict/{SYMBOL}?horizon=2&async=true")
     assert accepted.status_code == 202, accepted.get_json()
     done = finish(api, accepted.get_json()["task_id"])
     assert done["state"] == "succeeded", done
     answer = done["result"]
-    engine = engine_from_settings(worker_settings)
-    ledger = ForecastLedger(engine)
 
     def recorded() -> list[LedgerEntry] | None:  # written just after the answer
         made_at = datetime.fromisoformat(answer["prediction_time"])
