@@ -103,6 +103,18 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": crontab(minute=15, hour=22, day_of_week="mon-fri"),
         "options": {"expires": 6 * 3600, "priority": SCHEDULED_PRIORITY},
     },
+    "daily-run-after-us-close": {
+        # Forecasts the next session of every tracked symbol from the closes refreshed above.
+        "task": "maintenance.daily_run",
+        "schedule": crontab(minute=30, hour=22, day_of_week="mon-fri"),
+        "options": {"expires": 6 * 3600, "priority": SCHEDULED_PRIORITY},
+    },
+    "score-forecasts-after-us-close": {
+        # After the price refresh above: the realised closes are read from fresh bars.
+        "task": "maintenance.score_forecasts",
+        "schedule": crontab(minute=45, hour=22, day_of_week="mon-fri"),
+        "options": {"expires": 6 * 3600, "priority": SCHEDULED_PRIORITY},
+    },
     "retrain-stale-models-weekly": {
         # The original's policy: older than max_age_days, or hold-out MAPE over the threshold.
         "task": "maintenance.queue_stale_retraining",

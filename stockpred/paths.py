@@ -30,7 +30,16 @@ MAIN_LOG = "stock-prediction.log"
 CONFIG = "config"
 PERSISTENT_ENV = "persistent.env"
 # What a backup can hold, by category; `DataTree.category_roots` says which paths each covers.
-BACKUP_CATEGORIES = ("models", "ml_cache", "stock_data", "config", "logs", "redis", "monitoring")
+BACKUP_CATEGORIES = (
+    "models",
+    "ml_cache",
+    "stock_data",
+    "config",
+    "logs",
+    "redis",
+    "monitoring",
+    "ledger",
+)
 # Names no backup holds: locks, temp and partial files, sockets (see `DataTree.backup_category`).
 _UNBACKED_SUFFIXES = (".lock", ".tmp", ".partial", ".sock")
 _STAGING_PREFIX = ".staging-"
@@ -287,6 +296,9 @@ class DataTree:
             "logs": [self.logs],
             "redis": [self.redis_dump],
             "monitoring": [self.monitoring, self.grafana],
+            # The SQLite file alone: a backup holds a consistent copy made with SQLite's backup
+            # API, never the live file or its -wal/-shm companions.
+            "ledger": [self.ledger_db],
         }
 
     def backup_category(self, relative: str) -> str | None:

@@ -184,6 +184,20 @@ def _database_url(raw: str) -> str:
     raise _reject(DATABASE_FORMS)
 
 
+SYMBOL_LIST_FORMS = "must be symbols separated by commas, such as AAPL,MSFT,^GSPC"
+
+
+def _symbol_list(raw: str) -> tuple[str, ...]:
+    # Deferred: the symbol rule lives with the market package; it imports nothing heavy.
+    from stockpred.market.symbols import InvalidSymbol, normalize_symbol
+
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    try:
+        return tuple(dict.fromkeys(normalize_symbol(name) for name in names))
+    except InvalidSymbol as exc:
+        raise _reject(f"{SYMBOL_LIST_FORMS}: {exc}") from None
+
+
 def _fernet_key(raw: str) -> str:
     try:
         ok = len(base64.urlsafe_b64decode(raw.encode())) == 32
@@ -258,6 +272,7 @@ Duration = Annotated[timedelta, _from_text(_duration)]
 Flag = Annotated[bool, _from_text(_bool)]
 RedisUrl = Annotated[str, _from_text(_redis_url)]
 DatabaseUrl = Annotated[str, _from_text(_database_url)]
+SymbolList = Annotated[tuple[str, ...], _from_text(_symbol_list)]
 RateLimit = Annotated[str, _from_text(_rate_limit)]
 QueueBound = Annotated[int, _whole(1, 1_000_000)]
 FernetKey = Annotated[str, _from_text(_fernet_key)]
@@ -366,6 +381,8 @@ class Settings(_Root):
     database_url: DatabaseUrl | None = Field(
         None, validation_alias=_seed("DATABASE_URL"), repr=False
     )
+    # The daily run's symbols before any POST/DELETE /api/v1/symbols; None: the embedded ones.
+    tracked_symbols: SymbolList | None = Field(None, validation_alias=_seed("TRACKED_SYMBOLS"))
     web_host: str = Field("127.0.0.1", validation_alias=_seed("WEB_HOST"))
     web_port: Port = Field(8080, validation_alias=_seed("WEB_PORT"))
     web_workers: Annotated[int, _whole(1, 64)] = Field(2, validation_alias=_seed("WEB_WORKERS"))

@@ -15,6 +15,8 @@ from stockpred.infra.deferred_writes import DeferredWrites
 from stockpred.infra.redis_client import process_client
 from stockpred.jobs.locks import pointer_lock
 from stockpred.jobs.records import JobStore
+from stockpred.ledger.database import engine_from_settings
+from stockpred.ledger.store import ForecastLedger
 from stockpred.market.factory import build_market_data
 from stockpred.market.service import MarketData
 from stockpred.ml.config import MLConfig, load_ml_config
@@ -63,6 +65,11 @@ def jobs() -> JobStore:
         "jobs",
         lambda: JobStore(process_client(settings()), settings().job_ttl, deferred_writes()),
     )
+
+
+def ledger() -> ForecastLedger:
+    """This process's forecast ledger (its engine connects on first use)."""
+    return _memo("ledger", lambda: ForecastLedger(engine_from_settings(settings())))
 
 
 def market() -> MarketData:

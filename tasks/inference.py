@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import shared_task
+from celery import current_app, shared_task
 
 from stockpred.infra.background import BackgroundWriter
 from stockpred.infra.redis_client import process_client
+from stockpred.ledger.entries import ORIGINS
+from stockpred.ledger.recorder import ForecastRecorder
 from stockpred.market.symbols import normalize_symbol
 from stockpred.ml.predict import InferenceService, ModelCache
 from stockpred.ml.prediction_store import PredictionCache, PredictionJournal
+from stockpred.telemetry.worker_metrics import worker_metrics
 from tasks import context
 
 
@@ -38,11 +41,35 @@ def service() -> InferenceService:
     return context._memo("inference", build)
 
 
+def recorder() -> ForecastRecorder:
+    """This process's ledger recorder; a failed write becomes a `maintenance.record_forecasts`.
+
+    Built on the task's thread: Celery's current app is per thread, the writer thread has none.
+    """
+    app = current_app._get_current_object()
+
+    def defer(forecasts: list[dict[str, Any]]) -> None:
+        app.send_task("maintenance.record_forecasts", kwargs={"forecasts": forecasts})
+
+    return context._memo(
+        "forecast-recorder",
+        lambda: ForecastRecorder(context.ledger, defer, worker_metrics().ledger_writes),
+    )
+
+
+def ledger_writer() -> BackgroundWriter:
+    """The thread that writes forecasts into the ledger, off the prediction's path."""
+    return context._memo("ledger-writer", lambda: BackgroundWriter("forecast-ledger"))
+
+
 def flush() -> None:
-    """Finish this process's pending journal and log lines (a pool child about to exit)."""
+    """Finish this process's pending journal, log lines and ledger writes (a child exiting)."""
     built = context.built("inference")
     if built is not None:
         built.flush()
+    writer = context.built("ledger-writer")
+    if writer is not None:
+        writer.flush()
 
 
 # Celery reprs every result for its "succeeded" log line whether or not it logs it; a full
@@ -60,6 +87,15 @@ RESULT_REPR_CHARS = 120
     # Time limits: the inference queue's (celeryconfig.QueueTimeLimits).
     track_started=False,
 )
-def predict(symbol: str, horizon: int = 1) -> dict[str, Any]:
-    """Predict `symbol` `horizon` trading days ahead with its current model."""
-    return service().predict(normalize_symbol(symbol), int(horizon))
+def predict(symbol: str, horizon: int = 1, origin: str = "request") -> dict[str, Any]:
+    """Predict `symbol` `horizon` trading days ahead with its current model; ledger it.
+
+    `origin` says why (request, daily, backfill); the forecasts are written to the ledger on a
+    background thread, so a slow or failing database never delays or fails the prediction.
+    """
+    if origin not in ORIGINS:
+        raise ValueError(f"origin must be one of {', '.join(ORIGINS)}, not {origin!r}")
+    result = service().predict(normalize_symbol(symbol), int(horizon))
+    record = recorder().record_result
+    ledger_writer().submit(lambda: record(result, origin=origin))
+    return result

@@ -7,13 +7,18 @@ import uuid
 from typing import Any
 
 from celery import shared_task
+from sqlalchemy.exc import SQLAlchemyError
 
 from stockpred.infra.clock import utcnow
 from stockpred.infra.redis_client import process_client
+from stockpred.jobs.daily_runs import DailyRun, DailyRuns
 from stockpred.jobs.errors import ErrorKind
 from stockpred.jobs.locks import claim, training_lock
 from stockpred.jobs.records import JobStore
 from stockpred.jobs.submit import SendTask, submit
+from stockpred.ledger.recording import forecast_from_dict
+from stockpred.ledger.service import score_due
+from stockpred.ledger.tracking import TrackedSymbols, default_symbols
 from stockpred.market.errors import RateLimited, SourceUnavailable
 from stockpred.market.factory import tracked_symbols
 from stockpred.market.symbols import normalize_symbol
@@ -24,6 +29,7 @@ from stockpred.ml.prediction_store import PredictionCache
 from stockpred.ml.registry import ModelRegistry, RegistryError
 from stockpred.storage.check import check_storage as run_storage_check
 from stockpred.storage.service import StorageBusy, StorageService
+from stockpred.telemetry.worker_metrics import worker_metrics
 from tasks import context
 
 log = logging.getLogger(__name__)
@@ -45,6 +51,81 @@ def check_storage() -> dict[str, Any]:
     summary = report.to_dict()
     summary.pop("directories")
     return summary
+
+
+@shared_task(
+    name="maintenance.record_forecasts",
+    acks_late=True,
+    autoretry_for=(SQLAlchemyError,),
+    retry_backoff=15,
+    retry_backoff_max=900,
+    retry_jitter=True,
+    max_retries=10,
+)
+def record_forecasts(forecasts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Record forecasts an inference worker could not write (safe twice: the ledger's key)."""
+    made = [forecast_from_dict(values) for values in forecasts]
+    ledger = context.ledger()
+    ids = [ledger.record(forecast).id for forecast in made]
+    worker_metrics().ledger_writes.labels("recorded").inc(len(ids))
+    return {"recorded": len(ids), "ids": ids}
+
+
+@shared_task(
+    name="maintenance.score_forecasts",
+    acks_late=True,
+    autoretry_for=(SQLAlchemyError,),
+    retry_backoff=30,
+    retry_backoff_max=900,
+    retry_jitter=True,
+    max_retries=5,
+)
+def score_forecasts() -> dict[str, Any]:
+    """Score every due forecast in the ledger against its realised close (safe twice)."""
+    return score_due(ledger=context.ledger(), market=context.market()).to_dict()
+
+
+DAILY_HORIZON = 1  # the next session
+
+
+@shared_task(name="maintenance.daily_run", bind=True, acks_late=True)
+def daily_run(self: Any) -> dict[str, Any]:
+    """Queue a next-session prediction (origin "daily") of every tracked symbol with a model.
+
+    Safe twice: a prediction still waiting for the same symbol is reused, and the ledger keeps
+    the first forecast of each (symbol, as_of, target, horizon, forecaster, version).
+    """
+    settings = context.settings()
+    symbols = TrackedSymbols(context.ledger().engine, default_symbols(settings)).symbols()
+    registry = context.registry()
+    run = DailyRun(
+        run_id=self.request.id or str(uuid.uuid4()),
+        started_at=utcnow().isoformat(),
+        horizon=DAILY_HORIZON,
+    )
+    for symbol in symbols:
+        if registry.current_version(symbol) is None:
+            run.skipped[symbol] = f"no model: train one with POST /api/v1/train/{symbol}"
+            continue
+        job = submit(
+            self.app.send_task,
+            context.jobs(),
+            kind="predict",
+            task_name="inference.predict",
+            kwargs={"symbol": symbol, "horizon": DAILY_HORIZON, "origin": "daily"},
+            symbol=symbol,
+            dedupe_key=f"daily-run:{symbol}",
+            pending_only=True,
+        )
+        run.queued[symbol] = job.id
+    DailyRuns(process_client(settings), settings.job_ttl).save(run)
+    log.info(
+        "daily run %s queued %d predictions, skipped %d symbols",
+        run.run_id,
+        len(run.queued),
+        len(run.skipped),
+    )
+    return run.to_dict()
 
 
 @shared_task(

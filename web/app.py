@@ -11,7 +11,19 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from stockpred.settings import Settings, get_settings
 from web.admission import AdmissionControl
-from web.api import historical, jobs, meta, models, predictions, stats, storage, training
+from web.api import (
+    accuracy,
+    historical,
+    jobs,
+    ledger,
+    meta,
+    models,
+    predictions,
+    stats,
+    storage,
+    symbols,
+    training,
+)
 from web.errors import register_error_handlers
 from web.fastpath import CachedPredictionFastPath
 from web.metrics import install_metrics
@@ -44,6 +56,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(models.bp)
     app.register_blueprint(stats.bp)
     app.register_blueprint(storage.bp)
+    app.register_blueprint(ledger.bp)
+    app.register_blueprint(symbols.bp)
+    app.register_blueprint(accuracy.bp)
     # Outermost first: the client's address, then its rate limits, then cache hits.
     hits = CachedPredictionFastPath(app.wsgi_app, lambda: svc.prediction_lookup)
     wsgi = AdmissionControl(hits, lambda: svc.rate_limits)

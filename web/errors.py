@@ -12,6 +12,7 @@ from typing import Any
 
 import redis
 from flask import Flask, Response, g, jsonify
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from stockpred.infra.clock import utcnow_iso
@@ -109,6 +110,20 @@ def _redis_full(exc: Exception) -> Response:
     )
 
 
+def _ledger_unavailable(exc: Exception) -> Response:
+    # The driver's own message: SQLAlchemy's wraps it with the statement and a link.
+    cause = getattr(exc, "orig", None) or exc
+    log.error("the forecast ledger's database failed: %s", str(cause).strip() or type(cause))
+    return error_response(
+        503,
+        "ledger unavailable",
+        "the forecast ledger's database did not answer or is not migrated "
+        "(`make ledger-upgrade`); retry shortly",
+        {"Retry-After": "5"},
+        public=True,
+    )
+
+
 def _damaged_version(exc: Exception) -> Response:
     log.error("%s", exc)
     return error_response(500, MODEL_UNREADABLE, str(exc))
@@ -136,6 +151,7 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(redis.ConnectionError, _redis_unavailable)
     app.register_error_handler(redis.TimeoutError, _redis_unavailable)
     app.register_error_handler(redis.exceptions.OutOfMemoryError, _redis_full)
+    app.register_error_handler(DBAPIError, _ledger_unavailable)
     app.register_error_handler(DamagedVersion, _damaged_version)
     app.register_error_handler(DamagedJobRecord, _damaged_job)
     app.register_error_handler(Exception, _unexpected)

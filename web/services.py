@@ -24,6 +24,8 @@ from stockpred.settings import Settings
 from web.prediction_lookup import PredictionLookup
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from web.admission import RateLimits
 
 EXTENSION_KEY = "stockpred"
@@ -64,6 +66,14 @@ class Services:
         return JobStore(self.redis, self.settings.job_ttl)
 
     @functools.cached_property
+    def ledger_engine(self) -> Engine:
+        """The forecast ledger's database (connects on first use, in this process)."""
+        # Deferred: SQLAlchemy loads only in a process that reads the ledger.
+        from stockpred.ledger.database import engine_from_settings
+
+        return engine_from_settings(self.settings)
+
+    @functools.cached_property
     def prediction_lookup(self) -> PredictionLookup:
         return PredictionLookup(DataTree.from_settings(self.settings), self.redis)
 
@@ -95,6 +105,8 @@ class Services:
             self.probe_redis.close()
         if "celery" in opened:
             self.celery.close()
+        if "ledger_engine" in opened:
+            self.ledger_engine.dispose()
 
 
 def services() -> Services:

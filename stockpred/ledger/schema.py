@@ -1,5 +1,5 @@
-"""The ledger's tables in SQLAlchemy 2 Core: `forecasts` (append-only) and `scores` (one per
-forecast, written once).
+"""The ledger's tables in SQLAlchemy 2 Core: `forecasts` (append-only), `scores` (one per
+forecast, written once) and `tracked_symbols` (the API's changes to the tracked list).
 
 The migrations in `migrations/versions/` create exactly these tables (a test compares them);
 change both together, with a new migration. Dates are DATE, times timezone-aware UTC, prices
@@ -112,4 +112,14 @@ scores = Table(
     Column("naive_pct_error", Double, nullable=False),
     Column("naive_direction_hit", Boolean, nullable=False),
     Column("scored_at", UtcDateTime, nullable=False),
+)
+
+# One row per symbol the API added or removed: tracked true or false, and when that was said.
+# The tracked list is TRACKED_SYMBOLS plus the rows tracked, minus the rows not tracked.
+tracked_symbols = Table(
+    "tracked_symbols",
+    metadata,
+    Column("symbol", String(15), primary_key=True),
+    Column("tracked", Boolean, nullable=False),
+    Column("changed_at", UtcDateTime, nullable=False),
 )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, Table, and_, func, select
+from sqlalchemy import Connection, Engine, Select, Table, and_, case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from stockpred.ledger.database import write_transaction
@@ -24,6 +24,9 @@ from stockpred.ledger.schema import NATURAL_KEY, forecasts, scores
 
 log = logging.getLogger(__name__)
 MAX_PAGE = 1000
+# Scored forecasts one accuracy figure reads at most (ten years of daily forecasts of 40 symbols
+# at 5 horizons); a wider window is refused by the caller rather than read unbounded.
+MAX_SCORED = 500_000
 _FORECAST_FIELDS = (
     "symbol",
     "as_of",
@@ -86,6 +89,21 @@ def _stored(row: Any) -> StoredForecast:
 def _score(row: Any, prefix: str = "") -> Score:
     values = row._mapping
     return Score(**{f: values[prefix + f] for f in _SCORE_FIELDS})
+
+
+@dataclass(frozen=True)
+class RealisedFigures:
+    """A symbol's realised figures over a window: MASE against naive, interval coverage, n.
+
+    `mase` is None when the naive forecast made no error; `coverage` None without intervals.
+    """
+
+    symbol: str
+    n: int
+    mase: float | None
+    coverage: float | None
+    coverage_n: int
+    level: float | None
 
 
 class ForecastLedger:
@@ -178,6 +196,66 @@ class ForecastLedger:
         with self.engine.connect() as connection:
             rows = connection.execute(query.limit(limit).offset(offset))
             return [self._entry(row) for row in rows]
+
+    def scored(
+        self,
+        *,
+        symbol: str | None = None,
+        start: date | None = None,
+        end: date | None = None,
+        horizon: int | None = None,
+        forecaster: str | None = None,
+        limit: int = MAX_SCORED,
+    ) -> list[LedgerEntry]:
+        """Scored forecasts (of one symbol, or all) with target dates in [start, end], oldest
+        first; at most `limit` of them."""
+        query = self._entries().where(scores.c.forecast_id.is_not(None))
+        if symbol is not None:
+            query = query.where(forecasts.c.symbol == symbol)
+        if start is not None:
+            query = query.where(forecasts.c.target_date >= start)
+        if end is not None:
+            query = query.where(forecasts.c.target_date <= end)
+        if horizon is not None:
+            query = query.where(forecasts.c.horizon == horizon)
+        if forecaster is not None:
+            query = query.where(forecasts.c.forecaster == forecaster)
+        query = query.order_by(forecasts.c.target_date, forecasts.c.symbol, forecasts.c.id)
+        with self.engine.connect() as connection:
+            return [self._entry(row) for row in connection.execute(query.limit(limit))]
+
+    def realised_by_symbol(self, *, since: date, horizon: int = 1) -> list[RealisedFigures]:
+        """Each symbol's realised figures over forecasts of `horizon` with targets from `since`,
+        aggregated by the database (one row per symbol read)."""
+        inside = case((scores.c.inside.is_(True), 1), else_=0)
+        query = (
+            select(
+                forecasts.c.symbol,
+                func.count(),
+                func.sum(scores.c.abs_error),
+                func.sum(scores.c.naive_abs_error),
+                func.count(scores.c.inside),
+                func.sum(inside),
+                func.avg(forecasts.c.level),
+            )
+            .join(scores, scores.c.forecast_id == forecasts.c.id)
+            .where(forecasts.c.target_date >= since, forecasts.c.horizon == horizon)
+            .group_by(forecasts.c.symbol)
+            .order_by(forecasts.c.symbol)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [
+            RealisedFigures(
+                symbol=symbol,
+                n=int(n),
+                mase=float(model) / float(naive) if naive else None,
+                coverage=float(covered) / int(with_interval) if with_interval else None,
+                coverage_n=int(with_interval),
+                level=None if level is None else float(level),
+            )
+            for symbol, n, model, naive, with_interval, covered, level in rows
+        ]
 
     def counts(self) -> LedgerCounts:
         """How many forecasts are stored and how many are scored."""

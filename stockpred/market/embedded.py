@@ -13,18 +13,12 @@ from importlib import resources
 import pandas as pd
 
 from stockpred.market.bars import normalize_frame
+from stockpred.market.embedded_names import SUFFIX as _SUFFIX
+from stockpred.market.embedded_names import embedded_symbols
 from stockpred.market.errors import NoData
 from stockpred.market.sources import SourceFrame
 
-_SUFFIX = ".csv.gz"
-
-
-def embedded_symbols() -> list[str]:
-    """Symbols with embedded data."""
-    folder = resources.files("stockpred.market").joinpath("data")
-    return sorted(
-        entry.name[: -len(_SUFFIX)] for entry in folder.iterdir() if entry.name.endswith(_SUFFIX)
-    )
+__all__ = ["EmbeddedSource", "embedded_symbols"]
 
 
 class EmbeddedSource:

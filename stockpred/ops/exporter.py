@@ -3,8 +3,10 @@
 Aggregates the Celery pool children's multi-process metric files (task counts, runtimes,
 retries, training epochs and durations, model load times, models loaded per process, market-data
 fetches) and adds, read at scrape time: queue depth and the age of the oldest waiting task per
-queue, data freshness per symbol, model age, skill and hold-out MAPE per symbol, and the storage
-gauges (usage per folder, free disk, backup age and count, last cleanup).
+queue, data freshness per symbol, model age, skill and hold-out MAPE per symbol, the storage
+gauges (usage per folder, free disk, backup age and count, last cleanup), and each symbol's
+realised forecast quality from the ledger (MASE against naive, interval coverage, n) over the
+last REALISED_WINDOW_DAYS of one-day forecasts.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from stockpred.infra.clock import utcnow
+from stockpred.ledger.database import engine_from_settings
+from stockpred.ledger.store import ForecastLedger
 from stockpred.market.daily_cache import DailyCache
 from stockpred.ml.registry import ModelRegistry, RegistryError
 from stockpred.paths import DataTree
@@ -31,6 +36,8 @@ from stockpred.telemetry.queue_facts import oldest_waiting_ages, queue_depth_fam
 from stockpred.telemetry.scrape_failures import scrape_failed, scrape_failures
 
 log = logging.getLogger(__name__)
+# About 60 sessions: enough for the coverage alert's n >= 30, recent enough to see a regime.
+REALISED_WINDOW_DAYS = 90
 
 
 class FactsCollector(Collector):
@@ -39,9 +46,11 @@ class FactsCollector(Collector):
     def __init__(self, settings: Settings, redis_client: Any) -> None:
         self.tree = DataTree.from_settings(settings)
         self.redis = redis_client
+        self.settings = settings
+        self._ledger: ForecastLedger | None = None
 
     def collect(self) -> Iterator[Metric]:
-        for section in (self._queues, self._data, self._models, self._storage):
+        for section in (self._queues, self._data, self._models, self._storage, self._ledger_facts):
             try:
                 families = list(section())
             except Exception as exc:
@@ -154,6 +163,48 @@ class FactsCollector(Collector):
                 log.warning("the storage report has another shape (%s); its gauges skipped", exc)
                 return
             yield from families
+
+    def _ledger_facts(self) -> Iterator[Metric]:
+        if self._ledger is None:  # connects on first scrape, in the exporter's process
+            self._ledger = ForecastLedger(engine_from_settings(self.settings))
+        since = utcnow().date() - timedelta(days=REALISED_WINDOW_DAYS)
+        figures = self._ledger.realised_by_symbol(since=since, horizon=1)
+        labels = ["symbol"]
+        mase = GaugeMetricFamily(
+            "stockpred_forecast_realised_mase",
+            "Realised MAE over the naive forecast's MAE, one-day forecasts, recent window",
+            labels=labels,
+        )
+        coverage = GaugeMetricFamily(
+            "stockpred_forecast_realised_coverage",
+            "Share of realised closes inside the forecast interval, recent window",
+            labels=labels,
+        )
+        level = GaugeMetricFamily(
+            "stockpred_forecast_interval_level",
+            "Nominal coverage of those intervals",
+            labels=labels,
+        )
+        scored = GaugeMetricFamily(
+            "stockpred_forecast_scored",
+            "Scored one-day forecasts in the recent window",
+            labels=labels,
+        )
+        with_interval = GaugeMetricFamily(
+            "stockpred_forecast_coverage_scored",
+            "Scored one-day forecasts with an interval in the recent window",
+            labels=labels,
+        )
+        for row in figures:
+            scored.add_metric([row.symbol], row.n)
+            with_interval.add_metric([row.symbol], row.coverage_n)
+            if row.mase is not None:
+                mase.add_metric([row.symbol], row.mase)
+            if row.coverage is not None:
+                coverage.add_metric([row.symbol], row.coverage)
+            if row.level is not None:
+                level.add_metric([row.symbol], row.level)
+        yield from (mase, coverage, level, scored, with_interval)
 
 
 def exporter_registry(

@@ -4,7 +4,9 @@ An incremental backup stores only files whose content changed since its base: a 
 base's size and mtime counts as unchanged, any other is compared by sha256. Archives are written
 under a temporary name and renamed only when complete, so a failure never leaves something that
 looks like a valid backup; the metadata JSON beside an archive is written last. `backups/` is
-never included. Also here: the storage lock that serialises backup, restore and cleanup. The
+never included. The SQLite ledger is archived from a consistent snapshot (SQLite's backup API)
+taken into a `.partial` file in backups/, never from the live file. Also here: the storage lock
+that serialises backup, restore and cleanup. The
 archive format is `stockpred.storage.archive`; names, metadata and rotation,
 `stockpred.storage.catalog`.
 """
@@ -35,6 +37,7 @@ from stockpred.infra.files import (
     sha256_file,
 )
 from stockpred.jobs.errors import disk_full
+from stockpred.ledger.snapshot import snapshot as snapshot_ledger
 from stockpred.paths import BACKUP_CATEGORIES, DataTree, free_bytes
 from stockpred.storage.archive import (
     ArchiveWriter,
@@ -180,6 +183,28 @@ class _Plan:
     depends: list[str]
     skipped: dict[str, str]
     total: int
+    # Files archived under another name than their own: a snapshot -> the live file's name.
+    stand_ins: dict[Path, str]
+
+
+def _ledger_snapshot(tree: DataTree, name: str, in_tree: bool) -> tuple[Path | None, str | None]:
+    """A consistent copy of the SQLite ledger in backups/ (the caller removes it), or why none."""
+    if not in_tree:
+        return None, (
+            "the ledger is on the database DATABASE_URL names: back it up with that database's "
+            "own tools (PostgreSQL: pg_dump)"
+        )
+    if not tree.ledger_db.is_file():
+        return None, None
+    copy = tree.backups / f".{name}-ledger.partial"
+    copy.unlink(missing_ok=True)
+    try:
+        snapshot_ledger(tree.ledger_db, copy)
+    except Exception as exc:
+        copy.unlink(missing_ok=True)
+        log.error("no consistent copy of the ledger %s could be taken: %s", tree.ledger_db, exc)
+        return None, f"no consistent copy of the ledger could be taken: {exc}"
+    return copy, None
 
 
 def _plan(
@@ -193,9 +218,11 @@ def _plan(
     redis_client: Any,
     disk_free: Callable[[Path], int],
     now: datetime | None,
+    ledger_in_tree: bool,
 ) -> _Plan:
     backups = tree.backups
     skipped: dict[str, str] = {}
+    name = next_name(backups, now or utcnow())
     if "redis" in chosen:
         if redis_client is None:
             skipped["redis"] = "no Redis connection: no consistent snapshot could be taken"
@@ -212,7 +239,15 @@ def _plan(
                     )
             except Exception as exc:
                 skipped["redis"] = f"Redis snapshot failed: {exc}"
-    files = collect_files(tree, [c for c in chosen if c not in skipped], log_days)
+    files = collect_files(tree, [c for c in chosen if c not in skipped and c != "ledger"], log_days)
+    stand_ins: dict[Path, str] = {}
+    if "ledger" in chosen:
+        copy, why = _ledger_snapshot(tree, name, ledger_in_tree)
+        if why is not None:
+            skipped["ledger"] = why
+        if copy is not None:
+            files.append(("ledger", copy))
+            stand_ins[copy] = tree.ledger_db.relative_to(tree.root).as_posix()
     base_state: dict[str, FileEntry] = {}
     depends: list[str] = []
     if base is not None:
@@ -223,12 +258,13 @@ def _plan(
     needed = int(total * 1.1) + SPACE_MARGIN
     available = disk_free(backups)
     if available < needed:
+        for copy in stand_ins:
+            copy.unlink(missing_ok=True)
         raise InsufficientSpace(
             f"backup needs about {needed} bytes free in {backups}; only {available} are free"
         )
-    name = next_name(backups, now or utcnow())
     final = backups / archive_file_name(name, encrypt)
-    return _Plan(name, final, files, base_state, depends, skipped, total)
+    return _Plan(name, final, files, base_state, depends, skipped, total, stand_ins)
 
 
 def _write_archive(
@@ -250,7 +286,7 @@ def _write_archive(
                 _add_file(
                     archive,
                     path,
-                    str(path.relative_to(tree.root)),
+                    plan.stand_ins.get(path) or str(path.relative_to(tree.root)),
                     category,
                     name=plan.name,
                     base_state=plan.base_state,
@@ -275,8 +311,13 @@ def create_backup(
     progress: Progress | None = None,
     disk_free: Callable[[Path], int] = free_bytes,
     now: datetime | None = None,
+    ledger_in_tree: bool = True,
 ) -> BackupResult:
-    """Write a backup of `categories` (all by default); incremental against `base` if given."""
+    """Write a backup of `categories` (all by default); incremental against `base` if given.
+
+    `ledger_in_tree`: the ledger is the SQLite file of the tree (no DATABASE_URL); otherwise
+    its category is skipped with the reason (its database has its own backups).
+    """
     started = time.perf_counter()
     chosen = list(categories or BACKUP_CATEGORIES)
     unknown = [c for c in chosen if c not in BACKUP_CATEGORIES]
@@ -295,6 +336,7 @@ def create_backup(
         redis_client=redis_client,
         disk_free=disk_free,
         now=now,
+        ledger_in_tree=ledger_in_tree,
     )
     manifest: dict[str, Any] = {
         "name": plan.name,
@@ -323,6 +365,9 @@ def create_backup(
             f"(no space left on device); its partial files were removed, "
             f"{free_bytes(tree.backups)} bytes are free now, earlier backups are untouched"
         ) from exc
+    finally:
+        for copy in plan.stand_ins:
+            copy.unlink(missing_ok=True)
     return BackupResult(info, plan.final, time.perf_counter() - started)
 
 

@@ -17,6 +17,7 @@ reported either way.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from stockpred.infra.files import sha256_file
+from stockpred.ledger.snapshot import snapshot_sha256
 from stockpred.paths import BACKUP_CATEGORIES, DataTree, free_bytes
 from stockpred.storage.archive import FileEntry
 from stockpred.storage.backup import SPACE_MARGIN, create_backup
@@ -127,7 +129,7 @@ def restore_backup(
     staged = stage(tree, info.name, todo, checked.archives, key)
     try:
         differed, kept = _keep_secrets(tree, info.name, staged, restore_secrets)
-        swap_in(staged, progress)
+        swap_in(staged, progress, databases=frozenset({tree.ledger_db}))
     except BaseException:
         discard(staged)
         raise
@@ -178,6 +180,13 @@ def _differences(tree: DataTree, wanted: list[FileEntry]) -> tuple[list[str], li
         live = tree.root / entry.path
         if not live.is_file():
             added.append(entry.path)
+        elif live == tree.ledger_db:
+            # A backup holds a snapshot of the ledger: compare with a snapshot taken now.
+            scratch = tree.backups / f".restore-{os.getpid()}-ledger.partial"
+            if snapshot_sha256(live, scratch) != entry.sha256:
+                changed.append(entry.path)
+            else:
+                same += 1
         elif live.stat().st_size != entry.size or sha256_file(live) != entry.sha256:
             changed.append(entry.path)
         else:

@@ -63,6 +63,7 @@ class StorageService:
                 log_days=self.settings.backup_log_days,
                 redis_client=self.redis,
                 progress=progress,
+                ledger_in_tree=self.settings.database_url is None,
             )
             removed = rotate(self.tree.backups, self.settings.backup_keep)
         return {**result.to_dict(), "rotated_out": removed}

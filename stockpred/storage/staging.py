@@ -6,7 +6,9 @@ never more bytes than the manifest lists and only if they hash to the manifest's
 when every file is staged are they renamed over their targets, model `current` pointers last;
 any failure before that removes every temp file and leaves the live tree as it was. Secret files
 are written 600, everything else 644; the Redis snapshot is staged in backups/ instead of being
-swapped under a running server.
+swapped under a running server, and the SQLite ledger is written into the live database with
+SQLite's backup API (`stockpred.ledger.snapshot.load_into`) instead of being renamed over a file
+that open connections and its -wal file still refer to.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from stockpred.infra.files import FILE_MODE, SECRET_MODE, fsync_dir
+from stockpred.ledger.snapshot import load_into
 from stockpred.paths import DataTree
 from stockpred.storage.archive import DATA_PREFIX, FileEntry, copy_member, open_archive
 from stockpred.storage.errors import BackupError, UnsafeArchive
@@ -116,14 +119,23 @@ def discard(staged: list[StagedFile]) -> None:
             item.temp.unlink()
 
 
-def swap_in(staged: list[StagedFile], progress: Callable[[int, int], None] | None) -> None:
-    """Rename every staged file over its target, model `current` pointers last."""
+def swap_in(
+    staged: list[StagedFile],
+    progress: Callable[[int, int], None] | None,
+    databases: frozenset[Path] = frozenset(),
+) -> None:
+    """Rename every staged file over its target, model `current` pointers last; a target in
+    `databases` (SQLite files) gets the staged content through SQLite's backup API instead."""
     ordered = sorted(staged, key=lambda s: Path(s.entry.path).name == "current")
     done = 0
     try:
         for item in ordered:
-            os.chmod(item.temp, item.mode)
-            os.replace(item.temp, item.target)
+            if item.target in databases:
+                load_into(item.temp, item.target)
+                item.temp.unlink()
+            else:
+                os.chmod(item.temp, item.mode)
+                os.replace(item.temp, item.target)
             fsync_dir(item.target.parent)
             done += 1
             if progress is not None:

@@ -29,6 +29,7 @@ class WorkerMetrics:
     data_fetches: Counter
     data_errors: Counter
     data_latency: Histogram
+    ledger_writes: Counter
 
 
 @functools.cache
@@ -67,5 +68,10 @@ def worker_metrics() -> WorkerMetrics:
         ),
         data_latency=Histogram(
             "stock_data_latency_seconds", "Market-data fetch time", ["source"], buckets=SECONDS
+        ),
+        ledger_writes=Counter(
+            "stockpred_ledger_forecasts_total",
+            "Forecasts handed to the ledger by outcome: recorded, failed, deferred, lost, refused",
+            ["outcome"],
         ),
     )

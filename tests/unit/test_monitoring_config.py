@@ -35,7 +35,7 @@ def test_alert_rules_pass_promtool() -> None:
         check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "9 rules found" in out.stdout
+    assert "10 rules found" in out.stdout
 
 
 def test_the_scrape_config_passes_promtool(tmp_path: Path) -> None:
@@ -81,6 +81,7 @@ def test_every_alert_uses_metrics_the_system_exports() -> None:
         "DataStale",
         "RedisMemoryHigh",
         "RedisMemoryCritical",
+        "ForecastCoverageOutOfBand",
     }
     assert {r["alert"] for r in rules} == wanted
     for rule in rules:
@@ -127,6 +128,54 @@ tests:
 def test_redis_memory_alerts_fire_before_memory_runs_out(tmp_path: Path) -> None:
     tests = tmp_path / "redis_memory_test.yml"
     tests.write_text(REDIS_MEMORY_RULE_TEST.format(rules=PROMETHEUS_DIR / "alerts.yml"))
+    out = subprocess.run(
+        [promtool(), "test", "rules", str(tests)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+COVERAGE_RULE_TEST = """
+rule_files: [{rules}]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: stockpred_forecast_realised_coverage{{symbol="^GSPC", job="workers"}}
+        values: "0.58x120"
+      - series: stockpred_forecast_coverage_scored{{symbol="^GSPC", job="workers"}}
+        values: "40x120"
+      - series: stockpred_forecast_realised_coverage{{symbol="AAPL", job="workers"}}
+        values: "0.97x120"
+      - series: stockpred_forecast_coverage_scored{{symbol="AAPL", job="workers"}}
+        values: "12x120"
+      - series: stockpred_forecast_realised_coverage{{symbol="MSFT", job="workers"}}
+        values: "0.80x120"
+      - series: stockpred_forecast_coverage_scored{{symbol="MSFT", job="workers"}}
+        values: "60x120"
+    alert_rule_test:
+      - {{eval_time: 30m, alertname: ForecastCoverageOutOfBand, exp_alerts: []}}
+      - eval_time: 70m
+        alertname: ForecastCoverageOutOfBand
+        exp_alerts:
+          - exp_labels: {{severity: warning, symbol: "^GSPC", job: workers}}
+            exp_annotations:
+              summary: "Interval coverage of ^GSPC is 58%"
+              description: "Realised coverage left 65-95 % over at least 30 scored one-day
+                forecasts: the intervals are miscalibrated (see GET
+                /api/v1/predictions/calibration)."
+"""
+
+
+def test_coverage_alert_fires_for_a_symbol_out_of_band_with_enough_forecasts(
+    tmp_path: Path,
+) -> None:
+    # ^GSPC at 58 % over 40 forecasts fires; AAPL at 97 % over only 12 and MSFT at 80 % do not.
+    tests = tmp_path / "coverage_test.yml"
+    tests.write_text(COVERAGE_RULE_TEST.format(rules=PROMETHEUS_DIR / "alerts.yml"))
     out = subprocess.run(
         [promtool(), "test", "rules", str(tests)],
         capture_output=True,

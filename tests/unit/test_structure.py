@@ -222,3 +222,28 @@ def test_readme_starts_with_the_two_commands_and_documents_every_setting() -> No
     declared = set(variable_names())
     assert not declared - documented, f"settings missing from README: {declared - documented}"
     assert not documented - declared, f"README documents unknown settings: {documented - declared}"
+
+
+def test_forecasts_are_scored_each_trading_day_after_the_close_prices_are_refreshed() -> None:
+    import celeryconfig
+
+    entries = {entry["task"]: entry["schedule"] for entry in celeryconfig.BEAT_SCHEDULE.values()}
+    scoring = entries["maintenance.score_forecasts"]
+    refresh = entries["maintenance.refresh_tracked_prices"]
+    assert scoring.day_of_week == refresh.day_of_week == {1, 2, 3, 4, 5}
+    # After the 16:00 New York close in summer (20:00 UTC) and winter (21:00 UTC) time alike,
+    # and after the refresh of the closes it scores against.
+    (hour,), (minute,) = scoring.hour, scoring.minute
+    (refresh_hour,), (refresh_minute,) = refresh.hour, refresh.minute
+    assert (hour, minute) > (refresh_hour, refresh_minute) >= (21, 0)
+
+
+def test_the_daily_run_forecasts_each_trading_day_from_the_refreshed_closes() -> None:
+    import celeryconfig
+
+    entries = {entry["task"]: entry["schedule"] for entry in celeryconfig.BEAT_SCHEDULE.values()}
+    daily, refresh = entries["maintenance.daily_run"], entries["maintenance.refresh_tracked_prices"]
+    assert daily.day_of_week == {1, 2, 3, 4, 5}
+    (hour,), (minute,) = daily.hour, daily.minute
+    (refresh_hour,), (refresh_minute,) = refresh.hour, refresh.minute
+    assert (hour, minute) > (refresh_hour, refresh_minute)
