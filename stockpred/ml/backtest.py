@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stockpred.ml.diebold_mariano import diebold_mariano
+from stockpred.ml.diebold_mariano import compare_errors
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def run_backtest(
         direction = np.where(direction == 0, previous_move[:, np.newaxis], direction)
         figures = []
         for h in range(horizon):
-            dm = diebold_mariano(e[:, h], errors["naive"][:, h], horizon=h + 1)
+            dm = compare_errors(e[:, h].tolist(), errors["naive"][:, h].tolist(), h + 1)
             mean_abs = float(np.abs(e[:, h]).mean())
             figures.append(
                 HorizonFigures(
@@ -133,9 +133,10 @@ def run_backtest(
                     relative_mae=mean_abs / naive_abs[h] if naive_abs[h] > 0 else 1.0,
                     direction_accuracy=float((direction[:, h] == np.sign(actual[:, h])).mean()),
                     up_share=float((actual[:, h] > 0).mean()),
-                    dm_statistic=dm.statistic,
-                    dm_p_value=dm.p_value,
-                    dm_p_better=dm.p_first_better,
+                    # Undefined (identical losses, as naive against itself): no evidence either way.
+                    dm_statistic=0.0 if dm is None else dm.statistic,
+                    dm_p_value=1.0 if dm is None else dm.p_value,
+                    dm_p_better=0.5 if dm is None else dm.p_first_better,
                 )
             )
         results[name] = ForecasterBacktest(name, figures, e)

@@ -32,7 +32,7 @@ from stockpred.ml.backtest import actual_log_returns, naive_scale, run_backtest
 from stockpred.ml.baselines import BASELINES, baseline_log_returns
 from stockpred.ml.champion import choose_champion
 from stockpred.ml.config import MLConfig
-from stockpred.ml.diebold_mariano import diebold_mariano
+from stockpred.ml.diebold_mariano import compare_errors
 from stockpred.ml.features import compute_features
 from stockpred.ml.intervals import calibrate, covered, ewma_volatility
 from tests.bench.stats import figure
@@ -135,7 +135,8 @@ def run_symbol(symbol: str, with_lstm: bool = True) -> SymbolRun | None:
 
 
 def _dm_p(errors: np.ndarray, naive: np.ndarray) -> float:
-    return 1.0 if np.array_equal(errors, naive) else diebold_mariano(errors, naive).p_value
+    result = compare_errors(errors.tolist(), naive.tolist())
+    return 1.0 if result is None else result.p_value  # None: the same errors, no difference
 
 
 def summarise(runs: list[SymbolRun]) -> dict[str, Any]:

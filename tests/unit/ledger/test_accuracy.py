@@ -8,9 +8,10 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from scipy import stats
 
-from stockpred.ledger.accuracy import accuracy, diebold_mariano, student_t_two_sided_p
+from stockpred.ledger.accuracy import accuracy
 from stockpred.ledger.entries import Forecast, LedgerEntry, StoredForecast
 from stockpred.ledger.scoring import score
+from stockpred.ml.diebold_mariano import diebold_mariano, student_t_two_sided_p
 
 START = date(2024, 3, 4)
 

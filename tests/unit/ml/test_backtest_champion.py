@@ -12,7 +12,7 @@ from stockpred.ml.backtest import run_backtest
 from stockpred.ml.baselines import baseline_log_returns, drift_log_returns
 from stockpred.ml.cached_prediction import CacheIdentity, InvalidCachedPrediction, check_prediction
 from stockpred.ml.champion import choose_champion
-from stockpred.ml.diebold_mariano import diebold_mariano
+from stockpred.ml.diebold_mariano import compare_errors
 from stockpred.ml.intervals import calibrate, covered, ewma_volatility
 
 
@@ -22,20 +22,23 @@ def test_diebold_mariano_matches_a_hand_computed_case() -> None:
     # HLN factor sqrt((n + 1 - 2h + h(h-1)/n) / n) = sqrt(5/6) → -2.7116; t(5) two-sided p 0.0422.
     e1 = np.array([1.0, -1.0, 1.0, 2.0, -1.0, 1.0])
     e2 = np.array([2.0, 2.0, -1.0, 2.0, 3.0, -2.0])
-    result = diebold_mariano(e1, e2, horizon=1)
+    result = compare_errors(e1.tolist(), e2.tolist(), horizon=1)
+    assert result is not None
     assert result.statistic == pytest.approx(-2.7116, abs=1e-4)
     assert result.p_value == pytest.approx(0.0422, abs=5e-4)
     assert result.p_first_better == pytest.approx(0.0211, abs=5e-4)
     assert result.n == 6
     # h = 2 adds twice the lag-1 autocovariance; centred products at lag 1 sum to
     # (1 - 5 + 25 - 35 + 7) / 36
-    two = diebold_mariano(e1, e2, horizon=2)
+    two = compare_errors(e1.tolist(), e2.tolist(), horizon=2)
+    assert two is not None
     variance = (102 / 36 + 2 * (-7 / 36)) / 6
     expected = (-5 / 6) / math.sqrt(variance / 6) * math.sqrt((6 + 1 - 4 + 2 / 6) / 6)
     assert two.statistic == pytest.approx(expected, rel=1e-9)
     # squared loss and equal errors
-    assert diebold_mariano(e1, e1).p_value == 1.0
-    assert diebold_mariano(e1, e2, loss="squared").statistic < 0
+    assert compare_errors(e1.tolist(), e1.tolist()) is None  # equal losses: undefined
+    squared = compare_errors(e1.tolist(), e2.tolist(), loss="squared")
+    assert squared is not None and squared.statistic < 0 and squared.loss == "squared error"
 
 
 def _walk(n: int, seed: int = 3, vol: float = 0.01) -> np.ndarray:
