@@ -105,6 +105,11 @@ def worker_env(redis_server: RedisServer) -> Iterator[dict[str, str]]:
         env = clean_environ()
         env["STOCKPRED_DATA_DIR"] = str(Path(directory) / "persistent_data")
         env["REDIS_URL"] = redis_server.url
+        # Every test's requests count against one client in the session's Redis: limits far
+        # past the suite's load, so no test depends on what ran in the minute before it
+        # (tests/integration/test_rate_limits.py sets its own).
+        for limit in ("RATE_LIMIT_READS", "RATE_LIMIT_WORK", "RATE_LIMIT_MUTATIONS"):
+            env[limit] = "100000/minute"
         run_setup(load_settings(env))
         # Small, real trainings: a 60-day window as in production, a small network, 2 epochs.
         (Path(env["STOCKPRED_DATA_DIR"]) / "ml_config.json").write_text(json.dumps(SMALL_ML_CONFIG))

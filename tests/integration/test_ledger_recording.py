@@ -172,9 +172,10 @@ def test_a_prediction_through_the_real_inference_worker_lands_in_the_ledger(
         assert [stored.lower, stored.upper] == row["interval"]
         assert stored.level == answer["interval_level"]
         assert stored.as_of.isoformat() == answer["as_of"]
-        assert stored.naive == answer["current_price"]
+        assert stored.naive == answer["current_price"] == row["naive"]
         assert stored.model_version == model_version
-        assert (stored.forecaster, stored.origin) == ("lstm", "request")
+        # the champion of the version's backtest answered, and the ledger says which
+        assert (stored.forecaster, stored.origin) == (answer["forecaster"], "request")
     engine.dispose()
 
 
