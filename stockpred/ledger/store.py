@@ -183,15 +183,14 @@ class ForecastLedger:
         """A symbol's forecasts with their scores, newest target date first, one page of them."""
         if not 1 <= limit <= MAX_PAGE or offset < 0:
             raise ValueError(f"limit must be 1 to {MAX_PAGE} and offset >= 0")
-        query = self._entries().where(forecasts.c.symbol == symbol)
-        if start is not None:
-            query = query.where(forecasts.c.target_date >= start)
-        if end is not None:
-            query = query.where(forecasts.c.target_date <= end)
-        if horizon is not None:
-            query = query.where(forecasts.c.horizon == horizon)
-        if forecaster is not None:
-            query = query.where(forecasts.c.forecaster == forecaster)
+        query = _filtered(
+            self._entries(),
+            symbol=symbol,
+            start=start,
+            end=end,
+            horizon=horizon,
+            forecaster=forecaster,
+        )
         query = query.order_by(forecasts.c.target_date.desc(), forecasts.c.id.desc())
         with self.engine.connect() as connection:
             rows = connection.execute(query.limit(limit).offset(offset))
@@ -210,16 +209,9 @@ class ForecastLedger:
         """Scored forecasts (of one symbol, or all) with target dates in [start, end], oldest
         first; at most `limit` of them."""
         query = self._entries().where(scores.c.forecast_id.is_not(None))
-        if symbol is not None:
-            query = query.where(forecasts.c.symbol == symbol)
-        if start is not None:
-            query = query.where(forecasts.c.target_date >= start)
-        if end is not None:
-            query = query.where(forecasts.c.target_date <= end)
-        if horizon is not None:
-            query = query.where(forecasts.c.horizon == horizon)
-        if forecaster is not None:
-            query = query.where(forecasts.c.forecaster == forecaster)
+        query = _filtered(
+            query, symbol=symbol, start=start, end=end, horizon=horizon, forecaster=forecaster
+        )
         query = query.order_by(forecasts.c.target_date, forecasts.c.symbol, forecasts.c.id)
         with self.engine.connect() as connection:
             return [self._entry(row) for row in connection.execute(query.limit(limit))]
@@ -275,3 +267,26 @@ class ForecastLedger:
     def _entry(row: Any) -> LedgerEntry:
         scored = row._mapping["score_forecast_id"] is not None
         return LedgerEntry(_stored(row), _score(row, "score_") if scored else None)
+
+
+def _filtered(
+    query: Select[Any],
+    *,
+    symbol: str | None,
+    start: date | None,
+    end: date | None,
+    horizon: int | None,
+    forecaster: str | None,
+) -> Select[Any]:
+    """`query` narrowed to the forecasts matching every filter given (None: any)."""
+    if symbol is not None:
+        query = query.where(forecasts.c.symbol == symbol)
+    if start is not None:
+        query = query.where(forecasts.c.target_date >= start)
+    if end is not None:
+        query = query.where(forecasts.c.target_date <= end)
+    if horizon is not None:
+        query = query.where(forecasts.c.horizon == horizon)
+    if forecaster is not None:
+        query = query.where(forecasts.c.forecaster == forecaster)
+    return query
