@@ -154,8 +154,10 @@ def test_a_backup_the_disk_cannot_hold_fails_clearly_and_the_last_one_stays_good
     # The free-space check passes, then the disk fills while the archive is written: the test
     # pauses the writer as soon as its partial file appears, fills the disk, and lets it go on.
     queued = post(running, "/api/v1/storage/backup", {})
+    # The archive's partial file (`.<name>.tar.gz.*.partial`), not the ledger's snapshot that
+    # the backup takes into backups/ first and closes before it writes the archive.
     partial = wait_for(
-        lambda: next(iter(backups.glob(".*.partial")), None),
+        lambda: next(iter(backups.glob(".*.tar.gz*.partial")), None),
         60,
         interval=0.005,
         what="the second backup's partial archive",
