@@ -11,7 +11,7 @@ CELERY_WORKER := $(BIN)/celery -A workers worker --task-events --loglevel $(LOGL
 
 .PHONY: help install system-deps setup run status test lint format lock web worker-inference \
         worker-training worker-maintenance beat flower redis storage-setup storage-test \
-        check-routes clean train predict bench chaos fuzz storage-backup storage-restore ledger-upgrade \
+        check-routes clean train predict bench chaos fuzz storage-backup storage-restore ledger-upgrade backfill \
         storage-cleanup storage-monitor metrics docker-up docker-run docker-down docker-logs dev-setup
 
 help: ## List every target with what it does
@@ -107,6 +107,9 @@ storage-test: install ## Check every persistent_data folder exists and is writab
 
 ledger-upgrade: install ## Create or upgrade the forecast ledger's tables (DATABASE_URL; default SQLite in persistent_data/ledger)
 	$(BIN)/stockpred ledger upgrade
+
+backfill: install ## Replay history into the ledger, scored: make backfill [SYMBOL=NVDA] [FROM=2024-01-02] [EPOCHS=5] [ARGS=--no-lstm]
+	$(BIN)/stockpred backtest $(SYMBOL) $(if $(FROM),--from $(FROM)) $(if $(EPOCHS),--epochs $(EPOCHS)) $(ARGS)
 
 check-routes: install ## Check every task and beat entry routes to a declared queue
 	$(BIN)/python -m celeryconfig

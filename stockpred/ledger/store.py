@@ -135,6 +135,16 @@ class ForecastLedger:
             )
         return stored
 
+    def record_many(self, new: Iterable[Forecast]) -> int:
+        """Store each forecast unless the same one is stored, in one transaction; return how
+        many were new (the rest were kept as stored)."""
+        inserted = 0
+        with write_transaction(self.engine) as connection:
+            for forecast in new:
+                values = {f: getattr(forecast, f) for f in _FORECAST_FIELDS}
+                inserted += _inserted(connection, forecasts, values, NATURAL_KEY)
+        return inserted
+
     def get(self, forecast_id: int) -> LedgerEntry | None:
         """The forecast with this id and its score, or None."""
         with self.engine.connect() as connection:
@@ -177,6 +187,7 @@ class ForecastLedger:
         end: date | None = None,
         horizon: int | None = None,
         forecaster: str | None = None,
+        origins: Sequence[str] | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[LedgerEntry]:
@@ -190,6 +201,7 @@ class ForecastLedger:
             end=end,
             horizon=horizon,
             forecaster=forecaster,
+            origins=origins,
         )
         query = query.order_by(forecasts.c.target_date.desc(), forecasts.c.id.desc())
         with self.engine.connect() as connection:
@@ -204,13 +216,20 @@ class ForecastLedger:
         end: date | None = None,
         horizon: int | None = None,
         forecaster: str | None = None,
+        origins: Sequence[str] | None = None,
         limit: int = MAX_SCORED,
     ) -> list[LedgerEntry]:
         """Scored forecasts (of one symbol, or all) with target dates in [start, end], oldest
         first; at most `limit` of them."""
         query = self._entries().where(scores.c.forecast_id.is_not(None))
         query = _filtered(
-            query, symbol=symbol, start=start, end=end, horizon=horizon, forecaster=forecaster
+            query,
+            symbol=symbol,
+            start=start,
+            end=end,
+            horizon=horizon,
+            forecaster=forecaster,
+            origins=origins,
         )
         query = query.order_by(forecasts.c.target_date, forecasts.c.symbol, forecasts.c.id)
         with self.engine.connect() as connection:
@@ -277,6 +296,7 @@ def _filtered(
     end: date | None,
     horizon: int | None,
     forecaster: str | None,
+    origins: Sequence[str] | None,
 ) -> Select[Any]:
     """`query` narrowed to the forecasts matching every filter given (None: any)."""
     if symbol is not None:
@@ -289,4 +309,6 @@ def _filtered(
         query = query.where(forecasts.c.horizon == horizon)
     if forecaster is not None:
         query = query.where(forecasts.c.forecaster == forecaster)
+    if origins is not None:
+        query = query.where(forecasts.c.origin.in_(list(origins)))
     return query

@@ -51,6 +51,13 @@ class IntervalModel:
         width = sigma * math.sqrt(horizon)
         return point + low * width, point + high * width
 
+    def price_band(
+        self, anchor: float, point: float, sigma: float, horizon: int
+    ) -> tuple[float, float]:
+        """(lower, upper) prices around a cumulative log-return `point` from close `anchor`."""
+        low, high = self.bounds(point, sigma, horizon)
+        return anchor * math.exp(low), anchor * math.exp(high)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "method": "split-conformal on EWMA-volatility-scaled backtest residuals",

@@ -229,11 +229,8 @@ class InferenceService:
                 "naive": round(current, 4),
             }
             if intervals is not None and h <= len(intervals.quantiles):
-                low, high = intervals.bounds(log_returns[h - 1], prepared.sigma, h)
-                row["interval"] = [
-                    round(current * math.exp(low), 4),
-                    round(current * math.exp(high), 4),
-                ]
+                low, high = intervals.price_band(current, log_returns[h - 1], prepared.sigma, h)
+                row["interval"] = [round(low, 4), round(high, 4)]
             elif evaluation is not None and h <= len(evaluation.interval_by_horizon):
                 low, high = evaluation.interval_by_horizon[h - 1]
                 row["interval"] = [

@@ -142,6 +142,33 @@ def make(target: str, running_set: RunningSet, *args: str) -> subprocess.Complet
     )
 
 
+def test_make_backfill_shows_a_scored_track_record_through_the_api(
+    running_set: RunningSet,
+) -> None:
+    done = make("backfill", running_set, "SYMBOL=AAPL", "ARGS=--no-lstm --days 30")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "AAPL: 30 days 2013-01-17..2013-03-01, 30 forecasts stored" in done.stdout
+    status, body = http_get(
+        f"{running_set.web}/api/v1/predictions/accuracy/AAPL?origin=backfill&from=2013-01-01"
+    )
+    accuracy = json.loads(body)
+    assert status == 200, accuracy
+    # The last day's target (2013-03-04) has no bar in the embedded series yet.
+    assert accuracy["n"] == 29 and accuracy["naive"]["mae"] > 0
+    assert accuracy["coverage_n"] == 29 and 0 < accuracy["coverage"] <= 1
+    status, body = http_get(f"{running_set.web}/api/v1/predictions/history/AAPL?limit=100")
+    rows = json.loads(body)["forecasts"]
+    assert len(rows) == 30 and {row["origin"] for row in rows} == {"backfill"}
+    again = make("backfill", running_set, "SYMBOL=AAPL", "ARGS=--no-lstm --days 30")
+    assert "0 forecasts stored (30 were already)" in again.stdout
+    assert (
+        json.loads(http_get(f"{running_set.web}/api/v1/predictions/history/AAPL?limit=100")[1])[
+            "forecasts"
+        ]
+        == rows
+    )
+
+
 def test_backup_delete_models_restore_and_predict_again_without_restart(
     running_set: RunningSet,
 ) -> None:

@@ -72,6 +72,10 @@ def client(
             [score(stored, actual=actual, previous_close=naive, scored_at=SCORED_AT)]
         )
     ledger.record(forecast("MSFT", date(2024, 2, 1), 400.0, 401.0, (390.0, 410.0)))
+    replayed = ledger.record(
+        forecast("AAPL", date(2024, 1, 29), 99.0, 100.0, (98.0, 100.5), origin="backfill")
+    )
+    ledger.record_scores([score(replayed, actual=100.0, previous_close=100.0, scored_at=SCORED_AT)])
     engine.dispose()
     app: Flask = create_app({"STOCKPRED_SETTINGS": settings, "TESTING": True})
     yield app.test_client()
@@ -87,7 +91,12 @@ def get(client: FlaskClient, path: str, rule: str, status: int = 200) -> Any:
 
 
 def test_accuracy_of_a_symbol_stands_beside_the_naive_forecast(client: FlaskClient) -> None:
-    body = get(client, "/api/v1/predictions/accuracy/aapl", "/api/v1/predictions/accuracy/{symbol}")
+    body = get(
+        client,
+        "/api/v1/predictions/accuracy/aapl?origin=live",
+        "/api/v1/predictions/accuracy/{symbol}",
+    )
+    assert body["origin"] == "live"
     assert (body["symbol"], body["n"], body["horizon"]) == ("AAPL", 3, 1)
     assert body["model"]["mae"] == pytest.approx(4 / 3)
     assert body["naive"]["mae"] == pytest.approx(5 / 3)
@@ -112,11 +121,15 @@ def test_accuracy_of_a_symbol_stands_beside_the_naive_forecast(client: FlaskClie
 
 def test_summary_pools_every_symbol_and_calibration_counts_by_month(client: FlaskClient) -> None:
     body = get(
-        client, "/api/v1/predictions/accuracy/summary", "/api/v1/predictions/accuracy/summary"
+        client,
+        "/api/v1/predictions/accuracy/summary?origin=request",
+        "/api/v1/predictions/accuracy/summary",
     )
     assert body["pooled"]["n"] == 3
     assert [row["symbol"] for row in body["symbols"]] == ["AAPL"]
-    rows = get(client, "/api/v1/predictions/calibration", "/api/v1/predictions/calibration")["rows"]
+    rows = get(
+        client, "/api/v1/predictions/calibration?origin=live", "/api/v1/predictions/calibration"
+    )["rows"]
     assert rows == [
         {"symbol": "AAPL", "month": "2024-01", "level": 0.8, "n": 1, "coverage": 1.0},
         {"symbol": "AAPL", "month": "2024-02", "level": 0.8, "n": 2, "coverage": 0.5},
@@ -128,11 +141,30 @@ def test_history_pages_newest_first_with_scores(client: FlaskClient) -> None:
     first = get(client, "/api/v1/predictions/history/AAPL?limit=2", rule)
     second = get(client, "/api/v1/predictions/history/AAPL?limit=2&offset=2", rule)
     days = [row["target_date"] for row in first["forecasts"] + second["forecasts"]]
-    assert days == ["2024-02-02", "2024-02-01", "2024-01-31"]
+    assert days == ["2024-02-02", "2024-02-01", "2024-01-31", "2024-01-30"]
     assert all(row["score"] is not None for row in first["forecasts"])
     msft = get(client, "/api/v1/predictions/history/MSFT", rule)["forecasts"]
     assert [row["score"] for row in msft] == [None]
     assert get(client, "/api/v1/predictions/history/AAPL?forecaster=drift", rule)["count"] == 0
+    assert get(client, "/api/v1/predictions/history/AAPL", rule)["count"] == 4
+
+
+def test_replayed_history_is_reported_apart_from_live_forecasts(client: FlaskClient) -> None:
+    rule = "/api/v1/predictions/accuracy/{symbol}"
+    everything = get(client, "/api/v1/predictions/accuracy/AAPL", rule)
+    replayed = get(client, "/api/v1/predictions/accuracy/AAPL?origin=backfill", rule)
+    live = get(client, "/api/v1/predictions/accuracy/AAPL?origin=live", rule)
+    assert (everything["n"], replayed["n"], live["n"]) == (4, 1, 3)
+    assert replayed["model"]["mae"] == pytest.approx(1.0) and replayed["origin"] == "backfill"
+    history = get(
+        client,
+        "/api/v1/predictions/history/AAPL?origin=backfill",
+        "/api/v1/predictions/history/{symbol}",
+    )
+    assert [row["origin"] for row in history["forecasts"]] == ["backfill"]
+    refused = client.get("/api/v1/predictions/accuracy/AAPL?origin=replayed")
+    assert refused.status_code == 400
+    assert "origin must be one of backfill, daily, live, request" in refused.get_json()["detail"]
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,9 @@ recording the same forecasts at once.
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -27,40 +25,11 @@ from stockpred.ledger.entries import Forecast, Score
 from stockpred.ledger.schema import metadata
 from stockpred.ledger.service import score_due
 from stockpred.ledger.store import ForecastLedger
-from stockpred.market.factory import build_market_data
-from stockpred.market.service import MarketData
-from stockpred.settings import load_settings
-from tests.postgres import PostgresServer
+from tests.integration.conftest import CountingBars
 
 REQUESTED = datetime(2024, 3, 4, 22, 15, 30, 123456, tzinfo=UTC)
 # The embedded AAPL and MSFT series end on 2013-03-01; 16:30 in New York on Friday 2013-02-22.
 AFTER_CLOSE = datetime(2013, 2, 22, 21, 30, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """An engine on an empty database: a SQLite file, or a new database on the real server."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ledger' / 'forecasts.db'}"
-    else:
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        url = server.create_database(f"ledger_{uuid.uuid4().hex[:12]}")
-    engine = create_ledger_engine(url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def engine(empty_engine: Engine) -> Engine:
-    """An engine on a database migrated to the head revision."""
-    migrate.upgrade(empty_engine)
-    return empty_engine
-
-
-@pytest.fixture
-def ledger(engine: Engine) -> ForecastLedger:
-    """The ledger on a migrated database."""
-    return ForecastLedger(engine)
 
 
 def forecast(**change: object) -> Forecast:
@@ -155,27 +124,6 @@ def test_a_score_is_written_once(ledger: ForecastLedger) -> None:
     assert entry is not None
     assert entry.score == score
     assert ledger.unscored() == []
-
-
-class CountingBars:
-    """Real market data, counting the reads of each symbol's bars."""
-
-    def __init__(self, market: MarketData) -> None:
-        self.market = market
-        self.reads: dict[str, int] = {}
-
-    def bars(self, symbol: str) -> pd.DataFrame:
-        self.reads[symbol] = self.reads.get(symbol, 0) + 1
-        return self.market.bars(symbol)
-
-
-@pytest.fixture
-def embedded_bars(tmp_path: Path) -> CountingBars:
-    """Market data serving the embedded prices from files under a temp data root."""
-    settings = load_settings(
-        {"STOCKPRED_DATA_DIR": str(tmp_path / "data"), "STOCK_DATA_SOURCE": "embedded"}
-    )
-    return CountingBars(build_market_data(settings))
 
 
 def closes(bars: CountingBars, symbol: str) -> pd.Series:

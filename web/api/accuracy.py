@@ -1,7 +1,8 @@
 """`/api/v1/predictions/{history,accuracy,calibration}`: the ledger's track record, read-only.
 
 Every figure stands beside the naive forecast's, with `n`. The window is `?from=&to=` (target
-dates, inclusive) or `?days=` (target dates in the last N days); the math is
+dates, inclusive) or `?days=` (target dates in the last N days); `?origin=live` keeps what was
+forecast at the time, `?origin=backfill` the replayed history. The math is
 `stockpred.ledger.accuracy` (pure Python: the web has no numpy).
 """
 
@@ -18,7 +19,7 @@ from flask import Blueprint, Response, jsonify, request
 from stockpred.infra.clock import utcnow
 from stockpred.ledger.accuracy import accuracy
 from stockpred.ledger.calibration import calibration
-from stockpred.ledger.entries import MAX_FORECASTER, LedgerEntry
+from stockpred.ledger.entries import MAX_FORECASTER, ORIGINS, LedgerEntry
 from stockpred.ledger.store import MAX_PAGE, MAX_SCORED, ForecastLedger
 from web.errors import ApiError
 from web.params import parse_int, parse_symbol
@@ -78,12 +79,33 @@ def _forecaster() -> str | None:
     return raw
 
 
+# "live": what was forecast at the time (a user's request or the daily run), not replayed.
+ORIGIN_FILTERS = {"live": ("request", "daily"), **{o: (o,) for o in ORIGINS}}
+
+
+def _origin() -> str | None:
+    raw = request.args.get("origin")
+    if raw is not None and raw not in ORIGIN_FILTERS:
+        raise ApiError(
+            400, "invalid origin", f"origin must be one of {', '.join(sorted(ORIGIN_FILTERS))}"
+        )
+    return raw
+
+
+def _origins(origin: str | None) -> tuple[str, ...] | None:
+    return None if origin is None else ORIGIN_FILTERS[origin]
+
+
 def _ledger() -> ForecastLedger:
     return ForecastLedger(services().ledger_engine)
 
 
 def _scored(
-    window: Window, horizon: int, forecaster: str | None, symbol: str | None = None
+    window: Window,
+    horizon: int,
+    forecaster: str | None,
+    origin: str | None,
+    symbol: str | None = None,
 ) -> list[LedgerEntry]:
     rows = _ledger().scored(
         symbol=symbol,
@@ -91,6 +113,7 @@ def _scored(
         end=window.end,
         horizon=horizon,
         forecaster=forecaster,
+        origins=_origins(origin),
         limit=MAX_SCORED + 1,
     )
     if len(rows) > MAX_SCORED:
@@ -121,6 +144,7 @@ def history(symbol: str) -> Response:
         end=window.end,
         horizon=horizon,
         forecaster=_forecaster(),
+        origins=_origins(_origin()),
         limit=limit,
         offset=offset,
     )
@@ -146,8 +170,8 @@ def _figures(entries: list[LedgerEntry], horizon: int) -> dict[str, Any]:
 @bp.get("/accuracy/summary")
 def summary() -> Response:
     """Every symbol's figures and the pooled ones, over one window and horizon."""
-    window, horizon, forecaster = _window(), _horizon(), _forecaster()
-    entries = _scored(window, horizon, forecaster)
+    window, horizon, forecaster, origin = _window(), _horizon(), _forecaster(), _origin()
+    entries = _scored(window, horizon, forecaster, origin)
     by_symbol: dict[str, list[LedgerEntry]] = defaultdict(list)
     for entry in entries:
         by_symbol[entry.stored.forecast.symbol].append(entry)
@@ -156,6 +180,7 @@ def summary() -> Response:
             "window": window.to_dict(),
             "horizon": horizon,
             "forecaster": forecaster,
+            "origin": origin,
             "pooled": _figures(entries, horizon),
             "symbols": [
                 {"symbol": symbol, **_figures(rows, horizon)}
@@ -169,14 +194,15 @@ def summary() -> Response:
 def symbol_accuracy(symbol: str) -> Response:
     """One symbol's figures beside the naive forecast's, over a window and a horizon."""
     sym = parse_symbol(symbol)
-    window, horizon, forecaster = _window(), _horizon(), _forecaster()
-    entries = _scored(window, horizon, forecaster, sym)
+    window, horizon, forecaster, origin = _window(), _horizon(), _forecaster(), _origin()
+    entries = _scored(window, horizon, forecaster, origin, sym)
     return jsonify(
         {
             "symbol": sym,
             "window": window.to_dict(),
             "horizon": horizon,
             "forecaster": forecaster,
+            "origin": origin,
             **_figures(entries, horizon),
         }
     )
@@ -187,13 +213,14 @@ def coverage_by_month() -> Response:
     """Nominal against realised interval coverage by symbol and month (?symbol= for one)."""
     raw = request.args.get("symbol")
     sym = None if raw is None else parse_symbol(raw)
-    window, horizon, forecaster = _window(), _horizon(), _forecaster()
-    entries = _scored(window, horizon, forecaster, sym)
+    window, horizon, forecaster, origin = _window(), _horizon(), _forecaster(), _origin()
+    entries = _scored(window, horizon, forecaster, origin, sym)
     return jsonify(
         {
             "window": window.to_dict(),
             "horizon": horizon,
             "forecaster": forecaster,
+            "origin": origin,
             "rows": calibration(entries),
         }
     )

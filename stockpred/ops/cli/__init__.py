@@ -1,7 +1,8 @@
 """The `stockpred` command: one module per command group, wired onto `main` here.
 
 `setup_run` (setup, run, ctl, redis-server, exporter), `settings_cmd` (settings), `storage`
-(storage ...), `models` (models ...), `ledger` (ledger ...), `train_predict` (train, predict).
+(storage ...), `models` (models ...), `ledger` (ledger ...), `backtest` (the ledger's
+backfill), `train_predict` (train, predict).
 Shared helpers are in `common`. Each command imports what it needs when it runs, so
 `stockpred --help` stays quick.
 """
@@ -10,7 +11,15 @@ from __future__ import annotations
 
 import click
 
-from stockpred.ops.cli import ledger, models, settings_cmd, setup_run, storage, train_predict
+from stockpred.ops.cli import (
+    backtest,
+    ledger,
+    models,
+    settings_cmd,
+    setup_run,
+    storage,
+    train_predict,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,6 +39,7 @@ for command in (
     train_predict.predict,
     models.models,
     ledger.ledger,
+    backtest.backtest,
 ):
     main.add_command(command)
 
