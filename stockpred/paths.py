@@ -267,6 +267,11 @@ class DataTree:
         return self.ledger / "forecasts.db"
 
     @property
+    def ledger_pg_dump(self) -> Path:
+        """Where a backup keeps a PostgreSQL ledger's dump (never a live file: restore loads it)."""
+        return self.ledger / "postgresql.dump"
+
+    @property
     def prometheus(self) -> Path:
         return self.root / "prometheus"
 
@@ -297,8 +302,9 @@ class DataTree:
             "redis": [self.redis_dump],
             "monitoring": [self.monitoring, self.grafana],
             # The SQLite file alone: a backup holds a consistent copy made with SQLite's backup
-            # API, never the live file or its -wal/-shm companions.
-            "ledger": [self.ledger_db],
+            # API, never the live file or its -wal/-shm companions; or, when DATABASE_URL names
+            # a PostgreSQL server, that database's pg_dump.
+            "ledger": [self.ledger_db, self.ledger_pg_dump],
         }
 
     def backup_category(self, relative: str) -> str | None:

@@ -4,8 +4,9 @@ An incremental backup stores only files whose content changed since its base: a 
 base's size and mtime counts as unchanged, any other is compared by sha256. Archives are written
 under a temporary name and renamed only when complete, so a failure never leaves something that
 looks like a valid backup; the metadata JSON beside an archive is written last. `backups/` is
-never included. The SQLite ledger is archived from a consistent snapshot (SQLite's backup API)
-taken into a `.partial` file in backups/, never from the live file. Also here: the storage lock
+never included. The ledger is archived from a consistent copy taken into a `.partial` file in
+backups/, never from the live file: SQLite's backup API for the embedded database, pg_dump for
+a PostgreSQL one (archived as `ledger/postgresql.dump`). Also here: the storage lock
 that serialises backup, restore and cleanup. The
 archive format is `stockpred.storage.archive`; names, metadata and rotation,
 `stockpred.storage.catalog`.
@@ -37,6 +38,8 @@ from stockpred.infra.files import (
     sha256_file,
 )
 from stockpred.jobs.errors import disk_full
+from stockpred.ledger.pg_dump import dump as dump_postgresql
+from stockpred.ledger.pg_dump import is_postgresql
 from stockpred.ledger.snapshot import snapshot as snapshot_ledger
 from stockpred.paths import BACKUP_CATEGORIES, DataTree, free_bytes
 from stockpred.storage.archive import (
@@ -187,24 +190,31 @@ class _Plan:
     stand_ins: dict[Path, str]
 
 
-def _ledger_snapshot(tree: DataTree, name: str, in_tree: bool) -> tuple[Path | None, str | None]:
-    """A consistent copy of the SQLite ledger in backups/ (the caller removes it), or why none."""
-    if not in_tree:
-        return None, (
-            "the ledger is on the database DATABASE_URL names: back it up with that database's "
-            "own tools (PostgreSQL: pg_dump)"
-        )
-    if not tree.ledger_db.is_file():
-        return None, None
+def _ledger_copy(
+    tree: DataTree, name: str, ledger_url: str | None
+) -> tuple[Path | None, Path, str | None]:
+    """A consistent copy of the ledger in backups/ (the caller removes it), the tree path it is
+    archived as, and why there is none: a SQLite snapshot, or a PostgreSQL ledger's pg_dump."""
     copy = tree.backups / f".{name}-ledger.partial"
     copy.unlink(missing_ok=True)
+    if ledger_url is None:
+        if not tree.ledger_db.is_file():
+            return None, tree.ledger_db, None
+        stand_in = tree.ledger_db
+    elif is_postgresql(ledger_url):
+        stand_in = tree.ledger_pg_dump
+    else:
+        return None, tree.ledger_db, "the ledger's database is neither SQLite nor PostgreSQL"
     try:
-        snapshot_ledger(tree.ledger_db, copy)
+        if ledger_url is None:
+            snapshot_ledger(tree.ledger_db, copy)
+        else:
+            dump_postgresql(ledger_url, copy)
     except Exception as exc:
         copy.unlink(missing_ok=True)
-        log.error("no consistent copy of the ledger %s could be taken: %s", tree.ledger_db, exc)
-        return None, f"no consistent copy of the ledger could be taken: {exc}"
-    return copy, None
+        log.error("no consistent copy of the ledger could be taken: %s", exc)
+        return None, stand_in, f"no consistent copy of the ledger could be taken: {exc}"
+    return copy, stand_in, None
 
 
 def _plan(
@@ -218,7 +228,7 @@ def _plan(
     redis_client: Any,
     disk_free: Callable[[Path], int],
     now: datetime | None,
-    ledger_in_tree: bool,
+    ledger_url: str | None,
 ) -> _Plan:
     backups = tree.backups
     skipped: dict[str, str] = {}
@@ -242,12 +252,12 @@ def _plan(
     files = collect_files(tree, [c for c in chosen if c not in skipped and c != "ledger"], log_days)
     stand_ins: dict[Path, str] = {}
     if "ledger" in chosen:
-        copy, why = _ledger_snapshot(tree, name, ledger_in_tree)
+        copy, stand_in, why = _ledger_copy(tree, name, ledger_url)
         if why is not None:
             skipped["ledger"] = why
         if copy is not None:
             files.append(("ledger", copy))
-            stand_ins[copy] = tree.ledger_db.relative_to(tree.root).as_posix()
+            stand_ins[copy] = stand_in.relative_to(tree.root).as_posix()
     base_state: dict[str, FileEntry] = {}
     depends: list[str] = []
     if base is not None:
@@ -311,12 +321,12 @@ def create_backup(
     progress: Progress | None = None,
     disk_free: Callable[[Path], int] = free_bytes,
     now: datetime | None = None,
-    ledger_in_tree: bool = True,
+    ledger_url: str | None = None,
 ) -> BackupResult:
     """Write a backup of `categories` (all by default); incremental against `base` if given.
 
-    `ledger_in_tree`: the ledger is the SQLite file of the tree (no DATABASE_URL); otherwise
-    its category is skipped with the reason (its database has its own backups).
+    `ledger_url`: DATABASE_URL when it is set (the ledger is then that database, dumped with
+    pg_dump); None for the tree's SQLite ledger.
     """
     started = time.perf_counter()
     chosen = list(categories or BACKUP_CATEGORIES)
@@ -336,7 +346,7 @@ def create_backup(
         redis_client=redis_client,
         disk_free=disk_free,
         now=now,
-        ledger_in_tree=ledger_in_tree,
+        ledger_url=ledger_url,
     )
     manifest: dict[str, Any] = {
         "name": plan.name,

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from stockpred.infra.files import sha256_file
-from stockpred.ledger.snapshot import snapshot_sha256
+from stockpred.ledger.pg_dump import restore as restore_postgresql
+from stockpred.ledger.snapshot import load_into, snapshot_sha256
 from stockpred.paths import BACKUP_CATEGORIES, DataTree, free_bytes
 from stockpred.storage.archive import FileEntry
 from stockpred.storage.backup import SPACE_MARGIN, create_backup
@@ -85,8 +86,13 @@ def restore_backup(
     restore_secrets: bool = False,
     progress: Callable[[int, int], None] | None = None,
     disk_free: Callable[[Path], int] = free_bytes,
+    ledger_url: str | None = None,
 ) -> RestoreResult:
-    """Restore a verified backup (default: the newest) into the live tree."""
+    """Restore a verified backup (default: the newest) into the live tree.
+
+    `ledger_url`: DATABASE_URL when set (a PostgreSQL ledger, loaded from the backup's dump);
+    None for the tree's SQLite ledger.
+    """
     started = time.perf_counter()
     info = resolve(tree.backups, name)
     # Logs are an audit trail, not state: rewinding them would drop lines written since the
@@ -103,6 +109,7 @@ def restore_backup(
             + "; ".join(checked.result.problems[:5])
         )
     wanted = [e for e in checked.manifest if e.category in chosen]
+    _refuse_other_ledger(tree, info.name, wanted, ledger_url)
     changed, added, same = _differences(tree, wanted)
     if dry_run:
         return RestoreResult(
@@ -125,11 +132,12 @@ def restore_backup(
             kind="safety",
             key=key,
             encrypt=key is not None,
+            ledger_url=ledger_url,
         ).info.name
     staged = stage(tree, info.name, todo, checked.archives, key)
     try:
         differed, kept = _keep_secrets(tree, info.name, staged, restore_secrets)
-        swap_in(staged, progress, databases=frozenset({tree.ledger_db}))
+        swap_in(staged, progress, loaders=_ledger_loaders(tree, ledger_url))
     except BaseException:
         discard(staged)
         raise
@@ -173,12 +181,38 @@ def _keep_secrets(
     return [], []
 
 
+def _refuse_other_ledger(
+    tree: DataTree, name: str, wanted: list[FileEntry], ledger_url: str | None
+) -> None:
+    """Refuse, before anything changes, a ledger copy of another kind than the live ledger."""
+    live = tree.ledger_db if ledger_url is None else tree.ledger_pg_dump
+    for entry in wanted:
+        if entry.category == "ledger" and tree.root / entry.path != live:
+            held = "a PostgreSQL dump" if entry.path.endswith(".dump") else "a SQLite ledger"
+            using = "SQLite in this data tree" if ledger_url is None else "DATABASE_URL"
+            raise BackupError(
+                f"{name} holds {held} while the ledger is {using}; nothing was restored: "
+                "restore it where its ledger lives, or leave the ledger out "
+                "(--categories without ledger)"
+            )
+
+
+def _ledger_loaders(tree: DataTree, ledger_url: str | None) -> dict[Path, Callable[[Path], None]]:
+    """How a staged ledger copy reaches the live ledger."""
+    if ledger_url is None:
+        return {tree.ledger_db: lambda staged: load_into(staged, tree.ledger_db)}
+    return {tree.ledger_pg_dump: lambda staged: restore_postgresql(staged, ledger_url)}
+
+
 def _differences(tree: DataTree, wanted: list[FileEntry]) -> tuple[list[str], list[str], int]:
     """(changed, added, unchanged count) of the live tree against the backup's files."""
     changed, added, same = [], [], 0
     for entry in wanted:
         live = tree.root / entry.path
-        if not live.is_file():
+        if live == tree.ledger_pg_dump:
+            # A dump is never compared: the database is restored from it as a whole.
+            changed.append(entry.path)
+        elif not live.is_file():
             added.append(entry.path)
         elif live == tree.ledger_db:
             # A backup holds a snapshot of the ledger: compare with a snapshot taken now.

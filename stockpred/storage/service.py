@@ -63,7 +63,7 @@ class StorageService:
                 log_days=self.settings.backup_log_days,
                 redis_client=self.redis,
                 progress=progress,
-                ledger_in_tree=self.settings.database_url is None,
+                ledger_url=self.settings.database_url,
             )
             removed = rotate(self.tree.backups, self.settings.backup_keep)
         return {**result.to_dict(), "rotated_out": removed}
@@ -89,6 +89,7 @@ class StorageService:
                 allow_unencrypted=allow_unencrypted,
                 restore_secrets=restore_secrets,
                 progress=progress,
+                ledger_url=self.settings.database_url,
             )
         return result.to_dict()
 

@@ -6,9 +6,10 @@ never more bytes than the manifest lists and only if they hash to the manifest's
 when every file is staged are they renamed over their targets, model `current` pointers last;
 any failure before that removes every temp file and leaves the live tree as it was. Secret files
 are written 600, everything else 644; the Redis snapshot is staged in backups/ instead of being
-swapped under a running server, and the SQLite ledger is written into the live database with
-SQLite's backup API (`stockpred.ledger.snapshot.load_into`) instead of being renamed over a file
-that open connections and its -wal file still refer to.
+swapped under a running server, and a database file is loaded by its loader instead of being
+renamed: the SQLite ledger through SQLite's backup API (`stockpred.ledger.snapshot.load_into`),
+since open connections and its -wal file still refer to the old file, and a PostgreSQL ledger's
+dump through pg_restore (`stockpred.ledger.pg_dump.restore`).
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from stockpred.infra.files import FILE_MODE, SECRET_MODE, fsync_dir
-from stockpred.ledger.snapshot import load_into
 from stockpred.paths import DataTree
 from stockpred.storage.archive import DATA_PREFIX, FileEntry, copy_member, open_archive
 from stockpred.storage.errors import BackupError, UnsafeArchive
@@ -122,16 +122,18 @@ def discard(staged: list[StagedFile]) -> None:
 def swap_in(
     staged: list[StagedFile],
     progress: Callable[[int, int], None] | None,
-    databases: frozenset[Path] = frozenset(),
+    loaders: Mapping[Path, Callable[[Path], None]] | None = None,
 ) -> None:
-    """Rename every staged file over its target, model `current` pointers last; a target in
-    `databases` (SQLite files) gets the staged content through SQLite's backup API instead."""
+    """Rename every staged file over its target, model `current` pointers last; a target with
+    a loader (a database) is given to it instead, and its staged file removed."""
+    loaders = loaders or {}
     ordered = sorted(staged, key=lambda s: Path(s.entry.path).name == "current")
     done = 0
     try:
         for item in ordered:
-            if item.target in databases:
-                load_into(item.temp, item.target)
+            load = loaders.get(item.target)
+            if load is not None:
+                load(item.temp)
                 item.temp.unlink()
             else:
                 os.chmod(item.temp, item.mode)

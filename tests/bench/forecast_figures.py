@@ -1,13 +1,15 @@
 """Forecast figures: the served (champion) forecast vs naive, out of sample, on the embedded data.
 
 For every embedded symbol with enough history: the last `EVAL` one-day forecasts are the
-evaluated window E; the `CHOOSE` origins just before it are the choice window C. The LSTM is
-trained once on bars up to the first origin of C (a short training: few epochs, small net) and
-applied at every origin of C and E through the serving path (`LoadedModel.forecast`), no
-retraining. On C only, the champion among naive, drift and the LSTM is chosen with the
-training rule (`stockpred.ml.champion`) and its 80 % band is calibrated (standardised residuals
-by EWMA volatility); on E the champion's forecast and band are scored, sigma at each origin
-using returns up to it. Every choice thus uses only data before each evaluated `as_of`.
+evaluated window E; the `CHOOSE` origins just before it are the first day's choice window. The
+served forecasts are what `stockpred backtest` stores: the walk-forward replay
+(`stockpred.ml.replay`), which chooses the champion among naive, drift and the LSTM and
+calibrates its 80 % band anew each day on the `CHOOSE` origins whose targets are known by then.
+The LSTM is trained once on bars up to the first origin of the first choice window (a short
+training: few epochs, small net) and applied at every later origin through the serving path
+(`stockpred.ml.replay_lstm`), no retraining. Every choice thus uses only data before each
+evaluated `as_of`. The LSTM's own figures use its band calibrated once, on the first day's
+choice window.
 
 Pooled MASE = mean over all evaluated forecasts of |log error| / the symbol's in-sample scale
 (mean |one-day log change| before E); relative MAE = served MAE / naive MAE on the same
@@ -19,26 +21,22 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
+from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from stockpred.market.embedded import EmbeddedSource, embedded_symbols
-from stockpred.ml.backtest import actual_log_returns, naive_scale, run_backtest
-from stockpred.ml.baselines import BASELINES, baseline_log_returns
-from stockpred.ml.champion import choose_champion
+from stockpred.ml.backtest import actual_log_returns, naive_scale
 from stockpred.ml.config import MLConfig
 from stockpred.ml.diebold_mariano import compare_errors
 from stockpred.ml.features import compute_features
 from stockpred.ml.intervals import calibrate, covered, ewma_volatility
+from stockpred.ml.replay import CHOOSE, replay
 from tests.bench.stats import figure
 
 EVAL = 250
-CHOOSE = 250
 MIN_TRAIN = 400
 LSTM_CONFIG = MLConfig(lstm_units=(16,), sequence_length=30, max_horizon=1)
 LSTM_EPOCHS = 5
@@ -51,8 +49,7 @@ class SymbolRun:
     symbol: str
     first: str
     last: str
-    champion: str
-    why: str
+    served_by: dict[str, int]
     served_scaled: np.ndarray
     naive_scaled: np.ndarray
     lstm_scaled: np.ndarray
@@ -60,77 +57,54 @@ class SymbolRun:
     lstm_covered: np.ndarray
 
 
-def lstm_forecasts(
-    symbol: str, bars: pd.DataFrame, features: pd.DataFrame, origins: np.ndarray
-) -> np.ndarray:
-    """Train once on bars up to origins[0], forecast one day ahead at every origin."""
-    from stockpred.ml.forecast import LoadedModel
-    from stockpred.ml.registry import ModelRegistry
-    from stockpred.ml.training import train_and_publish
-
-    cutoff = features.index[origins[0]]
-    with tempfile.TemporaryDirectory(prefix="sp-forecast-bench-") as folder:
-        registry = ModelRegistry(Path(folder) / "ml_models", Path(folder) / "scalers")
-        train_and_publish(
-            symbol,
-            bars.loc[:cutoff],
-            config=LSTM_CONFIG,
-            registry=registry,
-            band=0.01,
-            epochs=LSTM_EPOCHS,
-            force=True,
-            data_source="embedded",
-        )
-        info = registry.current(symbol)
-        assert info is not None
-        return LoadedModel.load(info).forecast(features, origins)
-
-
 def run_symbol(symbol: str, with_lstm: bool = True) -> SymbolRun | None:
-    """Choose on C, score on E; None when the symbol's history is too short."""
+    """Replay E and score it; None when the symbol's history is too short."""
     bars = EmbeddedSource().fetch(symbol).frame
     features = compute_features(bars)
     n = len(features)
     if n < EVAL + CHOOSE + MIN_TRAIN + 1:
         return None
     close = features["close"].to_numpy(dtype="float64")
-    origins = np.arange(n - 1 - EVAL - CHOOSE, n - 1)  # the last origin has its next bar
-    forecasts = {name: baseline_log_returns(name, close, origins, 1) for name in BASELINES}
-    forecasts["lstm"] = (
-        lstm_forecasts(symbol, bars, features, origins)[:, :1] if with_lstm else forecasts["naive"]
+    judged = np.arange(n - 1 - EVAL, n - 1)  # the last origin has its next bar
+    chosen = np.arange(judged[0] - CHOOSE, judged[0])  # the first day's choice window
+    lstm = None
+    if with_lstm:
+        from stockpred.ml.replay_lstm import replay_lstm
+
+        lstm = replay_lstm(
+            symbol,
+            bars,
+            features,
+            np.arange(chosen[0], judged[-1] + 1),
+            config=LSTM_CONFIG,
+            band=0.01,
+            epochs=LSTM_EPOCHS,
+        ).forecasts
+    days = replay(features, judged, 1, lstm=lstm, choose=CHOOSE)
+    actual = close[judged + 1]
+    scale = naive_scale(close, int(judged[0]))
+    served = np.array([day.points[0] for day in days])
+    bands = np.array([day.bands[0] for day in days])
+    lstm_returns = (
+        np.array([lstm[int(r)][0] for r in np.arange(chosen[0], judged[-1] + 1)])[:, np.newaxis]
+        if lstm is not None
+        else np.zeros((CHOOSE + EVAL, 1))
     )
-    choose, judge = slice(0, CHOOSE), slice(CHOOSE, None)
-    sigma = ewma_volatility(features["log_return"].to_numpy(dtype="float64"))[origins]
-    chosen = run_backtest(
-        close, features.index, origins[choose], {k: v[choose] for k, v in forecasts.items()}, 1
-    )
-    champion = choose_champion(chosen)
-    residual = actual_log_returns(close, origins, 1)
-    bands = {
-        name: calibrate(chosen.forecasters[name].log_errors, sigma[choose])
-        for name in ("lstm", champion.forecaster)
-    }
-    scale = naive_scale(close, int(origins[CHOOSE]))
-
-    def scaled(name: str) -> np.ndarray:
-        return np.asarray(np.abs(residual[judge] - forecasts[name][judge])[:, 0] / scale)
-
-    def cover(name: str) -> np.ndarray:
-        errors = residual[judge] - forecasts[name][judge]
-        return covered(errors, sigma[judge], bands[name])[:, 0]
-
-    dates = features.index[origins[judge]]
+    residual = actual_log_returns(close, np.arange(chosen[0], judged[-1] + 1), 1) - lstm_returns
+    sigma = ewma_volatility(features["log_return"].to_numpy(dtype="float64"))
+    lstm_band = calibrate(residual[:CHOOSE], sigma[chosen])
+    dates = features.index[judged]
+    naive_scaled = np.abs(np.log(actual / close[judged])) / scale
     return SymbolRun(
         symbol,
         dates[0].strftime("%Y-%m-%d"),
         dates[-1].strftime("%Y-%m-%d"),
-        champion.forecaster,
-        champion.why,
-        scaled(champion.forecaster),
-        scaled("naive"),
-        scaled("lstm"),
-        cover(champion.forecaster),
-        cover("lstm"),
+        dict(Counter(day.forecaster for day in days)),
+        np.abs(np.log(actual / served)) / scale,
+        naive_scaled,
+        np.abs(residual[CHOOSE:, 0]) / scale if lstm is not None else naive_scaled,
+        (bands[:, 0] <= actual) & (actual <= bands[:, 1]),
+        covered(residual[CHOOSE:], sigma[judged], lstm_band)[:, 0],
     )
 
 
@@ -148,8 +122,7 @@ def summarise(runs: list[SymbolRun]) -> dict[str, Any]:
                 "symbol": run.symbol,
                 "window": f"{run.first}..{run.last}",
                 "n": len(run.served_scaled),
-                "champion": run.champion,
-                "why": run.why,
+                "served_by": run.served_by,
                 "served_mase": float(run.served_scaled.mean()),
                 "naive_mase": float(run.naive_scaled.mean()),
                 "served_relative_mae": float(run.served_scaled.mean() / run.naive_scaled.mean()),
@@ -204,19 +177,23 @@ def forecast_figures(with_lstm: bool = True) -> list[dict[str, Any]]:
     ]
 
 
+def _served_by(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
 def table(summary: dict[str, Any]) -> str:
     """The figures as a fixed-width text table."""
     head = (
-        f"{'symbol':8} {'window':23} {'n':>4} {'champion':8} {'MASE':>6} {'naive':>6} "
+        f"{'symbol':8} {'window':23} {'n':>4} {'served by':22} {'MASE':>6} {'naive':>6} "
         f"{'rel':>6} {'DM p':>6} {'cov80':>6} | {'LSTM':>6} {'rel':>6} {'DM p':>6} {'cov80':>6}"
     )
     lines = [head, "-" * len(head)]
     for r in [
         *summary["symbols"],
-        {"symbol": "pooled", "window": "", "champion": "", **summary["pooled"]},
+        {"symbol": "pooled", "window": "", "served_by": {}, **summary["pooled"]},
     ]:
         lines.append(
-            f"{r['symbol']:8} {r['window']:23} {r['n']:>4} {r['champion']:8} "
+            f"{r['symbol']:8} {r['window']:23} {r['n']:>4} {_served_by(r['served_by']):22} "
             f"{r['served_mase']:6.3f} {r['naive_mase']:6.3f} {r['served_relative_mae']:6.3f} "
             f"{r['served_dm_p']:6.3f} {r['served_coverage_80']:6.3f} | {r['lstm_mase']:6.3f} "
             f"{r['lstm_relative_mae']:6.3f} {r['lstm_dm_p']:6.3f} {r['lstm_coverage_80']:6.3f}"

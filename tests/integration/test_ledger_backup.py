@@ -1,5 +1,5 @@
-"""The ledger in backups: a consistent SQLite snapshot in the archive, brought back by restore
-into the live database (connections stay open); PostgreSQL is skipped with the reason."""
+"""The ledger in backups: a consistent SQLite snapshot, or a real PostgreSQL's pg_dump, in the
+archive, brought back by restore into the live database while connections stay open."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import sqlite3
 import tarfile
 import uuid
 from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
 
 from stockpred.ledger.database import engine_from_settings
 from stockpred.ledger.entries import Forecast
@@ -16,6 +19,7 @@ from stockpred.paths import DataTree
 from stockpred.settings import Settings, load_settings
 from stockpred.storage.archive import DATA_PREFIX
 from stockpred.storage.backup import create_backup
+from stockpred.storage.errors import BackupError
 from stockpred.storage.restore import restore_backup
 from stockpred.storage.service import StorageService
 from tests.postgres import PostgresServer
@@ -74,13 +78,54 @@ def test_a_backup_holds_the_ledger_as_committed_and_restore_brings_it_back(
     engine.dispose()
 
 
-def test_a_ledger_on_postgresql_is_skipped_with_the_reason(
+def test_a_ledger_on_postgresql_is_dumped_into_the_backup_and_restored_from_it(
     settings: Settings, postgres_server: PostgresServer
 ) -> None:
     url = postgres_server.create_database(f"backup_{uuid.uuid4().hex[:12]}")
     on_server = load_settings({"STOCKPRED_DATA_DIR": str(settings.data_dir), "DATABASE_URL": url})
     upgrade_database(on_server)
+    engine = engine_from_settings(on_server)  # stays open, as a worker's would
+    ledger = ForecastLedger(engine)
+    kept = [ledger.record(forecast(day)) for day in range(3)]
+    service = StorageService(on_server)
+
+    report = service.backup(categories=["ledger", "config"])
+
+    assert report["skipped"] == {}
+    with tarfile.open(report["path"]) as tar:
+        names = tar.getnames()
+    assert DATA_PREFIX + "ledger/postgresql.dump" in names
+    assert DATA_PREFIX + "ledger/forecasts.db" not in names
+    assert not list(DataTree.from_settings(on_server).backups.glob(".*.partial"))
+    later = ledger.record(forecast(7))
+    with engine.begin() as connection:  # damage the live ledger
+        connection.execute(text("DELETE FROM forecasts WHERE id = :id"), {"id": kept[0].id})
+
+    restored = service.restore(categories=["ledger"])
+
+    assert restored["changed"] == ["ledger/postgresql.dump"] and restored["safety_backup"]
+    assert [e.stored for e in reversed(ledger.history("AAPL"))] == kept
+    assert ledger.get(later.id) is None
+    assert not DataTree.from_settings(on_server).ledger_pg_dump.exists()
+    assert ledger.record(forecast(9)).id > kept[-1].id  # ids go on after the restored rows
+    engine.dispose()
+
+    # The same backup is refused where the ledger is the tree's SQLite file.
+    with pytest.raises(BackupError, match="holds a PostgreSQL dump while the ledger is SQLite"):
+        StorageService(settings).restore(name=report["name"], categories=["ledger"])
+
+
+def test_a_dump_that_fails_is_reported_and_leaves_nothing_behind(
+    settings: Settings, postgres_server: PostgresServer
+) -> None:
+    url = postgres_server.create_database(f"backup_{uuid.uuid4().hex[:12]}")
+    wrong = url.replace(f":{postgres_server.password}@", ":not-the-password@")
+    assert wrong != url
+    on_server = load_settings({"STOCKPRED_DATA_DIR": str(settings.data_dir), "DATABASE_URL": wrong})
     report = StorageService(on_server).backup(categories=["ledger", "config"])
-    assert "pg_dump" in report["skipped"]["ledger"]
+    why = report["skipped"]["ledger"]
+    assert "pg_dump" in why and "password authentication failed" in why
+    assert "not-the-password" not in why and postgres_server.password not in why
     with tarfile.open(report["path"]) as tar:
         assert not any("ledger/" in name for name in tar.getnames())
+    assert not list(DataTree.from_settings(on_server).backups.glob(".*.partial"))

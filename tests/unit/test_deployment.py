@@ -154,6 +154,7 @@ def test_the_dockerfile_builds_a_web_image_without_tensorflow_and_a_worker_image
     web, worker = "\n".join(stages["web"]), "\n".join(stages["worker"])
     assert "install --no-index --find-links /wheels stockpred " in web and "[ml]" not in web
     assert "'stockpred[ml]'" in worker
+    assert "postgresql-client" in worker  # the maintenance worker's pg_dump for the ledger
     for text in (web, worker):
         assert "USER 1001:1001" in text and "HEALTHCHECK" in text
     assert "useradd --uid 1001 --gid appgroup" in "\n".join(stages["base"])
