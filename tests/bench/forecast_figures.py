@@ -184,7 +184,7 @@ def _served_by(counts: dict[str, int]) -> str:
 def table(summary: dict[str, Any]) -> str:
     """The figures as a fixed-width text table."""
     head = (
-        f"{'symbol':8} {'window':23} {'n':>4} {'served by':22} {'MASE':>6} {'naive':>6} "
+        f"{'symbol':8} {'window':23} {'n':>4} {'served by':28} {'MASE':>6} {'naive':>6} "
         f"{'rel':>6} {'DM p':>6} {'cov80':>6} | {'LSTM':>6} {'rel':>6} {'DM p':>6} {'cov80':>6}"
     )
     lines = [head, "-" * len(head)]
@@ -193,7 +193,7 @@ def table(summary: dict[str, Any]) -> str:
         {"symbol": "pooled", "window": "", "served_by": {}, **summary["pooled"]},
     ]:
         lines.append(
-            f"{r['symbol']:8} {r['window']:23} {r['n']:>4} {_served_by(r['served_by']):22} "
+            f"{r['symbol']:8} {r['window']:23} {r['n']:>4} {_served_by(r['served_by']):28} "
             f"{r['served_mase']:6.3f} {r['naive_mase']:6.3f} {r['served_relative_mae']:6.3f} "
             f"{r['served_dm_p']:6.3f} {r['served_coverage_80']:6.3f} | {r['lstm_mase']:6.3f} "
             f"{r['lstm_relative_mae']:6.3f} {r['lstm_dm_p']:6.3f} {r['lstm_coverage_80']:6.3f}"

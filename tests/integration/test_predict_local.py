@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import subprocess
+from datetime import date
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
+from stockpred.ledger.database import engine_from_settings
+from stockpred.ledger.store import ForecastLedger
 from stockpred.ml.registry import ModelRegistry
-from stockpred.settings import Settings
+from stockpred.settings import Settings, load_settings
 from tests.support import BIN, wait_for
 
 SYMBOL = "TSLA"
@@ -70,7 +73,12 @@ def test_predict_local_answers_what_the_inference_worker_answers(
         check=False,
     )
     assert local.returncode == 0, local.stderr[-2000:]
+    assert "forecast(s) in the ledger" in local.stderr
     answer = json.loads(local.stdout)
+    engine = engine_from_settings(load_settings(worker_env))
+    kept = ForecastLedger(engine).history(SYMBOL, start=date.fromisoformat(answer["as_of"]))
+    engine.dispose()
+    assert {entry.stored.forecast.horizon for entry in kept} == {1, 2, 3}
     assert answer["model_version"] == worker["model_version"] == model_version
     assert answer["cached"] is worker["cached"] is False
     mine, theirs = flatten(answer), flatten(worker)

@@ -8,6 +8,7 @@ cache, so no Redis is needed).
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,8 @@ from stockpred.settings import Settings
 
 if TYPE_CHECKING:
     from stockpred.ml.predict import InferenceService
+
+log = logging.getLogger(__name__)
 
 
 @click.command()
@@ -119,11 +122,33 @@ def _predict_here(settings: Settings, sym: str, horizon: int) -> dict[str, Any]:
 
     service = local_inference(settings)
     try:
-        return service.predict(sym, horizon)
+        result = service.predict(sym, horizon)
     except (NoModel, HorizonUnsupported) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         service.flush()
+    _record_here(settings, result)
+    return result
+
+
+def _record_here(settings: Settings, result: dict[str, Any]) -> None:
+    """Keep the computed forecast in the ledger, as a worker would; say so when it cannot."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from stockpred.ledger.database import engine_from_settings
+    from stockpred.ledger.recording import forecasts_of
+    from stockpred.ledger.store import ForecastLedger
+
+    engine = engine_from_settings(settings)
+    try:
+        stored = ForecastLedger(engine).record_many(forecasts_of(result))
+    except SQLAlchemyError as exc:
+        log.error("the forecast of %s was not recorded in the ledger: %s", result["symbol"], exc)
+        click.echo(f"warning: not recorded in the ledger: {exc}", err=True)
+        return
+    finally:
+        engine.dispose()
+    click.echo(f"recorded {stored} new forecast(s) in the ledger", err=True)
 
 
 def local_inference(settings: Settings) -> InferenceService:
