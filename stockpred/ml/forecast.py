@@ -97,6 +97,16 @@ class LoadedModel:
         return str(chosen["forecaster"]), str(chosen["why"])
 
     @functools.cached_property
+    def confidence_by_horizon(self) -> list[float] | None:
+        """The answering forecaster's confidence per horizon; the LSTM's hold-out figure for
+        versions trained before the champion's was stored."""
+        chosen = (self.metadata.get("champion") or {}).get("confidence_by_horizon")
+        if chosen is not None:
+            return [float(v) for v in chosen]
+        evaluation = self.evaluation
+        return None if evaluation is None else evaluation.confidence_by_horizon
+
+    @functools.cached_property
     def intervals(self) -> IntervalModel | None:
         """The champion's volatility-scaled interval model, if this version has one."""
         raw = self.metadata.get("intervals")

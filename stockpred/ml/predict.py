@@ -219,6 +219,7 @@ class InferenceService:
             log_returns = [0.0] * horizon
         evaluation = loaded.evaluation
         intervals = loaded.intervals
+        confidence = loaded.confidence_by_horizon
         rows = []
         for h in range(1, horizon + 1):
             price = current * math.exp(log_returns[h - 1])
@@ -237,8 +238,8 @@ class InferenceService:
                     round(price * math.exp(low), 4),
                     round(price * math.exp(high), 4),
                 ]
-            if evaluation is not None and h <= len(evaluation.confidence_by_horizon):
-                row["confidence"] = round(evaluation.confidence_by_horizon[h - 1], 4)
+            if confidence is not None and h <= len(confidence):
+                row["confidence"] = round(confidence[h - 1], 4)
             rows.append(row)
         chosen = rows[-1]
         return {

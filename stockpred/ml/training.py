@@ -222,7 +222,7 @@ def train_and_publish(
     )
     challenger = evaluate(predicted, holdout.y, holdout.anchor_close, holdout.previous_return, band)
     origins = features.index.get_indexer(holdout.anchor_dates)
-    selection = select(features, origins, predicted, config.max_horizon)
+    selection = select(features, origins, predicted, config.max_horizon, band=band)
 
     champion_eval = None
     try:

@@ -87,6 +87,15 @@ def test_training_stores_the_champion_and_the_prediction_names_it(tmp_path: Path
             assert row["price"] == answer["current_price"]
     widths = [r["interval"][1] - r["interval"][0] for r in answer["predictions"]]
     assert widths == sorted(widths)  # a farther day has a wider band
+    # confidence is the answering forecaster's: its backtest errors within the 1 % band
+    assert champion["band"] == 0.01 and len(champion["confidence_by_horizon"]) == HORIZON
+    assert [row["confidence"] for row in answer["predictions"]] == [
+        round(v, 4) for v in champion["confidence_by_horizon"]
+    ]
+    assert answer["confidence"] == answer["predictions"][-1]["confidence"]
+    if champion["forecaster"] != "lstm":
+        lstm_confidence = meta["evaluation"]["full"]["confidence_by_horizon"]
+        assert champion["confidence_by_horizon"] != lstm_confidence
 
     # look-ahead: the LSTM's forecast at an origin ignores every bar after it
     loaded = LoadedModel.load(info)
