@@ -13,20 +13,18 @@ from stockpred.infra.clock import utcnow
 from stockpred.infra.redis_client import process_client
 from stockpred.jobs.daily_runs import DailyRun, DailyRuns
 from stockpred.jobs.errors import ErrorKind
-from stockpred.jobs.locks import claim, training_lock
-from stockpred.jobs.records import JobStore
-from stockpred.jobs.submit import SendTask, submit
+from stockpred.jobs.queue_bounds import bounds_for
+from stockpred.jobs.submit import submit
 from stockpred.ledger.recording import forecast_from_dict
 from stockpred.ledger.service import score_due
 from stockpred.ledger.tracking import TrackedSymbols, default_symbols
 from stockpred.market.errors import RateLimited, SourceUnavailable
 from stockpred.market.factory import tracked_symbols
 from stockpred.market.symbols import normalize_symbol
-from stockpred.ml.config import MLConfig
-from stockpred.ml.policy import retrain_reason
 from stockpred.ml.predict import NoModel
 from stockpred.ml.prediction_store import PredictionCache
-from stockpred.ml.registry import ModelRegistry, RegistryError
+from stockpred.ml.registry import RegistryError
+from stockpred.ml.retraining import queue_stale
 from stockpred.storage.check import check_storage as run_storage_check
 from stockpred.storage.service import StorageBusy, StorageService
 from stockpred.telemetry.worker_metrics import worker_metrics
@@ -144,63 +142,20 @@ def refresh_prices(symbol: str, force: bool = False) -> dict[str, Any]:
 
 @shared_task(name="maintenance.queue_stale_retraining", bind=True, acks_late=True)
 def queue_stale_retraining(self: Any) -> dict[str, Any]:
-    """Queue training for every model the retraining policy calls stale (age or MAPE)."""
+    """Queue training for the models the retraining policy calls stale, oldest first, while the
+    training queue has room; what does not fit waits for the next run."""
     settings = context.settings()
+    client = process_client(settings)
     return queue_stale(
         self.app.send_task,
         context.jobs(),
         registry=context.registry(),
         config=context.ml_config(),
-        redis_client=process_client(settings),
+        redis_client=client,
         claim_seconds=int(settings.job_ttl.total_seconds()),
+        now=utcnow(),
+        bounds=bounds_for(client, settings),
     )
-
-
-def queue_stale(
-    send_task: SendTask,
-    store: JobStore,
-    *,
-    registry: ModelRegistry,
-    config: MLConfig,
-    redis_client: Any,
-    claim_seconds: int,
-) -> dict[str, Any]:
-    """Submit a training job, under its symbol's lock, for every model the policy calls stale."""
-    now = utcnow()
-    queued, skipped = [], {}
-    for symbol in registry.symbols():
-        try:
-            info = registry.current(symbol)
-        except RegistryError as exc:  # unreadable: retraining is what replaces it
-            reason: str | None = f"the current version is unreadable: {exc}"
-        else:
-            reason = retrain_reason(info.metadata if info else {}, config, now)
-        if reason is None:
-            continue
-        job_id = str(uuid.uuid4())
-        lock = training_lock(redis_client, symbol, claim_seconds)  # a queued claim: JOB_TTL
-        owner = claim(lock, job_id, lambda held: _running(store, held))
-        if owner is not None:
-            skipped[symbol] = f"job {owner} is already training it"
-            continue
-        submit(
-            send_task,
-            store,
-            kind="train",
-            task_name="training.train",
-            kwargs={"symbol": symbol},
-            symbol=symbol,
-            job_id=job_id,
-            lock=lock,
-        )
-        log.info("queued retraining of %s (job %s): %s", symbol, job_id, reason)
-        queued.append({"symbol": symbol, "job_id": job_id, "reason": reason})
-    return {"queued": queued, "skipped": skipped}
-
-
-def _running(store: JobStore, job_id: str) -> bool:
-    job = store.get(job_id)
-    return job is not None and not job.finished
 
 
 @shared_task(name="maintenance.refresh_tracked_prices", bind=True, acks_late=True)

@@ -16,10 +16,9 @@ from redis import Redis
 
 import celeryconfig
 from stockpred.infra.redis_client import connect
-from stockpred.jobs.queue_bounds import QueueBounds
+from stockpred.jobs.queue_bounds import QueueBounds, bounds_for
 from stockpred.jobs.records import JobStore
 from stockpred.paths import DataTree
-from stockpred.queues import QueueName
 from stockpred.settings import Settings
 from web.prediction_lookup import PredictionLookup
 
@@ -86,15 +85,7 @@ class Services:
 
     @functools.cached_property
     def queue_bounds(self) -> QueueBounds:
-        settings = self.settings
-        return QueueBounds(
-            self.redis,
-            {
-                QueueName.INFERENCE: settings.queue_max_inference,
-                QueueName.TRAINING: settings.queue_max_training,
-                QueueName.MAINTENANCE: settings.queue_max_maintenance,
-            },
-        )
+        return bounds_for(self.redis, self.settings)
 
     def close(self) -> None:
         """Close the connections opened so far (a worker exiting, a test ending)."""

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stockpred.queues import QUEUES, QueueName, priority_lists
+
+if TYPE_CHECKING:
+    from stockpred.settings import Settings
 
 RESERVATION_PREFIX = "stockpred:queue_reservations:"
 RESERVATION_SECONDS = 30  # far above a publish's own retry budget (about a second)
@@ -91,3 +94,15 @@ class QueueBounds:
         if depth >= 0:
             raise QueueFull(queue, depth, bound)
         return Reservation(self._redis, key, member)
+
+
+def bounds_for(client: Any, settings: Settings) -> QueueBounds:
+    """The bounds QUEUE_MAX_INFERENCE, _TRAINING and _MAINTENANCE set, on `client`'s Redis."""
+    return QueueBounds(
+        client,
+        {
+            QueueName.INFERENCE: settings.queue_max_inference,
+            QueueName.TRAINING: settings.queue_max_training,
+            QueueName.MAINTENANCE: settings.queue_max_maintenance,
+        },
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,11 +15,14 @@ from celery import Celery
 
 from stockpred.jobs.errors import ErrorKind
 from stockpred.jobs.locks import training_lock
+from stockpred.jobs.queue_bounds import QueueBounds
 from stockpred.jobs.records import DEDUPE_PREFIX, JobStore
 from stockpred.jobs.submit import QueueUnavailable, submit
 from stockpred.ml.config import MLConfig
-from tasks.maintenance import queue_stale
-from tests.support import free_port
+from stockpred.ml.registry import RegistryError
+from stockpred.ml.retraining import queue_stale
+from stockpred.queues import priority_lists
+from tests.support import RedisServer, free_port
 
 
 @pytest.fixture
@@ -89,6 +92,7 @@ def test_a_task_that_queues_training_leaves_nothing_queued_or_locked_when_publis
             config=MLConfig(),
             redis_client=redis_client,
             claim_seconds=60,
+            now=datetime.now(UTC),
         )
     assert training_lock(redis_client, symbol, 60).owner() is None
     assert failed.value.job_id is not None
@@ -125,3 +129,79 @@ def test_a_deduplicated_submission_returns_the_earlier_job_and_releases_its_own_
     )
     assert again.id == first.id and sent == [first.id]
     assert lock.owner() is None
+
+
+class ManyModels:
+    """Models trained on the given dates (None: unreadable), under unique symbol names."""
+
+    def __init__(self, trained: dict[str, str | None]) -> None:
+        self.trained = trained
+
+    def symbols(self) -> list[str]:
+        return sorted(self.trained)
+
+    def current(self, symbol: str) -> Any:
+        when = self.trained[symbol]
+        if when is None:
+            raise RegistryError(f"{symbol}: metadata.json is not JSON")
+        return SimpleNamespace(
+            metadata={"trained_at": when, "evaluation": {"summary": {"mape": 1}}}
+        )
+
+
+def test_weekly_retraining_queues_the_oldest_first_within_the_training_queue_bound(
+    redis_server: RedisServer,
+) -> None:
+    # A broker database of its own: the session's workers consume database 0.
+    url = redis_server.url.removesuffix("/0") + "/7"
+    client = redis.Redis.from_url(url, decode_responses=True)
+    app = Celery("retraining-test", set_as_current=False)
+    app.config_from_object("celeryconfig")
+    app.conf.update(broker_url=url, result_backend=url)
+    tag = uuid.uuid4().hex[:5].upper()
+    trained = {
+        f"A{tag}": "2025-06-01T00:00:00+00:00",
+        f"B{tag}": "2024-01-01T00:00:00+00:00",
+        f"C{tag}": None,
+        f"D{tag}": "2026-11-28T00:00:00+00:00",  # fresh: not stale
+        f"E{tag}": "2025-01-01T00:00:00+00:00",
+    }
+    store = JobStore(client, timedelta(minutes=5))
+    try:
+        outcome = queue_stale(
+            app.send_task,
+            store,
+            registry=ManyModels(trained),  # type: ignore[arg-type]
+            config=MLConfig(),
+            redis_client=client,
+            claim_seconds=60,
+            now=datetime(2026, 11, 30, tzinfo=UTC),
+            bounds=QueueBounds(client, {"training": 2}),
+        )
+        assert [q["symbol"] for q in outcome["queued"]] == [f"C{tag}", f"B{tag}"]
+        assert "unreadable" in outcome["queued"][0]["reason"]
+        assert outcome["deferred"] == [f"E{tag}", f"A{tag}"]
+        waiting = sum(client.llen(name) for name in priority_lists("training"))
+        assert waiting == 2
+        # The deferred ones hold no lock: the next run takes them once there is room.
+        assert training_lock(client, f"E{tag}", 60).owner() is None
+        for name in priority_lists("training"):
+            client.delete(name)
+        later = queue_stale(
+            app.send_task,
+            store,
+            registry=ManyModels(trained),  # type: ignore[arg-type]
+            config=MLConfig(),
+            redis_client=client,
+            claim_seconds=60,
+            now=datetime(2026, 11, 30, tzinfo=UTC),
+            bounds=QueueBounds(client, {"training": 2}),
+        )
+        # C and B are still claimed by their queued jobs, which have not finished.
+        assert set(later["skipped"]) == {f"C{tag}", f"B{tag}"}
+        assert [q["symbol"] for q in later["queued"]] == [f"E{tag}", f"A{tag}"]
+        assert later["deferred"] == []
+    finally:
+        client.flushdb()
+        client.close()
+        app.close()
