@@ -167,8 +167,9 @@ def test_weekly_retraining_queues_the_oldest_first_within_the_training_queue_bou
         f"E{tag}": "2025-01-01T00:00:00+00:00",
     }
     store = JobStore(client, timedelta(minutes=5))
-    try:
-        outcome = queue_stale(
+
+    def weekly_run() -> dict[str, Any]:
+        return queue_stale(
             app.send_task,
             store,
             registry=ManyModels(trained),  # type: ignore[arg-type]
@@ -178,6 +179,9 @@ def test_weekly_retraining_queues_the_oldest_first_within_the_training_queue_bou
             now=datetime(2026, 11, 30, tzinfo=UTC),
             bounds=QueueBounds(client, {"training": 2}),
         )
+
+    try:
+        outcome = weekly_run()
         assert [q["symbol"] for q in outcome["queued"]] == [f"C{tag}", f"B{tag}"]
         assert "unreadable" in outcome["queued"][0]["reason"]
         assert outcome["deferred"] == [f"E{tag}", f"A{tag}"]
@@ -187,16 +191,7 @@ def test_weekly_retraining_queues_the_oldest_first_within_the_training_queue_bou
         assert training_lock(client, f"E{tag}", 60).owner() is None
         for name in priority_lists("training"):
             client.delete(name)
-        later = queue_stale(
-            app.send_task,
-            store,
-            registry=ManyModels(trained),  # type: ignore[arg-type]
-            config=MLConfig(),
-            redis_client=client,
-            claim_seconds=60,
-            now=datetime(2026, 11, 30, tzinfo=UTC),
-            bounds=QueueBounds(client, {"training": 2}),
-        )
+        later = weekly_run()
         # C and B are still claimed by their queued jobs, which have not finished.
         assert set(later["skipped"]) == {f"C{tag}", f"B{tag}"}
         assert [q["symbol"] for q in later["queued"]] == [f"E{tag}", f"A{tag}"]
