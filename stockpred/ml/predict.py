@@ -87,11 +87,10 @@ class ModelCache:
     is re-entrant because `on_load` (called under it) may ask for `loaded()`.
 
     A Keras model is a web of reference cycles, so a dropped one is freed only by a full
-    garbage collection; in a process holding TensorFlow's objects Python may not run one for
-    dozens of loads (measured: up to 22 dropped models still alive behind a cache of 10). So
-    after every `max_models // 4` (at least 1) dropped models the cache collects itself: the
-    memory held stays within 1.25 times the bound, at the price of one collection (a few hundred
-    ms) per that many loads.
+    garbage collection, which Python may not run for dozens of loads in a process holding
+    TensorFlow's objects (README, "Model cache"). So after every `max_models // 4` (at least 1)
+    dropped models the cache collects itself: the models in memory stay within 1.25 times the
+    bound, at the price of one full collection, under the lock, per that many loads.
     """
 
     def __init__(

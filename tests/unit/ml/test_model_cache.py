@@ -7,6 +7,8 @@ and lets the cache collect them).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from stockpred.ml.registry import (
     VersionInfo,
 )
 from stockpred.settings import Settings, SettingsError, load_settings
+from tests.support import ROOT
 
 
 class RecordingLoader:
@@ -229,3 +232,20 @@ def test_model_cache_size_is_a_setting_of_at_least_one(settings: Settings, tmp_p
     for bad in ("0", "-1", "many"):
         with pytest.raises(SettingsError, match="MODEL_CACHE_SIZE"):
             load_settings({"STOCKPRED_DATA_DIR": str(tmp_path), "MODEL_CACHE_SIZE": bad})
+
+
+def test_the_inference_worker_builds_its_cache_with_model_cache_size(
+    settings: Settings, data_env: dict[str, str]
+) -> None:
+    code = "from tasks.inference import service; print(service().models.max_models)"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**data_env, "MODEL_CACHE_SIZE": "7"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "7"
