@@ -26,6 +26,7 @@ from stockpred.ml.registry import (
     VersionInfo,
 )
 from stockpred.settings import Settings, SettingsError, load_settings
+from tests.conftest import clean_environ
 from tests.support import ROOT
 
 
@@ -249,3 +250,47 @@ def test_the_inference_worker_builds_its_cache_with_model_cache_size(
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "7"
+
+
+CHILD = """
+import sys
+from pathlib import Path
+from stockpred.ml.predict import ModelCache
+from stockpred.ml.registry import ModelRegistry
+from tests.unit.ml.test_model_cache import CountingCollector, RecordingLoader
+root = Path(sys.argv[1])
+registry = ModelRegistry(root / "ml_models", root / "scalers")
+cache = ModelCache(registry, max_models=2, load=RecordingLoader(), collect=CountingCollector())
+for symbol in ("AAA", "BBB", "CCC", "DDD"):
+    cache.get(symbol)
+"""
+
+
+def test_pool_children_metrics_add_up_through_the_multiprocess_files(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = {**clean_environ(), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    for _ in range(2):  # two pool children, as `stockpred exporter` aggregates them
+        subprocess.run(
+            [sys.executable, "-c", CHILD, str(registry.models_dir.parent)],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            timeout=120,
+        )
+    collected = CollectorRegistry()
+    MultiProcessCollector(collected, path=str(metrics_dir))
+    assert collected.get_sample_value("stockpred_model_evictions_total") == 4
+    assert collected.get_sample_value("stockpred_model_loads_total", {"reason": "absent"}) == 8
+    capacity = [
+        s
+        for metric in collected.collect()
+        if metric.name == "stockpred_model_cache_capacity"
+        for s in metric.samples
+    ]
+    assert len(capacity) == 2 and {s.value for s in capacity} == {2.0}
