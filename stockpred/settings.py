@@ -369,6 +369,10 @@ class Settings(_Root):
     stock_data_ttl: Duration = Field(
         timedelta(minutes=30), validation_alias=_seed("STOCK_DATA_TTL")
     )
+    # Models one inference process keeps loaded; past it the least recently used is dropped.
+    model_cache_size: Annotated[int, _whole(1, 10_000)] = Field(
+        20, validation_alias=_seed("MODEL_CACHE_SIZE")
+    )
     cache_cleanup_interval: Duration = Field(
         timedelta(hours=6), validation_alias=_seed("CACHE_CLEANUP_INTERVAL")
     )

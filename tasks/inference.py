@@ -23,7 +23,9 @@ def service() -> InferenceService:
     def build() -> InferenceService:
         settings = context.settings()
         models = ModelCache(
-            context.registry(), on_load=lambda _: context.report_loaded(models.loaded())
+            context.registry(),
+            on_load=lambda _: context.report_loaded(models.loaded()),
+            max_models=settings.model_cache_size,
         )
         return InferenceService(
             models=models,

@@ -1,23 +1,27 @@
 """Predictions: the current model of a symbol, loaded once per process, on its latest bars.
 
-Models are cached by (symbol, version); before every prediction the registry's `current`
-pointer is read (one small file) and a changed version is loaded in place of the old one, so a
-retrain, a rollback or a restore takes effect without restarting workers. Needs TensorFlow.
+Models are cached by (symbol, version), at most MODEL_CACHE_SIZE per process (the least recently
+used dropped first); before every prediction the registry's `current` pointer is read (one small
+file) and a changed version is loaded in place of the old one, so a retrain, a rollback or a
+restore takes effect without restarting workers. Needs TensorFlow.
 """
 
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from cachetools import LRUCache
 
 from stockpred.infra.background import BackgroundWriter
 from stockpred.infra.clock import utcnow_iso
@@ -28,7 +32,7 @@ from stockpred.ml.features import compute_features
 from stockpred.ml.forecast import LoadedModel
 from stockpred.ml.intervals import ewma_volatility
 from stockpred.ml.prediction_store import PredictionCache, PredictionJournal, cache_key
-from stockpred.ml.registry import CurrentVersions, ModelRegistry
+from stockpred.ml.registry import CurrentVersions, ModelRegistry, VersionInfo
 from stockpred.telemetry.worker_metrics import worker_metrics
 
 log = logging.getLogger(__name__)
@@ -61,17 +65,56 @@ def utc_rfc3339() -> str:
     return utcnow_iso("seconds")
 
 
+class _LeastRecentlyUsed(LRUCache[str, LoadedModel]):
+    """cachetools' LRU mapping, telling `on_evict` of each model it drops to make room."""
+
+    def __init__(self, maxsize: int, on_evict: Callable[[str, LoadedModel], None]) -> None:
+        super().__init__(maxsize)
+        self._on_evict = on_evict
+
+    def popitem(self) -> tuple[str, LoadedModel]:
+        """Drop the least recently used model (cachetools calls this when full)."""
+        symbol, loaded = super().popitem()
+        self._on_evict(symbol, loaded)
+        return symbol, loaded
+
+
 class ModelCache:
-    """This process's loaded models, one version per symbol."""
+    """This process's loaded models: one version per symbol, at most `max_models` of them.
+
+    Past the bound the least recently used symbol's model is dropped; asked for again, it is
+    loaded again. cachetools' `LRUCache` is not thread-safe: every access holds `_lock`, which
+    is re-entrant because `on_load` (called under it) may ask for `loaded()`.
+
+    A Keras model is a web of reference cycles, so a dropped one is freed only by a full
+    garbage collection, which Python may not run for dozens of loads in a process holding
+    TensorFlow's objects (README, "Model cache"). So after every `max_models // 4` (at least 1)
+    dropped models the cache collects itself: the models in memory stay within 1.25 times the
+    bound, at the price of one full collection, under the lock, per that many loads.
+    """
 
     def __init__(
-        self, registry: ModelRegistry, on_load: Callable[[LoadedModel], None] | None = None
+        self,
+        registry: ModelRegistry,
+        on_load: Callable[[LoadedModel], None] | None = None,
+        *,
+        max_models: int,
+        load: Callable[[VersionInfo], LoadedModel] = LoadedModel.load,
+        collect: Callable[[], int] = gc.collect,
     ) -> None:
+        if max_models < 1:
+            raise ValueError(f"a model cache holds at least one model, not {max_models}")
         self.registry = registry
         self.on_load = on_load
-        self._models: dict[str, LoadedModel] = {}
+        self.max_models = max_models
+        self._load = load
+        self._gc_collect = collect
+        self._models = _LeastRecentlyUsed(max_models, self._evicted)
         self._versions = CurrentVersions(registry.models_dir)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._collect_every = max(1, max_models // 4)
+        self._dropped = 0  # models dropped (evicted or replaced) since the last collection
+        worker_metrics().model_cache_capacity.set(max_models)
 
     def get(self, symbol: str) -> LoadedModel:
         """The current version's model, loading it if the pointer moved since last time."""
@@ -82,21 +125,54 @@ class ModelCache:
                 f"or `make train SYMBOL={symbol}`"
             )
         with self._lock:
-            loaded = self._models.get(symbol)
-            if loaded is None or loaded.version != version:
-                loaded = LoadedModel.load(self.registry.info(symbol, version))
-                self._models[symbol] = loaded
-                log.info("loaded %s model %s in %.3fs", symbol, version, loaded.load_seconds)
-                metrics = worker_metrics()
-                metrics.model_load.observe(loaded.load_seconds)
-                metrics.models_loaded.set(len(self._models))
-                if self.on_load is not None:
-                    self.on_load(loaded)
+            loaded = self._models.get(symbol)  # a hit makes it the most recently used
+            if loaded is not None and loaded.version == version:
+                return loaded
+            reason = "absent" if loaded is None else "version_changed"
+            loaded = self._load(self.registry.info(symbol, version))
+            # Replacing a symbol's old version evicts nothing; a new symbol in a full cache
+            # evicts the least recently used one (after the load, so a failed load drops none).
+            self._models[symbol] = loaded
+            if reason == "version_changed":
+                self._dropped += 1
+            if self._dropped >= self._collect_every:
+                self._collect()
+            log.info("loaded %s model %s in %.3fs", symbol, version, loaded.load_seconds)
+            metrics = worker_metrics()
+            metrics.model_load.observe(loaded.load_seconds)
+            metrics.model_loads.labels(reason).inc()
+            metrics.models_loaded.set(len(self._models))
+            if self.on_load is not None:
+                self.on_load(loaded)
             return loaded
+
+    def _collect(self) -> None:
+        """Free the dropped models (unreferenced only now that cachetools let go of them)."""
+        started = time.perf_counter()
+        unreachable = self._gc_collect()
+        log.info(
+            "collected %d dropped models (%d objects) in %.3fs",
+            self._dropped,
+            unreachable,
+            time.perf_counter() - started,
+        )
+        self._dropped = 0
+
+    def _evicted(self, symbol: str, loaded: LoadedModel) -> None:
+        """Count and log a model dropped to make room (called under `_lock`)."""
+        self._dropped += 1
+        worker_metrics().model_evictions.inc()
+        log.info(
+            "evicted %s model %s: the least recently used of %d",
+            symbol,
+            loaded.version,
+            self.max_models,
+        )
 
     def loaded(self) -> dict[str, str]:
         """symbol → version of what this process holds."""
-        return {symbol: m.version for symbol, m in self._models.items()}
+        with self._lock:
+            return {symbol: m.version for symbol, m in self._models.items()}
 
 
 class InferenceService:

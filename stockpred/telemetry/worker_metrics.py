@@ -25,7 +25,10 @@ class WorkerMetrics:
     training_epochs: Counter
     training_duration: Histogram
     model_load: Histogram
+    model_loads: Counter
+    model_evictions: Counter
     models_loaded: Gauge
+    model_cache_capacity: Gauge
     data_fetches: Counter
     data_errors: Counter
     data_latency: Histogram
@@ -55,9 +58,24 @@ def worker_metrics() -> WorkerMetrics:
         model_load=Histogram(
             "stockpred_model_load_seconds", "Time to load a model version", buckets=SECONDS
         ),
+        model_loads=Counter(
+            "stockpred_model_loads_total",
+            "Model versions loaded by a worker process, by reason: absent (never held, or "
+            "evicted since) or version_changed (the current pointer moved)",
+            ["reason"],
+        ),
+        model_evictions=Counter(
+            "stockpred_model_evictions_total",
+            "Models dropped from a worker process's full model cache, least recently used first",
+        ),
         models_loaded=Gauge(
             "stockpred_models_loaded",
             "Models held by a worker process",
+            multiprocess_mode="liveall",
+        ),
+        model_cache_capacity=Gauge(
+            "stockpred_model_cache_capacity",
+            "Models a worker process may hold (MODEL_CACHE_SIZE)",
             multiprocess_mode="liveall",
         ),
         data_fetches=Counter(

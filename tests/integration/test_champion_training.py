@@ -65,7 +65,7 @@ def test_training_stores_the_champion_and_the_prediction_names_it(tmp_path: Path
     assert low < 0 < high
 
     service = InferenceService(
-        models=ModelCache(registry),
+        models=ModelCache(registry, max_models=1),
         refresh=lambda _s: SimpleNamespace(as_of=str(bars.index[-1].date()), source="embedded"),
         history=lambda _s: bars,
         cache=_NoCache(),

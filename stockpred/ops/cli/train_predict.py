@@ -170,7 +170,7 @@ def local_inference(settings: Settings) -> InferenceService:
 
     market = local_market(settings)
     return InferenceService(
-        models=ModelCache(model_registry(settings)),
+        models=ModelCache(model_registry(settings), max_models=settings.model_cache_size),
         refresh=market.refresh,
         history=market.history_frame,
         cache=_Uncached(),
