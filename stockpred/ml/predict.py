@@ -193,8 +193,10 @@ class InferenceService:
         self.models = models
         self.refresh = refresh
         self.history = history
-        self._features: dict[str, tuple[str, pd.DataFrame]] = {}
-        self._prepared: dict[str, _Prepared] = {}
+        # Per-symbol state is bounded like the models it serves (inference threads share it).
+        self._features: LRUCache[str, tuple[str, pd.DataFrame]] = LRUCache(models.max_models)
+        self._prepared: LRUCache[str, _Prepared] = LRUCache(models.max_models)
+        self._state_lock = threading.Lock()
         self.cache = cache
         self.journal = journal
         self.writer = writer
@@ -248,19 +250,22 @@ class InferenceService:
 
     def features(self, symbol: str, as_of: str) -> pd.DataFrame:
         """Features of the symbol's history, computed once per new last bar in this process."""
-        held = self._features.get(symbol)
+        with self._state_lock:
+            held = self._features.get(symbol)
         if held is not None and held[0] == as_of:
             return held[1]
         frame = self.history(symbol)
         if frame is None:
             raise NoModel(f"no price history for {symbol}")
         features = compute_features(frame)
-        self._features[symbol] = (as_of, features)
+        with self._state_lock:
+            self._features[symbol] = (as_of, features)
         return features
 
     def _prepare(self, symbol: str, loaded: LoadedModel, as_of: str) -> _Prepared:
         """The model input for the latest window: built once per (version, last bar)."""
-        held = self._prepared.get(symbol)
+        with self._state_lock:
+            held = self._prepared.get(symbol)
         if held is not None and (held.version, held.as_of) == (loaded.version, as_of):
             return held
         features = self.features(symbol, as_of)
@@ -279,7 +284,8 @@ class InferenceService:
             drift=[float(v) for v in drift],
             sigma=float(ewma_volatility(features["log_return"].to_numpy(dtype="float64"))[-1]),
         )
-        self._prepared[symbol] = prepared
+        with self._state_lock:
+            self._prepared[symbol] = prepared
         return prepared
 
     def _compute(
