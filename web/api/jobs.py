@@ -37,6 +37,11 @@ def get_task(task_id: str) -> Response:
 @bp.post("/<task_id>/cancel")
 def cancel_task(task_id: str) -> Response:
     """Cancel a job: dropped if still queued, stopped between epochs if training; kept as record."""
+    return jsonify(cancel_job(task_id))
+
+
+def cancel_job(task_id: str) -> dict[str, str]:
+    """Mark a job cancelled and revoke its task; 409 when it has finished already."""
     job = _job(task_id)
     if job.finished:
         raise ApiError(409, "job already finished", f"job {task_id} is {job.state}")
@@ -46,10 +51,8 @@ def cancel_task(task_id: str) -> Response:
     if job.kind == "train" and job.symbol and job.state == "queued":
         limit = int(svc.settings.training_time_limit.total_seconds())
         training_lock(svc.redis, job.symbol, limit).release(task_id)
-    return jsonify(
-        {
-            "id": task_id,
-            "state": "cancelled",
-            "message": "queued work is dropped; a running training stops after its epoch",
-        }
-    )
+    return {
+        "id": task_id,
+        "state": "cancelled",
+        "message": "queued work is dropped; a running training stops after its epoch",
+    }
