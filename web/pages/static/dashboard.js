@@ -2,9 +2,9 @@
 // a job, read from the JSON API. Plain ES2017, no build step.
 "use strict";
 (function () {
-  const me = document.currentScript;
   const dataEl = document.getElementById("chart-data");
   const data = dataEl ? JSON.parse(dataEl.textContent) : null;
+  const urls = dataEl ? dataEl.dataset : {};
 
   function day(iso) { return Date.parse(iso + "T00:00:00Z") / 1000; }
   function fmt(v) { return v == null ? "—" : Number(v).toFixed(2); }
@@ -104,7 +104,7 @@
     const status = document.getElementById("forecast-status");
     if (!status || !data || !data.horizon) return null;
     status.textContent = "Computing the forecast…";
-    let { status: code, body } = await getJson(me.dataset.predictUrl + "?horizon=" + data.horizon);
+    let { status: code, body } = await getJson(urls.predictUrl + "?horizon=" + data.horizon);
     if (code === 202) {
       const job = await finished(body.status_url);
       if (job.state !== "succeeded") {
@@ -149,12 +149,14 @@
     }
   }
 
+  // No cached history yet: ask the API for it (it queues a refresh); true when the page reloads.
   async function fetchPrices() {
-    // No cached history yet: ask the API for it (it queues a refresh), then show it.
-    if (!document.getElementById("no-prices") || !me.dataset.historicalUrl) return;
-    let { status, body } = await getJson(me.dataset.historicalUrl + "?days=1");
+    if (!document.getElementById("no-prices") || !urls.historicalUrl) return false;
+    let { status, body } = await getJson(urls.historicalUrl + "?days=1");
     if (status === 202) body = await finished(body.status_url);
-    if (status === 200 || body.state === "succeeded") window.location.reload();
+    if (status !== 200 && body.state !== "succeeded") return false;
+    window.location.reload();
+    return true;
   }
 
   for (const button of document.querySelectorAll("[data-range]")) {
@@ -169,7 +171,7 @@
     if (data) {
       draw(null);
       followJob();
-      fetchPrices();
+      if (await fetchPrices()) return;  // the reloaded page says when it is ready
       const forecast = await loadForecast();
       if (forecast) draw(forecast);
     }
