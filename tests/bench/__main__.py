@@ -3,7 +3,9 @@
 Starts its own redis-server, Celery workers and gunicorn servers on free ports over a temp data
 root, measures seven serving figures (tests/bench/figures.py, tests/bench/web_figures.py),
 three backup figures (tests/bench/storage_figures.py) and, on a `make run` of its own, the
-Redis-SIGKILL recovery figure (h) (tests/bench/fault_figures.py) and the out-of-sample forecast
+Redis-SIGKILL recovery figure (h) (tests/bench/fault_figures.py), on another `make run` the
+dashboard's symbol page figures (tests/bench/dashboard_figures.py: server render, first chart in
+chromium) and the out-of-sample forecast
 figures (tests/bench/forecast_figures.py, no processes needed), stops every process it
 started, writes the JSON to <data root>/monitoring/bench-<UTC stamp>.json of the invoking
 environment, and prints it last on stdout. Progress goes to stderr. Exit status: 0 when every
@@ -30,7 +32,14 @@ from typing import Any
 
 from stockpred.infra.files import atomic_write
 from stockpred.settings import get_settings
-from tests.bench import fault_figures, figures, forecast_figures, stack, web_figures
+from tests.bench import (
+    dashboard_figures,
+    fault_figures,
+    figures,
+    forecast_figures,
+    stack,
+    web_figures,
+)
 from tests.bench.figures import Options
 from tests.bench.procs import ForeignCpu, Processes, say
 from tests.bench.storage_figures import storage_figures
@@ -94,6 +103,13 @@ def measure(root: Path, procs: Processes, options: Options) -> list[dict[str, An
             phase(
                 "(forecast) served forecast vs naive and 80 % coverage, out of sample",
                 forecast_figures.forecast_figures,
+            )
+        )
+    if options.wants("dashboard"):  # its own `make run` and chromium, stopped before the rest
+        faults.extend(
+            phase(
+                "(dashboard) symbol page with five years: server render, first chart in chromium",
+                dashboard_figures.dashboard_figures,
             )
         )
     if not any(options.wants(name) for name in ("a", "b", "c", "d", "e", "f", "g", "storage")):

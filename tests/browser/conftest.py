@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from playwright.sync_api import Browser, Playwright, sync_playwright
 
 from tests.conftest import SMALL_ML_CONFIG
 from tests.process_set import RunningSet, http_get, process_set, wait_healthy
+from tests.supervised_set import train
 from tests.support import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
@@ -67,19 +67,5 @@ def prices_cached(running: RunningSet, symbol: str) -> None:
 
 def ensure_trained(running: RunningSet, symbol: str) -> None:
     """A model for `symbol`: the operator's test trains it from the page; run alone, the API."""
-    if http_get(f"{running.web}/api/v1/models/{symbol}")[0] == 200:
-        return
-    request = urllib.request.Request(
-        f"{running.web}/api/v1/train/{symbol}",
-        data=b'{"epochs": 1}',
-        headers={"Authorization": f"Bearer {running.token()}"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        status_url = json.loads(answer.read())["status_url"]
-
-    def finished() -> str | None:
-        state = str(json.loads(http_get(f"{running.web}{status_url}")[1])["state"])
-        return state if state in {"succeeded", "failed", "cancelled"} else None
-
-    assert wait_for(finished, 240, interval=1, what=f"{symbol}'s training") == "succeeded"
+    if http_get(f"{running.web}/api/v1/models/{symbol}")[0] != 200:
+        train(running, symbol, epochs=1)
