@@ -10,6 +10,8 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,9 +20,15 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from stockpred.infra.clock import utcnow
 from stockpred.jobs.records import JobStore
+from stockpred.ledger.database import create_ledger_engine
+from stockpred.ledger.entries import Forecast
+from stockpred.ledger.migrate import upgrade_database
+from stockpred.ledger.scoring import score
+from stockpred.ledger.store import ForecastLedger
 from stockpred.ml.registry import ModelRegistry
-from stockpred.settings import Settings
+from stockpred.settings import Settings, load_settings
 from tests.support import wait_for
 from web import create_app
 
@@ -301,3 +309,57 @@ def test_rendering_every_page_imports_no_tensorflow(worker_env: dict[str, str]) 
         timeout=60,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_the_track_record_shows_hits_misses_and_accuracy_beside_naive(
+    celery_workers: Celery, worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger' / 'forecasts.db'}"
+    settings = load_settings({**worker_env, "DATABASE_URL": url})
+    upgrade_database(settings)
+    engine = create_ledger_engine(url)
+    ledger = ForecastLedger(engine)
+    recent = utcnow().date() - timedelta(days=10)
+    # (as_of, point, previous close = naive, actual, interval): a hit, then a miss.
+    for day, point, naive, actual, interval in (
+        (recent, 101.0, 100.0, 102.0, (99.0, 103.0)),
+        (recent + timedelta(days=1), 103.0, 102.0, 99.0, (101.5, 104.0)),
+    ):
+        stored = ledger.record(
+            Forecast(
+                symbol=UNTRAINED,
+                as_of=day,
+                target_date=day + timedelta(days=1),
+                horizon=1,
+                forecaster="lstm",
+                model_version="v1",
+                point=point,
+                naive=naive,
+                requested_at=datetime.combine(day, datetime.min.time(), UTC),
+                lower=interval[0],
+                upper=interval[1],
+                level=0.8,
+            )
+        )
+        ledger.record_scores(
+            [score(stored, actual=actual, previous_close=naive, scored_at=utcnow())]
+        )
+    engine.dispose()
+    app = create_app({"STOCKPRED_SETTINGS": settings, "TESTING": True})
+    try:
+        client = app.test_client()
+        page = html(client.get(f"/symbols/{UNTRAINED}", headers=HTML))
+        data = re.search(r'id="chart-data"[^>]*>(.*?)</script>', page, re.S)
+        assert data is not None
+        realised = json.loads(data.group(1))["realised"]
+        assert [(r["actual"], r["hit"]) for r in realised] == [(99.0, False), (102.0, True)]
+        # n 2; MAE model (1 + 4) / 2 = 2.5 beside naive (2 + 3) / 2 = 2.5; coverage 1 of 2.
+        assert re.search(r"<td>2</td>\s*<td>2.500</td>\s*<td>2.500</td>", page), page
+        assert "50 % of 2 (nominal 80 %)" in page
+        overview = html(client.get("/", headers=HTML))
+        row = re.search(rf">{UNTRAINED}</a>.*?</tr>", overview, re.S)
+        assert row is not None
+        assert "104.00" in row.group(0) and "lstm" in row.group(0)  # the latest interval
+        assert "50 %" in row.group(0) and "<td>2</td>" in row.group(0)
+    finally:
+        app.extensions["stockpred"].close()

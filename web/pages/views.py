@@ -129,6 +129,7 @@ def train(symbol: str) -> BaseResponse:
     try:
         job = queue_training(sym, epochs=epochs, force=request.form.get("force") == "on")
     except TrainingRunning as running:
+        log.info("dashboard training of %s refused: %s", sym, running)
         flash(f"{running}.", "error")
         return redirect(url_for("pages.symbol", symbol=sym, job=running.owner), 303)
     except ApiError as exc:
