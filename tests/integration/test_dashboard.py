@@ -121,7 +121,7 @@ def test_anonymous_pages_read_and_offer_no_action(browser: FlaskClient) -> None:
     assert f"{UNTRAINED} has no trained model yet" in symbol_page
     assert f"make train SYMBOL={UNTRAINED}" in symbol_page
     assert "/train" not in symbol_page and "Sign out" not in symbol_page
-    data = re.search(r'<script type="application/json" id="chart-data">(.*?)</script>', symbol_page)
+    data = re.search(r'id="chart-data"[^>]*>(.*?)</script>', symbol_page, re.S)
     assert data is not None and json.loads(data.group(1))["symbol"] == UNTRAINED
     assert "<h1>Jobs</h1>" in html(browser.get("/jobs", headers=HTML))
     assert "Cancel" not in html(browser.get("/jobs", headers=HTML))
