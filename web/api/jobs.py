@@ -16,11 +16,11 @@ from web.errors import ApiError
 from web.services import services
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1/tasks")
-_TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 def _job(task_id: str) -> Job:
-    if not _TASK_ID.fullmatch(task_id):
+    if not TASK_ID.fullmatch(task_id):
         raise ApiError(400, "invalid task id", "task ids are up to 64 letters, digits, - and _")
     job = services().jobs.get(task_id)
     if job is None:

@@ -24,7 +24,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.wrappers import Response as BaseResponse
 
 from web.admission import MUTATING_METHODS
-from web.api.jobs import cancel_job
+from web.api.jobs import TASK_ID, cancel_job
 from web.api.models import roll_back
 from web.api.stats import clear_predictions
 from web.api.storage import queue_backup
@@ -78,7 +78,7 @@ def symbol(symbol: str) -> str:
     """A symbol's prices, forecast and its band, track record and model versions (HTML)."""
     sym = parse_symbol(symbol)
     job_id = request.args.get("job")
-    if job_id is not None and not job_id.replace("-", "").replace("_", "").isalnum():
+    if job_id is not None and not TASK_ID.fullmatch(job_id):
         raise ApiError(400, "invalid job", "job must be a task id")
     page = reads.symbol_page(services(), sym)
     return render_template("symbol.html", page=page, job_id=job_id)
