@@ -28,8 +28,8 @@ def _endpoints() -> dict[str, str]:
     """Every route with the first line of its view's docstring, from the URL map itself."""
     index: dict[str, str] = {}
     for rule in sorted(current_app.url_map.iter_rules(), key=lambda r: r.rule):
-        if rule.endpoint == "static":
-            continue
+        if rule.endpoint == "static" or rule.endpoint.endswith(".static"):
+            continue  # files, not routes
         view = current_app.view_functions[rule.endpoint]
         doc = (view.__doc__ or "").strip().splitlines()
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
