@@ -27,8 +27,9 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP) system-deps ## Create .venv, install the locked packages and system tools if missing
 
 # tool:package; Debian keeps PostgreSQL's initdb off PATH, in /usr/lib/postgresql/<version>/bin.
-SYSTEM_TOOLS := redis-server:redis-server promtool:prometheus nginx:nginx-light initdb:postgresql
-system-deps: ## Install redis-server, promtool (prometheus), nginx and postgresql (tests) with apt-get when missing (root)
+SYSTEM_TOOLS := redis-server:redis-server promtool:prometheus nginx:nginx-light initdb:postgresql \
+                chromium:chromium
+system-deps: ## Install redis-server, promtool (prometheus), nginx, postgresql and chromium (tests) with apt-get when missing (root)
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \
 	  tool=$${pair%%:*}; \
 	  command -v $$tool >/dev/null 2>&1 || test -x /usr/sbin/$$tool \
@@ -53,7 +54,7 @@ run: install ## Run the whole process set under supervisord (Redis, web :8080, 3
 status: install ## State of each process of the running `make run` (supervisorctl status)
 	$(BIN)/stockpred ctl status
 
-test: install lint ## Install, lint, then run every test (unit, integration, e2e)
+test: install lint ## Install, lint, then run every test (unit, integration, e2e, browser)
 	$(BIN)/pytest
 
 chaos: install ## The fault suite's longer form (Redis and worker kills, disk full, floods)

@@ -28,6 +28,7 @@ from web.errors import register_error_handlers
 from web.fastpath import CachedPredictionFastPath
 from web.metrics import install_metrics
 from web.middleware import install_middleware
+from web.pages import install_pages
 from web.services import EXTENSION_KEY, Services
 
 MAX_BODY_BYTES = 64 * 1024  # the largest body this API documents is a few hundred bytes
@@ -59,9 +60,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(ledger.bp)
     app.register_blueprint(symbols.bp)
     app.register_blueprint(accuracy.bp)
+    install_pages(app, svc.settings)
     # Outermost first: the client's address, then its rate limits, then cache hits.
     hits = CachedPredictionFastPath(app.wsgi_app, lambda: svc.prediction_lookup)
     wsgi = AdmissionControl(hits, lambda: svc.rate_limits)
     proxies = svc.settings.web_trusted_proxies
-    app.wsgi_app = ProxyFix(wsgi, x_for=proxies) if proxies else wsgi  # type: ignore[method-assign]
+    # The proxies' X-Forwarded-Proto too: the dashboard's session cookie is Secure behind TLS.
+    fixed = ProxyFix(wsgi, x_for=proxies, x_proto=proxies) if proxies else wsgi
+    app.wsgi_app = fixed  # type: ignore[method-assign]
     return app

@@ -11,7 +11,7 @@ from flask import Flask, Response, g, request
 
 from stockpred.infra.logs import API_LOGGER
 from web.admission import MUTATING_METHODS, refuse_if_over_limit
-from web.auth import authenticated, token_matches
+from web.auth import PAGES, authenticated, session_signed_in, token_matches
 from web.contract import refuse_what_the_contract_refuses
 from web.errors import ApiError
 from web.metrics import record_request_metrics
@@ -109,13 +109,13 @@ def _start_request() -> None:
     g.request_id = request_id_for(request.headers.get("X-Request-ID", ""))
     g.authenticated = token_matches(
         request.headers.get("Authorization", ""), services().settings.api_token
-    )
+    ) or (request.blueprint == PAGES and session_signed_in())
 
 
 def _require_token() -> None:
     """Mutating routes need `Authorization: Bearer <STOCKPRED_API_TOKEN>`."""
-    if request.method not in MUTATING_METHODS:
-        return
+    if request.method not in MUTATING_METHODS or request.blueprint == PAGES:
+        return  # the pages check a CSRF token and the operator's session instead (web.pages)
     if not services().settings.api_token:
         raise ApiError(
             503,

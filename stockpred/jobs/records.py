@@ -11,6 +11,7 @@ incarnation left running (its main process was killed).
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -22,7 +23,9 @@ import redis
 from stockpred.infra.clock import MICROSECONDS, utcnow_iso
 from stockpred.infra.deferred_writes import DeferredWrites
 
+log = logging.getLogger(__name__)
 KEY_PREFIX = "stockpred:job:"
+MAX_SCANNED = 2000  # job keys one listing reads at most
 STATES = ("queued", "started", "progress", "succeeded", "failed", "cancelled")
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 _JSON_FIELDS = ("progress", "result", "error", "params")
@@ -279,6 +282,31 @@ class JobStore:
         """Return the record, or None for an unknown or expired id."""
         raw = cast(dict[str, str], self._redis.hgetall(self.key(job_id)))
         return self._decode(raw) if raw else None
+
+    def recent(self, limit: int, *, scan_cap: int = MAX_SCANNED) -> list[Job]:
+        """Up to `limit` records, newest first, read from at most `scan_cap` job keys.
+
+        Records expire after JOB_TTL, so the keys are few; the cap bounds one page's work when
+        they are not. A damaged record is logged and left out rather than failing the list.
+        """
+        keys: list[str] = []
+        for key in self._redis.scan_iter(match=KEY_PREFIX + "*", count=500, _type="hash"):
+            keys.append(key)
+            if len(keys) >= scan_cap:
+                break
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        jobs: list[Job] = []
+        for raw in pipe.execute():
+            if not raw:
+                continue  # expired between the scan and the read
+            try:
+                jobs.append(self._decode(raw))
+            except DamagedJobRecord as exc:
+                log.warning("left out of the recent jobs: %s", exc)
+        jobs.sort(key=lambda job: job.created_at, reverse=True)
+        return jobs[:limit]
 
     @staticmethod
     def _decode(raw: Any) -> Job:

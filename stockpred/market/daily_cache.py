@@ -18,7 +18,9 @@ from stockpred.infra.filememo import FileMemo
 from stockpred.infra.files import atomic_write
 from stockpred.market.calendar import is_fresh
 
-MAX_DAYS = 730
+MAX_DAYS = 730  # the most bars /api/v1/historical answers (the original's bound)
+# Five years of sessions and a margin: the dashboard's symbol page charts them.
+KEEP_BARS = 1300
 SCHEMA = 1
 
 
@@ -141,7 +143,7 @@ class DailyCache:
     ) -> CachedPrices:
         """Write the entry atomically and return it."""
         when = fetched_at or utcnow()
-        recent = bars[-MAX_DAYS:]
+        recent = bars[-KEEP_BARS:]
         entry = CachedPrices(symbol, source, when, recent[-1][0], first_date, total_rows, recent)
         body = {
             "schema": SCHEMA,

@@ -23,7 +23,7 @@ from redis.exceptions import LockError
 
 from stockpred.infra.clock import utcnow
 from stockpred.market.bars import merge_frames
-from stockpred.market.daily_cache import MAX_DAYS, DailyCache
+from stockpred.market.daily_cache import KEEP_BARS, DailyCache
 from stockpred.market.errors import (
     MarketDataError,
     NoData,
@@ -164,7 +164,7 @@ class MarketData:
         entry = self.cache.store(
             symbol=symbol,
             source=fetched.source,
-            bars=to_rows(merged.tail(MAX_DAYS)),
+            bars=to_rows(merged.tail(KEEP_BARS)),
             first_date=merged.index[0].strftime("%Y-%m-%d"),
             total_rows=len(merged),
             fetched_at=self.clock(),

@@ -3,9 +3,11 @@
 Starts its own redis-server, Celery workers and gunicorn servers on free ports over a temp data
 root, measures seven serving figures (tests/bench/figures.py, tests/bench/web_figures.py),
 three backup figures (tests/bench/storage_figures.py) and, on a `make run` of its own, the
-Redis-SIGKILL recovery figure (h) (tests/bench/fault_figures.py), the out-of-sample forecast
-figures (tests/bench/forecast_figures.py, no processes needed) and the model cache's memory
-figure (j) (tests/bench/model_memory.py, fresh interpreters of its own), stops every process it
+Redis-SIGKILL recovery figure (h) (tests/bench/fault_figures.py), on another `make run` the
+dashboard's symbol page figures (tests/bench/dashboard_figures.py: server render, first chart in
+chromium), the out-of-sample forecast figures (tests/bench/forecast_figures.py, no processes
+needed) and the model cache's memory figure (j) (tests/bench/model_memory.py, fresh
+interpreters of its own), stops every process it
 started, writes the JSON to <data root>/monitoring/bench-<UTC stamp>.json of the invoking
 environment, and prints it last on stdout. Progress goes to stderr. Exit status: 0 when every
 figure was measured (pass or not; `--strict` makes a failed target exit 1), 1 on an error, 130
@@ -31,7 +33,15 @@ from typing import Any
 
 from stockpred.infra.files import atomic_write
 from stockpred.settings import get_settings
-from tests.bench import fault_figures, figures, forecast_figures, model_memory, stack, web_figures
+from tests.bench import (
+    dashboard_figures,
+    fault_figures,
+    figures,
+    forecast_figures,
+    model_memory,
+    stack,
+    web_figures,
+)
 from tests.bench.figures import Options
 from tests.bench.procs import ForeignCpu, Processes, say
 from tests.bench.storage_figures import storage_figures
@@ -102,6 +112,13 @@ def measure(root: Path, procs: Processes, options: Options) -> list[dict[str, An
             phase(
                 "(j) inference process RSS after 200 symbols vs after 20, a model cache of 20",
                 model_memory.model_cache_rss,
+            )
+        )
+    if options.wants("dashboard"):  # its own `make run` and chromium, stopped before the rest
+        faults.extend(
+            phase(
+                "(dashboard) symbol page with five years: server render, first chart in chromium",
+                dashboard_figures.dashboard_figures,
             )
         )
     if not any(options.wants(name) for name in ("a", "b", "c", "d", "e", "f", "g", "storage")):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import pytest
 import redis
 
 from stockpred.infra.deferred_writes import DeferredWrites
@@ -202,3 +204,21 @@ def test_a_restarted_node_fails_only_the_jobs_its_previous_run_left_running(
     assert redis_client.smembers(RUNNING_PREFIX + node) == {current}
     assert store.worker_of(current) == new
     assert store.fail_lost(new, {"kind": "worker_lost"}) == []
+
+
+def test_recent_jobs_are_newest_first_and_a_damaged_record_is_left_out_and_logged(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = JobStore(redis_client, timedelta(days=7))
+    first, damaged, last = (
+        store.create(kind="backup", task_name="maintenance.backup", queue="maintenance")
+        for _ in range(3)
+    )
+    redis_client.hset(JobStore.key(damaged.id), "progress", "{not json")
+    with caplog.at_level(logging.WARNING, logger="stockpred.jobs.records"):
+        listed = [job.id for job in store.recent(10_000)]
+    mine = [job_id for job_id in listed if job_id in {first.id, damaged.id, last.id}]
+    assert mine == [last.id, first.id]
+    assert f"the record of job {damaged.id} is damaged" in caplog.text
+    assert [job.id for job in store.recent(1)] == [last.id]
+    assert len(store.recent(10_000, scan_cap=2)) <= 2

@@ -16,11 +16,11 @@ from web.errors import ApiError
 from web.services import services
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v1/tasks")
-_TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 def _job(task_id: str) -> Job:
-    if not _TASK_ID.fullmatch(task_id):
+    if not TASK_ID.fullmatch(task_id):
         raise ApiError(400, "invalid task id", "task ids are up to 64 letters, digits, - and _")
     job = services().jobs.get(task_id)
     if job is None:
@@ -37,6 +37,11 @@ def get_task(task_id: str) -> Response:
 @bp.post("/<task_id>/cancel")
 def cancel_task(task_id: str) -> Response:
     """Cancel a job: dropped if still queued, stopped between epochs if training; kept as record."""
+    return jsonify(cancel_job(task_id))
+
+
+def cancel_job(task_id: str) -> dict[str, str]:
+    """Mark a job cancelled and revoke its task; 409 when it has finished already."""
     job = _job(task_id)
     if job.finished:
         raise ApiError(409, "job already finished", f"job {task_id} is {job.state}")
@@ -46,10 +51,8 @@ def cancel_task(task_id: str) -> Response:
     if job.kind == "train" and job.symbol and job.state == "queued":
         limit = int(svc.settings.training_time_limit.total_seconds())
         training_lock(svc.redis, job.symbol, limit).release(task_id)
-    return jsonify(
-        {
-            "id": task_id,
-            "state": "cancelled",
-            "message": "queued work is dropped; a running training stops after its epoch",
-        }
-    )
+    return {
+        "id": task_id,
+        "state": "cancelled",
+        "message": "queued work is dropped; a running training stops after its epoch",
+    }

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, jsonify
 
 from stockpred.jobs.errors import ErrorKind
+from stockpred.jobs.records import Job
 from stockpred.ml.registry import ModelRegistry, RegistryError
 from stockpred.paths import DataTree
 from web.dispatch import accepted, submit, wait_for_job
@@ -76,21 +79,30 @@ def rollback(symbol: str) -> Response:
     target = json_body().get("version")
     if target is not None and not isinstance(target, str):
         raise ApiError(400, "invalid version", "version must be a string")
+    job, result = roll_back(sym, target)
+    return accepted(job) if result is None else jsonify(result)
+
+
+def roll_back(symbol: str, target: str | None) -> tuple[Job, dict[str, Any] | None]:
+    """Queue a rollback and wait for it: the job and its result (None while it still runs).
+
+    ApiError 404 without a model or target, 409 with nothing to roll back to, 503 on failure.
+    """
     reg = registry()
-    previous = reg.current_version(sym)  # None too when the pointer is unreadable
-    if previous is None and not reg.versions(sym):
-        raise ApiError(404, "no model for symbol", f"{sym} has no trained model")
+    previous = reg.current_version(symbol)  # None too when the pointer is unreadable
+    if previous is None and not reg.versions(symbol):
+        raise ApiError(404, "no model for symbol", f"{symbol} has no trained model")
     job = submit(
         kind="rollback",
         task_name="maintenance.rollback_model",
-        kwargs={"symbol": sym, "version": target, "from_version": previous},
-        symbol=sym,
+        kwargs={"symbol": symbol, "version": target, "from_version": previous},
+        symbol=symbol,
     )
     finished = wait_for_job(job.id, services().settings.predict_wait)
     if finished is None:
-        return accepted(job)
+        return job, None
     if finished.state == "succeeded" and isinstance(finished.result, dict):
-        return jsonify(finished.result)
+        return finished, finished.result
     error = finished.error or {}
     kind, message = error.get("kind"), error.get("message") or finished.state
     if kind == ErrorKind.NO_MODEL:

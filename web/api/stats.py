@@ -30,17 +30,20 @@ def clear_cache() -> Response:
     # A symbol given, even empty, names one symbol: only its absence means every symbol.
     raw = request.args.get("symbol", json_body().get("symbol"))
     symbol = None if raw is None else parse_symbol(str(raw))
+    return jsonify(clear_predictions(symbol))
+
+
+def clear_predictions(symbol: str | None) -> dict[str, Any]:
+    """Drop the cached predictions of `symbol` (None: every symbol); what was done."""
     svc = services()
     deleted = PredictionCache(svc.redis, svc.settings.ml_prediction_ttl).clear(symbol)
     scope = f"for {symbol}" if symbol else "for all symbols"
-    return jsonify(
-        {
-            "message": f"prediction cache cleared {scope}",
-            "time": utcnow_iso(),
-            "deleted": deleted,
-            "symbol": symbol,
-        }
-    )
+    return {
+        "message": f"prediction cache cleared {scope}",
+        "time": utcnow_iso(),
+        "deleted": deleted,
+        "symbol": symbol,
+    }
 
 
 @bp.get("/stats")

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from stockpred.jobs.records import Job
 from stockpred.paths import BACKUP_CATEGORIES, DataTree
 from stockpred.storage.catalog import describe_history, list_backups, load_info
 from stockpred.storage.errors import BackupError
@@ -31,18 +32,25 @@ def _newest_backup() -> str:
     return found[-1].name
 
 
-def _submit_once(kind: str, task_name: str, kwargs: dict[str, Any]) -> Response:
+def submit_once(kind: str, task_name: str, kwargs: dict[str, Any]) -> Job:
     """Queue storage work unless the same work is already waiting or running (then that job)."""
-    return accepted(
-        submit(
-            kind=kind,
-            task_name=task_name,
-            kwargs=kwargs,
-            dedupe_key=f"{kind}:{json.dumps(kwargs, sort_keys=True)}",
-            dedupe_seconds=int(services().settings.job_ttl.total_seconds()),
-            pending_only=True,
-        )
+    return submit(
+        kind=kind,
+        task_name=task_name,
+        kwargs=kwargs,
+        dedupe_key=f"{kind}:{json.dumps(kwargs, sort_keys=True)}",
+        dedupe_seconds=int(services().settings.job_ttl.total_seconds()),
+        pending_only=True,
     )
+
+
+def _submit_once(kind: str, task_name: str, kwargs: dict[str, Any]) -> Response:
+    return accepted(submit_once(kind, task_name, kwargs))
+
+
+def queue_backup(kwargs: dict[str, Any]) -> Job:
+    """Queue a backup with checked arguments (categories, base, incremental, encrypt)."""
+    return submit_once("backup", "maintenance.backup", kwargs)
 
 
 def _categories(raw: Any) -> list[str] | None:
@@ -120,7 +128,7 @@ def start_backup() -> Response:
                 "set BACKUP_ENCRYPTION_KEY first (make one with `stockpred storage keygen`)",
             )
         kwargs["encrypt"] = encrypt
-    return _submit_once("backup", "maintenance.backup", kwargs)
+    return accepted(queue_backup(kwargs))
 
 
 @bp.post("/restore")

@@ -119,14 +119,14 @@ def test_the_cache_survives_a_restart(tmp_path: Path) -> None:
     assert entry.records(3)[-1]["timestamp"] == business_days("2026-06-01", 50)[-1]
 
 
-def test_the_daily_cache_keeps_only_the_last_730_bars_but_history_keeps_all(
+def test_the_daily_cache_keeps_only_the_last_1300_bars_but_history_keeps_all(
     tmp_path: Path,
 ) -> None:
-    days = business_days("2020-01-01", 900)
+    days = business_days("2020-01-01", 1400)
     market(tmp_path, CountingSource(frame(days)), Clock(MONDAY_11AM)).refresh("ACME")
     entry = DailyCache(tmp_path / "daily_cache").load("ACME")
     assert entry is not None
-    assert len(entry.bars) == 730 and entry.total_rows == 900 and entry.first_date == days[0]
+    assert len(entry.bars) == 1300 and entry.total_rows == 1400 and entry.first_date == days[0]
 
 
 def test_a_damaged_history_file_is_fetched_again_whole_not_a_stuck_symbol(
