@@ -235,9 +235,22 @@ class ForecastLedger:
         with self.engine.connect() as connection:
             return [self._entry(row) for row in connection.execute(query.limit(limit))]
 
-    def realised_by_symbol(self, *, since: date, horizon: int = 1) -> list[RealisedFigures]:
-        """Each symbol's realised figures over forecasts of `horizon` with targets from `since`,
-        aggregated by the database (one row per symbol read)."""
+    def latest_scored(self, *, horizon: int = 1) -> dict[str, date]:
+        """Each symbol's latest target date with a scored forecast of `horizon`."""
+        query = (
+            select(forecasts.c.symbol, func.max(forecasts.c.target_date))
+            .join(scores, scores.c.forecast_id == forecasts.c.id)
+            .where(forecasts.c.horizon == horizon)
+            .group_by(forecasts.c.symbol)
+        )
+        with self.engine.connect() as connection:
+            return {symbol: last for symbol, last in connection.execute(query)}
+
+    def realised_by_symbol(
+        self, *, since: date, horizon: int = 1, symbols: Iterable[str] | None = None
+    ) -> list[RealisedFigures]:
+        """Each symbol's realised figures over forecasts of `horizon` with targets from `since`
+        (of `symbols`, or all), aggregated by the database (one row per symbol read)."""
         inside = case((scores.c.inside.is_(True), 1), else_=0)
         query = (
             select(
@@ -254,6 +267,8 @@ class ForecastLedger:
             .group_by(forecasts.c.symbol)
             .order_by(forecasts.c.symbol)
         )
+        if symbols is not None:
+            query = query.where(forecasts.c.symbol.in_(list(symbols)))
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
         return [

@@ -122,8 +122,12 @@ def overview(svc: Services) -> Overview:
     try:
         tracked = TrackedSymbols(svc.ledger_engine, default_symbols(svc.settings)).symbols()
         ledger = ForecastLedger(svc.ledger_engine)
-        since = utcnow().date() - timedelta(days=ACCURACY_DAYS)
-        realised = {row.symbol: row for row in ledger.realised_by_symbol(since=since)}
+        # Each symbol's window ends at its latest scored forecast, so a replayed history
+        # (`make backfill` on the embedded data, which ends in the past) shows its figures too.
+        for symbol, last in ledger.latest_scored().items():
+            since = last - timedelta(days=ACCURACY_DAYS)
+            for row in ledger.realised_by_symbol(since=since, symbols=[symbol]):
+                realised[symbol] = row
         for symbol in sorted(set(tracked) | set(registry.symbols())):
             found = ledger.history(symbol, horizon=1, limit=1)
             if found:
