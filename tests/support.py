@@ -152,3 +152,16 @@ def start_worker(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def start_beat(env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """A real `celery -A workers beat` subprocess, as the Procfile starts it, in its own group."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [str(BIN / "celery"), "-A", "workers", "beat", "--loglevel", "INFO"],
+            cwd=ROOT,
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
