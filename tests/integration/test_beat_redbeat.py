@@ -23,13 +23,12 @@ import yaml
 
 import celeryconfig
 from stockpred.ops.provision import run_setup
-from stockpred.ops.redis_server import redis_server_argv
 from stockpred.paths import DataTree
 from stockpred.queues import QueueName, priority_lists
 from stockpred.settings import Settings, load_settings
 from stockpred.telemetry.queue_facts import PUBLISHED_HEADER
 from tests.conftest import clean_environ
-from tests.support import ROOT, free_port, start_beat, stop_group, wait_for
+from tests.support import ROOT, free_port, start_beat, start_project_redis, stop_group, wait_for
 
 LOCK_TIMEOUT = 5  # seconds, the shortest BEAT_LOCK_TIMEOUT allowed; beat ticks every second
 LOCK_KEY = f"{celeryconfig.REDBEAT_KEY_PREFIX}:lock"
@@ -50,19 +49,7 @@ def _project_redis(directory: Path, *, tcp: bool) -> tuple[dict[str, str], subpr
     run_setup(load_settings(env))  # writes redis.conf and, with REDIS_PORT, REDIS_PASSWORD
     settings = load_settings(env)
     log = DataTree.from_settings(settings).redis / "server.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            redis_server_argv(settings),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    client = _client(settings)
-    try:
-        wait_for(client.ping, 10, what="the project's redis-server")
-    finally:
-        client.close()
-    return env, proc
+    return env, start_project_redis(settings, log)
 
 
 def _client(settings: Settings) -> redis.Redis:
@@ -126,7 +113,7 @@ def test_two_beats_send_each_run_once_and_the_other_takes_over_when_the_holder_i
     both_from = time.time()
     time.sleep(1.5)  # the second beat's start-up, then both running
     assert standby.poll() is None and holder.poll() is None
-    time.sleep(4)
+    time.sleep(3)
     both_until = time.time()
     assert healthcheck(env) == 0
     assert 0 < client.pttl(LOCK_KEY) <= LOCK_TIMEOUT * 1000
@@ -141,7 +128,7 @@ def test_two_beats_send_each_run_once_and_the_other_takes_over_when_the_holder_i
     )
     # The dead holder's lock expires within LOCK_TIMEOUT; the standby retries every tick.
     assert taken_over - killed_at <= LOCK_TIMEOUT + 2
-    time.sleep(3)
+    time.sleep(2.5)
     sent = cleanup_sends(client)
     client.close()
     assert_sent_once_a_second(sent, both_from, both_until)
