@@ -426,9 +426,10 @@ class Settings(_Root):
         timedelta(minutes=5), validation_alias=_seed("TRAINING_LOCK_TTL")
     )
     no_data_ttl: Duration = Field(timedelta(hours=1), validation_alias=_seed("NO_DATA_TTL"))
-    # How long a killed beat keeps the others waiting; beat ticks five times in it.
+    # How long a killed beat keeps the others (and its own restart) from scheduling; beat
+    # extends its lock five times in it, so a short one costs a few Redis reads a second at most.
     beat_lock_timeout: Duration = Field(
-        timedelta(minutes=1), validation_alias=_seed("BEAT_LOCK_TIMEOUT")
+        timedelta(seconds=15), validation_alias=_seed("BEAT_LOCK_TIMEOUT")
     )
     storage_lock_ttl: Duration = Field(
         timedelta(minutes=1), validation_alias=_seed("STORAGE_LOCK_TTL")
