@@ -431,8 +431,9 @@ class Settings(_Root):
     beat_lock_timeout: Duration = Field(
         timedelta(seconds=15), validation_alias=_seed("BEAT_LOCK_TIMEOUT")
     )
+    # A killed backup's lock keeps the next storage run waiting this long (renewed while held).
     storage_lock_ttl: Duration = Field(
-        timedelta(minutes=1), validation_alias=_seed("STORAGE_LOCK_TTL")
+        timedelta(seconds=30), validation_alias=_seed("STORAGE_LOCK_TTL")
     )
     stock_data_source: DataSource = Field("auto", validation_alias=_seed("STOCK_DATA_SOURCE"))
     yahoo_timeout: Positive = Field(10.0, validation_alias=_seed("YAHOO_TIMEOUT"))
