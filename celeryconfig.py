@@ -104,8 +104,8 @@ REDBEAT_KEY_PREFIX = "stockpred:beat:"
 # The holder extends its lock every tick; ticks are at most a fifth of the lock timeout apart,
 # so a holder is never late, and a waiting beat retries that often once the lock expires.
 BEAT_TICKS_PER_LOCK_TIMEOUT = 5
-# RedBeat's own client (not kombu's) rides out a Redis restart for this long before beat exits
-# and its supervisor restarts it.
+# RedBeat retries its schedule reads and writes through a Redis restart for this long; past it
+# (or when the lock cannot be extended) beat exits and its supervisor starts it again.
 REDBEAT_RETRY_SECONDS = 30
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
