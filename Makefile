@@ -91,7 +91,7 @@ worker-training: install ## Run the training worker alone (-c 1, one task per ch
 worker-maintenance: install ## Run the maintenance worker alone (-c 1)
 	$(CELERY_WORKER) --queues maintenance --concurrency 1 --hostname maintenance@%h
 
-beat: install ## Run celery beat alone (schedule file under persistent_data/config)
+beat: install ## Run celery beat alone (RedBeat: schedule and lock in Redis, safe on every host)
 	$(BIN)/celery -A workers beat --loglevel $(LOGLEVEL)
 
 flower: install ## Run Flower alone on 127.0.0.1:FLOWER_PORT with basic auth

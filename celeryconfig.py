@@ -1,9 +1,9 @@
 """Celery settings for stockpred: broker, queues, routes, reliability, limits and beat schedule.
 
 A plain settings module (`app.config_from_object("celeryconfig")`) holding what is static; what
-follows from stockpred's settings (broker and backend URL, visibility timeout, time limits, the
-beat schedule file and the cache-cleanup interval) comes from `from_settings`, which the apps
-add as lazy defaults. Importing this module reads no settings and connects nothing.
+follows from stockpred's settings (broker and backend URL, visibility timeout, time limits,
+RedBeat's Redis and lock timeout, the cache-cleanup interval) comes from `from_settings`, which
+the apps add as lazy defaults. Importing this module reads no settings and connects nothing.
 `python -m celeryconfig` checks that every route and beat entry names a declared queue and task.
 """
 
@@ -79,7 +79,8 @@ result_backend_always_retry = True
 result_backend_max_retries = 20
 redis_backend_health_check_interval = 30  # PING a pooled connection idle this long before use
 redis_socket_connect_timeout = 5
-redis_socket_keepalive = True
+# redis_socket_keepalive is set in `from_settings`, for TCP only: Celery's result backend passes
+# it to redis-py's Unix-socket connections too, which refuse it (no task could be sent).
 redis_retry_on_timeout = True
 
 include = ["tasks.inference", "tasks.training", "tasks.maintenance"]
@@ -95,6 +96,17 @@ PRIORITY_TRANSPORT_OPTIONS: dict[str, Any] = {
     "priority_steps": list(PRIORITY_STEPS),
     "sep": PRIORITY_SEPARATOR,
 }
+
+# Beat keeps its schedule and last run times in Redis (RedBeat), not in a file: beat may run on
+# every host, and RedBeat's Redis lock lets only one of them send (the others wait to take over).
+beat_scheduler = "redbeat.RedBeatScheduler"
+REDBEAT_KEY_PREFIX = "stockpred:beat:"
+# The holder extends its lock every tick; ticks are at most a fifth of the lock timeout apart,
+# so a holder is never late, and a waiting beat retries that often once the lock expires.
+BEAT_TICKS_PER_LOCK_TIMEOUT = 5
+# RedBeat retries its schedule reads and writes through a Redis restart for this long; past it
+# (or when the lock cannot be extended) beat exits and its supervisor starts it again.
+REDBEAT_RETRY_SECONDS = 30
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "refresh-prices-after-us-close": {
@@ -159,6 +171,25 @@ def beat_schedule_for(cache_cleanup_interval: timedelta) -> dict[str, dict[str, 
     }
 
 
+def beat_settings(redis_url: str, lock_timeout: timedelta) -> dict[str, Any]:
+    """RedBeat's Redis (redis-py's URL: `unix://` for the socket), key prefix and lock timers."""
+    timeout = lock_timeout.total_seconds()
+    return {
+        "redbeat_redis_url": redis_url,
+        # Given explicitly: RedBeat would otherwise borrow the broker's transport options.
+        # Passed to redis-py's client: only options its Unix-socket connections take too.
+        "redbeat_redis_options": {
+            "retry_period": REDBEAT_RETRY_SECONDS,
+            "socket_timeout": redis_socket_connect_timeout,
+            "socket_connect_timeout": redis_socket_connect_timeout,
+            "health_check_interval": redis_backend_health_check_interval,
+        },
+        "redbeat_key_prefix": REDBEAT_KEY_PREFIX,
+        "redbeat_lock_timeout": int(timeout),
+        "beat_max_loop_interval": timeout / BEAT_TICKS_PER_LOCK_TIMEOUT,
+    }
+
+
 def time_limits(training_limit_seconds: int) -> dict[str, int]:
     """Hard time limit in seconds per queue."""
     return {name: hard_time_limit(name, training_limit_seconds) for name in QUEUES}
@@ -174,17 +205,15 @@ def visibility_timeout(training_limit_seconds: int) -> int:
 
 def from_settings(settings: Settings) -> dict[str, Any]:
     """The Celery settings that follow from stockpred's settings (added as lazy defaults)."""
-    # Deferred: read when Celery asks for its settings, never at import.
-    from stockpred.paths import DataTree
-
     visibility = {"visibility_timeout": visibility_timeout(_training_seconds(settings))}
     return {
         "broker_url": settings.celery_url,
+        "redis_socket_keepalive": not settings.redis_client_url.startswith("unix://"),
         "result_backend": settings.celery_url,
         "broker_transport_options": {**visibility, **PRIORITY_TRANSPORT_OPTIONS},
         "result_backend_transport_options": visibility,
-        "beat_schedule_filename": str(DataTree.from_settings(settings).beat_schedule),
         "beat_schedule": beat_schedule_for(settings.cache_cleanup_interval),
+        **beat_settings(settings.redis_client_url, settings.beat_lock_timeout),
     }
 
 

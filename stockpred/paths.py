@@ -168,11 +168,6 @@ class DataTree:
         return self.root / "ml_config.json"
 
     @property
-    def beat_schedule(self) -> Path:
-        """Celery beat's record of when each entry last ran."""
-        return self.config / "celerybeat-schedule"
-
-    @property
     def flower_db(self) -> Path:
         """Flower's persistent state (task history across restarts)."""
         return self.monitoring / "flower.db"

@@ -430,6 +430,15 @@ class Settings(_Root):
         timedelta(minutes=5), validation_alias=_seed("TRAINING_LOCK_TTL")
     )
     no_data_ttl: Duration = Field(timedelta(hours=1), validation_alias=_seed("NO_DATA_TTL"))
+    # How long a killed beat keeps the others (and its own restart) from scheduling; beat
+    # extends its lock five times in it, so a short one costs a few Redis reads a second at most.
+    beat_lock_timeout: Duration = Field(
+        timedelta(seconds=15), validation_alias=_seed("BEAT_LOCK_TIMEOUT")
+    )
+    # A killed backup's lock keeps the next storage run waiting this long (renewed while held).
+    storage_lock_ttl: Duration = Field(
+        timedelta(seconds=30), validation_alias=_seed("STORAGE_LOCK_TTL")
+    )
     stock_data_source: DataSource = Field("auto", validation_alias=_seed("STOCK_DATA_SOURCE"))
     yahoo_timeout: Positive = Field(10.0, validation_alias=_seed("YAHOO_TIMEOUT"))
     yahoo_rate_limit: Positive = Field(10.0, validation_alias=_seed("YAHOO_RATE_LIMIT"))
@@ -455,6 +464,16 @@ class Settings(_Root):
                 "setting",
                 f"STOCK_SELL_THRESHOLD={self.sell_threshold} must be below "
                 f"STOCK_BUY_THRESHOLD={self.buy_threshold}",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _beat_lock_spans_ticks(self) -> Settings:
+        if self.beat_lock_timeout < timedelta(seconds=5):
+            raise PydanticCustomError(
+                "setting",
+                f"BEAT_LOCK_TIMEOUT={format_duration(self.beat_lock_timeout)} must be at least "
+                "5s (beat extends it five times within it, so at most once a second)",
             )
         return self
 

@@ -152,3 +152,36 @@ def start_worker(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def start_beat(env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """A real `celery -A workers beat` subprocess, as the Procfile starts it, in its own group."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [str(BIN / "celery"), "-A", "workers", "beat", "--loglevel", "INFO"],
+            cwd=ROOT,
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def start_project_redis(settings: Any, log_path: Path) -> subprocess.Popen[bytes]:
+    """The redis-server `make run` starts for `settings` (the project's ACL), once it answers."""
+    # Deferred: the other helpers here need nothing of stockpred.
+    from stockpred.ops.redis_server import redis_server_argv
+
+    with log_path.open("ab") as out:
+        proc = subprocess.Popen(
+            redis_server_argv(settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    client = redis.Redis.from_url(settings.redis_client_url, socket_timeout=5)
+    try:
+        wait_for(client.ping, 10, what="the project's redis-server")
+    finally:
+        client.close()
+    return proc

@@ -6,21 +6,19 @@ under a temporary name and renamed only when complete, so a failure never leaves
 looks like a valid backup; the metadata JSON beside an archive is written last. `backups/` is
 never included. The ledger is archived from a consistent copy taken into a `.partial` file in
 backups/, never from the live file: SQLite's backup API for the embedded database, pg_dump for
-a PostgreSQL one (archived as `ledger/postgresql.dump`). Also here: the storage lock
-that serialises backup, restore and cleanup. The
-archive format is `stockpred.storage.archive`; names, metadata and rotation,
-`stockpred.storage.catalog`.
+a PostgreSQL one (archived as `ledger/postgresql.dump`). The archive format is
+`stockpred.storage.archive`; names, metadata and rotation, `stockpred.storage.catalog`; the
+storage lock that serialises backup, restore and cleanup, `stockpred.storage.lock`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -32,9 +30,7 @@ from stockpred.infra.files import (
     FILE_MODE,
     PRIVATE_DIR_MODE,
     SECRET_MODE,
-    LockBusy,
     atomic_path,
-    file_lock,
     sha256_file,
 )
 from stockpred.jobs.errors import disk_full
@@ -57,7 +53,7 @@ from stockpred.storage.catalog import (
     save_info,
     write_manifest_sidecar,
 )
-from stockpred.storage.errors import BackupError, InsufficientSpace, StorageBusy
+from stockpred.storage.errors import BackupError, InsufficientSpace
 
 log = logging.getLogger(__name__)
 SPACE_MARGIN = 50 * 1024 * 1024
@@ -69,16 +65,6 @@ def tool_version() -> str:
         return version("stockpred")
     except PackageNotFoundError:
         return "unknown"
-
-
-@contextlib.contextmanager
-def storage_lock(tree: DataTree, wait: bool = True) -> Iterator[None]:
-    """Serialise backup, restore and cleanup across processes on this host."""
-    try:
-        with file_lock(tree.storage_lock, blocking=wait):
-            yield
-    except LockBusy:
-        raise StorageBusy("another backup, restore or cleanup is running") from None
 
 
 def dead_partials(tree: DataTree) -> list[Path]:

@@ -13,6 +13,10 @@ class StorageBusy(BackupError):
     """Another backup, restore or cleanup holds the storage lock (a scheduled run skips)."""
 
 
+class StorageLockUnavailable(BackupError):
+    """The storage lock lives in a Redis that does not answer, so no run may start."""
+
+
 class InsufficientSpace(BackupError):
     """Not enough free disk for the backup, found before writing or when the disk filled."""
 

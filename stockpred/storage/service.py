@@ -1,7 +1,8 @@
 """Storage operations as one service for the CLI and the maintenance tasks.
 
-Backup, restore and cleanup hold the storage lock (one at a time on this host). Scheduled runs
-do not wait for it: when another run holds it they are skipped, so two never interleave.
+Backup, restore and cleanup hold the storage lock (one at a time across the hosts sharing this
+Redis: `stockpred.storage.lock`). Scheduled runs do not wait for it: when another run holds it
+they are skipped, so two never interleave.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from typing import Any
 from stockpred.infra.clock import utcnow
 from stockpred.paths import DataTree
 from stockpred.settings import Settings
-from stockpred.storage.backup import create_backup, dead_partials, storage_lock
+from stockpred.storage.backup import create_backup, dead_partials
 from stockpred.storage.catalog import list_backups, mark_verified, rotate
 from stockpred.storage.cleanup import Retention, run_cleanup
 from stockpred.storage.errors import StorageBusy
+from stockpred.storage.lock import storage_lock
 from stockpred.storage.monitor import build_report, save_report
 from stockpred.storage.restore import restore_backup
 from stockpred.storage.verify import verify_backup
@@ -126,4 +128,4 @@ class StorageService:
 
     def _guard(self, scheduled: bool) -> Any:
         """The storage lock; a scheduled run that finds it taken raises StorageBusy."""
-        return storage_lock(self.tree, wait=not scheduled)
+        return storage_lock(self.settings, self.redis, wait=not scheduled)

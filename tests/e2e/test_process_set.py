@@ -21,6 +21,7 @@ import psutil
 import pytest
 import redis
 
+import celeryconfig
 from stockpred.paths import DataTree
 from stockpred.settings import load_settings, read_env_file
 from tests.process_set import RunningSet, http_get, process_set
@@ -315,8 +316,15 @@ def test_every_process_logs_under_persistent_data(running_set: RunningSet) -> No
     everything = (app_logs / "stock-prediction.log").read_text()
     for role in ("inference@", "training@", "maintenance@", "beat", "web"):
         assert f"[{role}" in everything, role
-    schedule = running_set.data_dir / "config" / "celerybeat-schedule"
-    wait_for(lambda: list(schedule.parent.glob(schedule.name + "*")), 10, what="beat's schedule")
+    # Beat keeps its schedule and its lock in Redis (RedBeat), not in a file.
+    client = redis.Redis.from_url(load_settings(running_set.env).redis_client_url)
+    prefix = celeryconfig.REDBEAT_KEY_PREFIX
+    wait_for(
+        lambda: client.exists(f"{prefix}:lock") and client.zcard(f"{prefix}:schedule"),
+        10,
+        what="beat's lock and schedule in Redis",
+    )
+    client.close()
 
 
 def test_ctrl_c_stops_every_process_and_redis_flushes_its_aof(running_set: RunningSet) -> None:

@@ -34,7 +34,6 @@ def test_the_files_the_process_set_keeps_are_where_the_readme_says(tmp_path: Pat
         "redis_socket": "redis/redis.sock",
         "redis_conf": "config/redis.conf",
         "persistent_env": "config/persistent.env",
-        "beat_schedule": "config/celerybeat-schedule",
         "ml_config": "ml_config.json",
         "flower_db": "monitoring/flower.db",
         "web_metrics": "monitoring/metrics/web",

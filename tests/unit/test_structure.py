@@ -15,7 +15,7 @@ import pytest
 import celeryconfig
 from stockpred.ops.procset import procfile_entries, selected_entries
 from stockpred.queues import QUEUES, queue_for_task
-from stockpred.settings import load_settings, variable_names
+from stockpred.settings import SettingsError, load_settings, variable_names
 from tests.support import ROOT
 
 
@@ -97,7 +97,27 @@ def test_celery_reliability_settings() -> None:
     assert max(limits.values()) < visibility
     assert derived["result_backend_transport_options"]["visibility_timeout"] == visibility
     assert derived["broker_url"] == derived["result_backend"] == settings.celery_url
-    assert derived["beat_schedule_filename"].endswith("config/celerybeat-schedule")
+    # Beat keeps its schedule in the Redis the broker uses, through redis-py's URL for it.
+    assert "beat_schedule_filename" not in derived
+    assert celeryconfig.beat_scheduler == "redbeat.RedBeatScheduler"
+    assert derived["redbeat_redis_url"] == settings.redis_client_url
+    assert derived["redbeat_lock_timeout"] == settings.beat_lock_timeout.total_seconds()
+    assert derived["beat_max_loop_interval"] * 5 == derived["redbeat_lock_timeout"]
+
+
+def test_tcp_keepalive_is_asked_only_of_tcp_connections() -> None:
+    """redis-py's Unix-socket connections refuse socket_keepalive: no task could be sent."""
+    on_socket = celeryconfig.from_settings(load_settings({}))
+    on_tcp = celeryconfig.from_settings(load_settings({"REDIS_URL": "redis://h:6379/0"}))
+    assert on_socket["redis_socket_keepalive"] is False
+    assert on_tcp["redis_socket_keepalive"] is True
+    assert on_socket["redbeat_redis_url"].startswith("unix://")
+    assert "socket_keepalive" not in on_socket["redbeat_redis_options"]
+
+
+def test_a_beat_lock_shorter_than_five_ticks_of_a_second_is_refused() -> None:
+    with pytest.raises(SettingsError, match="BEAT_LOCK_TIMEOUT=4s"):
+        load_settings({"BEAT_LOCK_TIMEOUT": "4s"})
 
 
 def test_the_apps_take_what_follows_from_the_settings_lazily() -> None:
