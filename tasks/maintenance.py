@@ -25,6 +25,7 @@ from stockpred.ml.predict import NoModel
 from stockpred.ml.prediction_store import PredictionCache
 from stockpred.ml.registry import RegistryError
 from stockpred.ml.retraining import queue_stale
+from stockpred.queues import SCHEDULED_PRIORITY
 from stockpred.storage.check import check_storage as run_storage_check
 from stockpred.storage.service import StorageBusy, StorageService
 from stockpred.telemetry.worker_metrics import worker_metrics
@@ -140,12 +141,22 @@ def refresh_prices(symbol: str, force: bool = False) -> dict[str, Any]:
     return context.market().refresh(normalize_symbol(symbol), force=force).to_dict()
 
 
+RETRAIN_FOLLOW_UP_SECONDS = 1800
+
+
 @shared_task(name="maintenance.queue_stale_retraining", bind=True, acks_late=True)
 def queue_stale_retraining(self: Any) -> dict[str, Any]:
     """Queue training for the models the retraining policy calls stale, oldest first, while the
     training queue has room; what does not fit waits for the next run."""
     settings = context.settings()
     client = process_client(settings)
+
+    def follow_up() -> None:
+        # Deferred models are taken by a run after the queue has drained some, not next week.
+        self.app.send_task(
+            self.name, countdown=RETRAIN_FOLLOW_UP_SECONDS, priority=SCHEDULED_PRIORITY
+        )
+
     return queue_stale(
         self.app.send_task,
         context.jobs(),
@@ -155,6 +166,7 @@ def queue_stale_retraining(self: Any) -> dict[str, Any]:
         claim_seconds=int(settings.job_ttl.total_seconds()),
         now=utcnow(),
         bounds=bounds_for(client, settings),
+        follow_up=follow_up,
     )
 
 

@@ -3,14 +3,16 @@
 Stale is the policy's word (`stockpred.ml.policy`: too old, too wrong, unreadable). Unreadable
 versions and unknown training dates go first, then the oldest. Each job is submitted under its
 symbol's training lock and within the training queue's bound (`QUEUE_MAX_TRAINING`): when the
-queue is full the rest are left for the next run (`deferred`), so hundreds of stale symbols
-never flood the queue or crowd out the API's trainings.
+queue is full the rest are left for a follow-up run (`deferred`; the caller's `follow_up`
+schedules it), so hundreds of stale symbols never flood the queue or crowd out the API's
+trainings, and none waits a week for the next scheduled run.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -53,6 +55,7 @@ def queue_stale(
     claim_seconds: int,
     now: datetime,
     bounds: QueueBounds | None = None,
+    follow_up: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Submit a training job, under its symbol's lock, for each stale model while the training
     queue has room; return what was queued, skipped (already training) and deferred."""
@@ -80,7 +83,9 @@ def queue_stale(
             )
         except QueueFull as exc:
             deferred = [s for s, _ in stale[position:]]
-            log.warning("retraining: %s; %d stale models left for the next run", exc, len(deferred))
+            log.warning("retraining: %s; %d stale models left for a follow-up", exc, len(deferred))
+            if follow_up is not None:
+                follow_up()
             return {"queued": queued, "skipped": skipped, "deferred": deferred}
         log.info("queued retraining of %s (job %s): %s", symbol, job_id, reason)
         queued.append({"symbol": symbol, "job_id": job_id, "reason": reason})

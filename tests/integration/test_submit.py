@@ -167,6 +167,7 @@ def test_weekly_retraining_queues_the_oldest_first_within_the_training_queue_bou
         f"E{tag}": "2025-01-01T00:00:00+00:00",
     }
     store = JobStore(client, timedelta(minutes=5))
+    follow_ups: list[str] = []
 
     def weekly_run() -> dict[str, Any]:
         return queue_stale(
@@ -178,6 +179,7 @@ def test_weekly_retraining_queues_the_oldest_first_within_the_training_queue_bou
             claim_seconds=60,
             now=datetime(2026, 11, 30, tzinfo=UTC),
             bounds=QueueBounds(client, {"training": 2}),
+            follow_up=lambda: follow_ups.append("queued"),
         )
 
     try:
@@ -185,6 +187,7 @@ def test_weekly_retraining_queues_the_oldest_first_within_the_training_queue_bou
         assert [q["symbol"] for q in outcome["queued"]] == [f"C{tag}", f"B{tag}"]
         assert "unreadable" in outcome["queued"][0]["reason"]
         assert outcome["deferred"] == [f"E{tag}", f"A{tag}"]
+        assert follow_ups == ["queued"]  # the deferred ones get a run of their own
         waiting = sum(client.llen(name) for name in priority_lists("training"))
         assert waiting == 2
         # The deferred ones hold no lock: the next run takes them once there is room.
@@ -196,6 +199,7 @@ def test_weekly_retraining_queues_the_oldest_first_within_the_training_queue_bou
         assert set(later["skipped"]) == {f"C{tag}", f"B{tag}"}
         assert [q["symbol"] for q in later["queued"]] == [f"E{tag}", f"A{tag}"]
         assert later["deferred"] == []
+        assert follow_ups == ["queued"]  # nothing deferred: no further run
     finally:
         client.flushdb()
         client.close()
