@@ -30,6 +30,7 @@ def test_every_command_and_group_is_wired_onto_main() -> None:
         "predict",
         "models",
         "ledger",
+        "backtest",
     }
     storage, models = main.commands["storage"], main.commands["models"]
     assert isinstance(storage, click.Group) and isinstance(models, click.Group)
