@@ -201,11 +201,12 @@ class SentinelSet:
     short timers: a killed primary is replaced within a few seconds.
     """
 
-    DOWN_AFTER_MS = 1000
-    FAILOVER_TIMEOUT_MS = 5000
-
-    def __init__(self, directory: Path) -> None:
+    def __init__(
+        self, directory: Path, *, down_after_ms: int = 1000, failover_timeout_ms: int = 5000
+    ) -> None:
         self.directory = directory
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
         self.data_ports = [free_port(), free_port()]
         self.sentinel_ports = [free_port() for _ in range(3)]
         self.nodes: dict[int, subprocess.Popen[bytes]] = {}
@@ -259,8 +260,8 @@ class SentinelSet:
             f"sentinel monitor {name} 127.0.0.1 {self.data_ports[0]} 2\n"
             f"sentinel auth-user {name} {SENTINEL_USER}\n"
             f"sentinel auth-pass {name} {TEST_SENTINEL_PASSWORD}\n"
-            f"sentinel down-after-milliseconds {name} {self.DOWN_AFTER_MS}\n"
-            f"sentinel failover-timeout {name} {self.FAILOVER_TIMEOUT_MS}\n"
+            f"sentinel down-after-milliseconds {name} {self.down_after_ms}\n"
+            f"sentinel failover-timeout {name} {self.failover_timeout_ms}\n"
             f"requirepass {TEST_SENTINEL_PASSWORD}\n"
         )
         with (directory / "sentinel.log").open("ab") as log:
@@ -319,7 +320,15 @@ class SentinelSet:
         self._start_node(self.data_ports[0], None)
         self._start_node(self.data_ports[1], self.data_ports[0])
         self.sentinels = [self._start_sentinel(port) for port in self.sentinel_ports]
-        wait_for(self._settled, 30, interval=0.2, what="the sentinels and the replica")
+        self.wait_settled(30)
+
+    def wait_settled(self, timeout: float = 60) -> None:
+        """Wait until the sentinels agree on a primary and a replica is in sync with it."""
+        wait_for(self._settled, timeout, interval=0.2, what="the sentinels and the replica")
+
+    def restart_node(self, port: int) -> None:
+        """Start a killed data node again (as its supervisor would): it rejoins as a replica."""
+        self._start_node(port, self.master_port())
 
     def kill_primary(self) -> int:
         """SIGKILL the current primary; return its port."""
