@@ -210,3 +210,18 @@ def test_deferred_writes_reach_the_master_the_sentinels_name(failover: Failover)
         assert primary.get(key) == "1"
     finally:
         primary.close()
+
+
+def test_rate_limits_are_counted_on_the_master_the_sentinels_name(failover: Failover) -> None:
+    from web.admission import WORK, RateLimits
+
+    settings = load_settings({**failover.env, "RATE_LIMIT_WORK": "2/minute"})
+    probe = connect(settings, fail_fast=True)
+    try:
+        limits = RateLimits.on_redis(probe, settings)
+        client = f"sentinel-test-{uuid.uuid4().hex}"
+        assert limits.hit(WORK, client) is None
+        assert limits.hit(WORK, client) is None
+        assert limits.hit(WORK, client) is not None  # counted in Redis: the third is refused
+    finally:
+        probe.close()
