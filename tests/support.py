@@ -198,7 +198,7 @@ class SentinelSet:
     with TEST_REDIS_PASSWORD and COMMAND_RULES, the sentinels' and the replicas' users with
     TEST_SENTINEL_PASSWORD, which the sentinels also ask of their clients. Sentinels are
     `redis-server <conf> --sentinel` (the program Debian's redis-sentinel package runs) with
-    short timers: a killed primary is replaced within a few seconds.
+    short timers by default: a killed primary is replaced within a few seconds.
     """
 
     def __init__(
