@@ -1,4 +1,4 @@
-"""Redis Sentinel: clients, a Celery worker, beat and the web app follow a failover.
+"""Redis Sentinel: clients, a Celery worker, beat, the web app and Flower follow a failover.
 
 One real deployment for the module (tests.support.SentinelSet: a primary, a replica, three
 sentinels, the project's ACL), one failover: the fixture starts a real maintenance worker and a
@@ -8,9 +8,12 @@ for the sentinels to promote the replica; each test checks one part afterwards.
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +30,16 @@ from stockpred.jobs.records import JobStore
 from stockpred.ops.provision import run_setup
 from stockpred.settings import Settings, load_settings
 from tests.conftest import clean_environ
-from tests.support import ROOT, SentinelSet, start_beat, start_worker, stop_group, wait_for
+from tests.support import (
+    BIN,
+    ROOT,
+    SentinelSet,
+    free_port,
+    start_beat,
+    start_worker,
+    stop_group,
+    wait_for,
+)
 
 WORKER = "sentinel-maintenance@test"
 LOCK_KEY = f"{celeryconfig.REDBEAT_KEY_PREFIX}:lock"
@@ -225,3 +237,34 @@ def test_rate_limits_are_counted_on_the_master_the_sentinels_name(failover: Fail
         assert limits.hit(WORK, client) is not None  # counted in Redis: the third is refused
     finally:
         probe.close()
+
+
+def test_flower_reads_queue_lengths_from_the_new_primary(
+    failover: Failover, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {**failover.env, "FLOWER_PORT": str(port), "FLOWER_BASIC_AUTH": "tests:flower"}
+    with (tmp_path / "flower.log").open("ab") as log:
+        flower = subprocess.Popen(
+            [str(BIN / "celery"), "-A", "workers", "flower", "--conf=workers/flowerconfig.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    auth = "Basic " + base64.b64encode(b"tests:flower").decode()
+
+    def queue_lengths() -> dict[str, int] | None:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/queues/length", headers={"Authorization": auth}
+        )
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            found = json.loads(answer.read())["active_queues"]
+        return {queue["name"]: queue["messages"] for queue in found} or None
+
+    try:
+        lengths = wait_for(queue_lengths, 60, interval=0.5, what="Flower's queue lengths")
+        assert set(lengths) == {"inference", "training", "maintenance"}
+    finally:
+        stop_group(flower)
