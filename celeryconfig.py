@@ -171,19 +171,32 @@ def beat_schedule_for(cache_cleanup_interval: timedelta) -> dict[str, dict[str, 
     }
 
 
-def beat_settings(redis_url: str, lock_timeout: timedelta) -> dict[str, Any]:
-    """RedBeat's Redis (redis-py's URL: `unix://` for the socket), key prefix and lock timers."""
+def beat_settings(
+    redis_url: str, lock_timeout: timedelta, sentinel: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """RedBeat's Redis (redis-py's URL: `unix://` for the socket), key prefix and lock timers.
+
+    `sentinel` (from `redbeat_sentinel_options`) makes RedBeat ask the sentinels for the master.
+    """
     timeout = lock_timeout.total_seconds()
+    options: dict[str, Any] = {
+        "retry_period": REDBEAT_RETRY_SECONDS,
+        "socket_timeout": redis_socket_connect_timeout,
+        "socket_connect_timeout": redis_socket_connect_timeout,
+        "health_check_interval": redis_backend_health_check_interval,
+    }
+    if sentinel is not None:
+        # RedBeat reads only the scheme of a `redis-sentinel` URL (its banner shows the rest,
+        # parsed as one address: the first sentinel's) and takes every sentinel from options.
+        host, port = sentinel["sentinels"][0]
+        host = f"[{host}]" if ":" in host else host
+        redis_url = f"redis-sentinel://{host}:{port}/{sentinel['db']}"
+        options = {**options, **sentinel}
     return {
         "redbeat_redis_url": redis_url,
         # Given explicitly: RedBeat would otherwise borrow the broker's transport options.
         # Passed to redis-py's client: only options its Unix-socket connections take too.
-        "redbeat_redis_options": {
-            "retry_period": REDBEAT_RETRY_SECONDS,
-            "socket_timeout": redis_socket_connect_timeout,
-            "socket_connect_timeout": redis_socket_connect_timeout,
-            "health_check_interval": redis_backend_health_check_interval,
-        },
+        "redbeat_redis_options": options,
         "redbeat_key_prefix": REDBEAT_KEY_PREFIX,
         "redbeat_lock_timeout": int(timeout),
         "beat_max_loop_interval": timeout / BEAT_TICKS_PER_LOCK_TIMEOUT,
@@ -203,17 +216,53 @@ def visibility_timeout(training_limit_seconds: int) -> int:
     return int(max(time_limits(training_limit_seconds).values()) * 1.5)
 
 
+def sentinel_transport_options(settings: Settings) -> dict[str, Any]:
+    """kombu's and the result backend's Sentinel options: the master's name, the sentinels' auth.
+
+    Empty without sentinels. The data nodes' password rides in the `sentinel://` URL.
+    """
+    target = settings.redis_sentinel
+    if target is None:
+        return {}
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_timeout": redis_socket_connect_timeout,
+        "socket_connect_timeout": redis_socket_connect_timeout,
+    }
+    if settings.redis_sentinel_password:
+        sentinel_kwargs["password"] = settings.redis_sentinel_password
+    return {"master_name": target.master, "sentinel_kwargs": sentinel_kwargs}
+
+
+def redbeat_sentinel_options(settings: Settings) -> dict[str, Any] | None:
+    """RedBeat's own Sentinel options (`sentinels`, `service_name`, ...), or None without them."""
+    target = settings.redis_sentinel
+    if target is None:
+        return None
+    return {
+        "sentinels": [list(node) for node in target.nodes],
+        "service_name": target.master,
+        "password": settings.redis_password,
+        "db": target.db,
+        "sentinel_kwargs": sentinel_transport_options(settings)["sentinel_kwargs"],
+    }
+
+
 def from_settings(settings: Settings) -> dict[str, Any]:
     """The Celery settings that follow from stockpred's settings (added as lazy defaults)."""
     visibility = {"visibility_timeout": visibility_timeout(_training_seconds(settings))}
+    sentinel = sentinel_transport_options(settings)
     return {
         "broker_url": settings.celery_url,
         "redis_socket_keepalive": not settings.redis_client_url.startswith("unix://"),
         "result_backend": settings.celery_url,
-        "broker_transport_options": {**visibility, **PRIORITY_TRANSPORT_OPTIONS},
-        "result_backend_transport_options": visibility,
+        "broker_transport_options": {**visibility, **PRIORITY_TRANSPORT_OPTIONS, **sentinel},
+        "result_backend_transport_options": {**visibility, **sentinel},
         "beat_schedule": beat_schedule_for(settings.cache_cleanup_interval),
-        **beat_settings(settings.redis_client_url, settings.beat_lock_timeout),
+        **beat_settings(
+            settings.redis_client_url,
+            settings.beat_lock_timeout,
+            redbeat_sentinel_options(settings),
+        ),
     }
 
 

@@ -16,6 +16,7 @@ import os
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -151,9 +152,78 @@ def _bool(raw: str) -> bool:
     raise _reject("must be true or false")
 
 
+REDIS_URL_FORMS = (
+    "must be a redis://host:port/db, rediss://… or unix:///path URL, or Sentinel's "
+    "sentinel://host:26379;sentinel://host2:26379 (optional /db)"
+)
+SENTINEL_FORMS = (
+    "must list sentinels as sentinel://host:port, separated by ';', each with the same optional "
+    "/db and no credentials or options (REDIS_PASSWORD and REDIS_SENTINEL_PASSWORD hold those)"
+)
+SENTINEL_SCHEME = "sentinel://"
+SENTINEL_DEFAULT_PORT = 26379
+_SENTINEL_MASTER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class SentinelTarget:
+    """A Sentinel deployment: the sentinels to ask, the master's name and the database."""
+
+    nodes: tuple[tuple[str, int], ...]
+    master: str
+    db: int
+
+
+def _sentinel_node(chunk: str) -> tuple[str, int, int | None]:
+    """(host, port, db or None) of one `sentinel://host:port/db`; raise ValueError otherwise."""
+    parts = urllib.parse.urlsplit(chunk)
+    if parts.scheme != "sentinel" or "@" in parts.netloc or parts.query or parts.fragment:
+        raise ValueError(chunk)
+    host = parts.hostname
+    port = parts.port or SENTINEL_DEFAULT_PORT  # ValueError for a bad port
+    if not host:
+        raise ValueError(chunk)
+    path = parts.path.strip("/")
+    if path and not path.isdigit():
+        raise ValueError(chunk)
+    return host, port, int(path) if path else None
+
+
+def _sentinel_url(raw: str) -> str:
+    """The canonical `sentinel://host:port/db;…` form of a sentinel list (kombu's spelling)."""
+    try:
+        nodes = [_sentinel_node(chunk.strip()) for chunk in raw.split(";") if chunk.strip()]
+    except ValueError:
+        raise _reject(SENTINEL_FORMS) from None
+    dbs = {db for _, _, db in nodes if db is not None}
+    if not nodes or len(dbs) > 1:
+        raise _reject(SENTINEL_FORMS)
+    db = dbs.pop() if dbs else 0
+    return ";".join(
+        f"{SENTINEL_SCHEME}{f'[{host}]' if ':' in host else host}:{port}/{db}"
+        for host, port, _ in dict.fromkeys(nodes)
+    )
+
+
+def parse_sentinels(url: str, master: str) -> SentinelTarget:
+    """The deployment a canonical sentinel list (as `REDIS_URL` keeps it) names."""
+    nodes = [_sentinel_node(chunk) for chunk in url.split(";")]
+    return SentinelTarget(
+        nodes=tuple((host, port) for host, port, _ in nodes), master=master, db=nodes[0][2] or 0
+    )
+
+
+def _sentinel_master(raw: str) -> str:
+    if not _SENTINEL_MASTER_RE.match(raw):
+        raise _reject("must be the master's name in sentinel.conf, such as mymaster")
+    return raw
+
+
 def _redis_url(raw: str) -> str:
+    if raw.startswith(SENTINEL_SCHEME):
+        return _sentinel_url(raw)
     if not raw.startswith(("redis://", "rediss://", "unix://", "redis+socket://")):
-        raise _reject("must be a redis://host:port/db, rediss://… or unix:///path URL")
+        raise _reject(REDIS_URL_FORMS)
     if raw.startswith("redis+socket://"):
         # Kept in redis-py's spelling; `celery_url` gives kombu its own.
         return "unix://" + raw[len("redis+socket://") :].replace("virtual_host=", "db=")
@@ -271,6 +341,7 @@ Positive = Annotated[float, _from_text(_positive)]
 Duration = Annotated[timedelta, _from_text(_duration)]
 Flag = Annotated[bool, _from_text(_bool)]
 RedisUrl = Annotated[str, _from_text(_redis_url)]
+SentinelMaster = Annotated[str, _from_text(_sentinel_master)]
 DatabaseUrl = Annotated[str, _from_text(_database_url)]
 SymbolList = Annotated[tuple[str, ...], _from_text(_symbol_list)]
 RateLimit = Annotated[str, _from_text(_rate_limit)]
@@ -381,6 +452,14 @@ class Settings(_Root):
     redis_url: RedisUrl | None = Field(None, validation_alias=_seed("REDIS_URL"))
     redis_port: Port | None = Field(None, validation_alias=_seed("REDIS_PORT"))
     redis_password: str | None = Field(None, validation_alias=_seed("REDIS_PASSWORD"), repr=False)
+    # With REDIS_URL=sentinel://…: the master's name the sentinels monitor, and the sentinels'
+    # own password (`requirepass` in sentinel.conf); REDIS_PASSWORD stays the data nodes'.
+    redis_sentinel_master: SentinelMaster = Field(
+        "mymaster", validation_alias=_seed("REDIS_SENTINEL_MASTER")
+    )
+    redis_sentinel_password: str | None = Field(
+        None, validation_alias=_seed("REDIS_SENTINEL_PASSWORD"), repr=False
+    )
     # Secret: a PostgreSQL URL carries its password.
     database_url: DatabaseUrl | None = Field(
         None, validation_alias=_seed("DATABASE_URL"), repr=False
@@ -478,8 +557,19 @@ class Settings(_Root):
         return self
 
     @property
+    def redis_sentinel(self) -> SentinelTarget | None:
+        """The Sentinel deployment REDIS_URL names (sentinel://…), or None for one server."""
+        if self.redis_url and self.redis_url.startswith(SENTINEL_SCHEME):
+            return parse_sentinels(self.redis_url, self.redis_sentinel_master)
+        return None
+
+    @property
     def redis_client_url(self) -> str:
-        """URL for redis-py clients: REDIS_PASSWORD folded into a TCP URL that names none."""
+        """URL for redis-py clients: REDIS_PASSWORD folded into a TCP URL that names none.
+
+        With sentinels, their `sentinel://` list (kombu's form, with the data nodes' password):
+        redis-py's `from_url` refuses it, `infra.redis_client.connect` asks the sentinels.
+        """
         if self.redis_url:
             return with_password(self.redis_url, self.redis_password)
         if self.redis_port is not None:
@@ -518,9 +608,14 @@ class Settings(_Root):
 
 
 def with_password(url: str, password: str | None) -> str:
-    """`url` with `password` as its credentials, unless it is a socket or already names some."""
+    """`url` with `password` as its credentials, unless it is a socket or already names some.
+
+    A `;`-separated sentinel list gets it on every entry (kombu and Celery read the first).
+    """
+    if url.startswith(SENTINEL_SCHEME) and ";" in url:
+        return ";".join(with_password(chunk, password) for chunk in url.split(";"))
     parts = urllib.parse.urlsplit(url)
-    if not password or parts.scheme not in ("redis", "rediss") or "@" in parts.netloc:
+    if not password or parts.scheme not in ("redis", "rediss", "sentinel") or "@" in parts.netloc:
         return url
     quoted = urllib.parse.quote(password, safe="")
     return urllib.parse.urlunsplit(parts._replace(netloc=f":{quoted}@{parts.netloc}"))
@@ -533,6 +628,8 @@ def masked_url(url: str) -> str:
         user, has_password, _ = match.group(2).partition(":")
         return f"{match.group(1)}{user + ':' if has_password else ''}***@"
 
+    if url.startswith(SENTINEL_SCHEME) and ";" in url:
+        return ";".join(masked_url(chunk) for chunk in url.split(";"))
     url = _URL_CREDENTIALS_RE.sub(hide, url, count=1)
     return _URL_PASSWORD_PARAM_RE.sub(r"\1***", url)
 
@@ -599,7 +696,12 @@ def _problem(error: ErrorDetails, sources: Sequence[_SeedSource]) -> str:
     for source in sources:
         if field_name in source.found:
             name, raw = source.found[field_name]
-            shown = name if field is not None and field.repr is False else f"{name}={raw!r}"
+            if field is not None and field.repr is False:
+                shown = name
+            else:
+                # A URL's credentials are masked as `stockpred settings` masks them.
+                value = masked_url(raw) if field_name == "redis_url" else raw
+                shown = f"{name}={value!r}"
             where = f" (in {source.origin})" if source.origin else ""
             return f"{shown} {error['msg']}{where}"
     names = seed_names(field) if field is not None else ()

@@ -185,3 +185,175 @@ def start_project_redis(settings: Any, log_path: Path) -> subprocess.Popen[bytes
     finally:
         client.close()
     return proc
+
+
+TEST_SENTINEL_PASSWORD = "tests-sentinel-password"
+SENTINEL_MASTER = "stockpred-test"
+
+
+class SentinelSet:
+    """A real Sentinel deployment on free ports: a primary, one replica and three sentinels.
+
+    The data nodes run the project's rules (`stockpred.ops.redis_server`): the default user
+    with TEST_REDIS_PASSWORD and COMMAND_RULES, the sentinels' and the replicas' users with
+    TEST_SENTINEL_PASSWORD, which the sentinels also ask of their clients. Sentinels are
+    `redis-server <conf> --sentinel` (the program Debian's redis-sentinel package runs) with
+    short timers by default: a killed primary is replaced within a few seconds.
+    """
+
+    def __init__(
+        self, directory: Path, *, down_after_ms: int = 1000, failover_timeout_ms: int = 5000
+    ) -> None:
+        self.directory = directory
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.data_ports = [free_port(), free_port()]
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.nodes: dict[int, subprocess.Popen[bytes]] = {}
+        self.sentinels: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        """REDIS_URL naming the three sentinels (kombu's form)."""
+        return ";".join(f"sentinel://127.0.0.1:{port}" for port in self.sentinel_ports)
+
+    def env(self) -> dict[str, str]:
+        """The settings that name this deployment."""
+        return {
+            "REDIS_URL": self.url,
+            "REDIS_PASSWORD": TEST_REDIS_PASSWORD,
+            "REDIS_SENTINEL_MASTER": SENTINEL_MASTER,
+            "REDIS_SENTINEL_PASSWORD": TEST_SENTINEL_PASSWORD,
+        }
+
+    def _start_node(self, port: int, primary: int | None) -> None:
+        # Deferred: the other helpers here need nothing of stockpred.
+        from stockpred.ops.redis_server import REPLICA_USER, default_user_acl, sentinel_users_acl
+
+        directory = self.directory / f"redis-{port}"
+        directory.mkdir(parents=True, exist_ok=True)
+        argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)]
+        argv += ["--save", "", "--appendonly", "yes"]
+        # Every node can become a replica (the old primary, after a failover): it can sync.
+        argv += ["--masteruser", REPLICA_USER, "--masterauth", TEST_SENTINEL_PASSWORD]
+        if primary is not None:
+            argv += ["--replicaof", "127.0.0.1", str(primary)]
+        argv += [
+            *sentinel_users_acl(TEST_SENTINEL_PASSWORD),
+            *default_user_acl(TEST_REDIS_PASSWORD),
+        ]
+        with (directory / "redis.log").open("ab") as log:
+            self.nodes[port] = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def _start_sentinel(self, port: int) -> subprocess.Popen[bytes]:
+        # Deferred: the other helpers here need nothing of stockpred.
+        from stockpred.ops.redis_server import SENTINEL_USER
+
+        directory = self.directory / f"sentinel-{port}"
+        directory.mkdir(parents=True, exist_ok=True)
+        name = SENTINEL_MASTER
+        conf = directory / "sentinel.conf"  # Sentinel rewrites it: its own, writable copy
+        conf.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
+            f"sentinel monitor {name} 127.0.0.1 {self.data_ports[0]} 2\n"
+            f"sentinel auth-user {name} {SENTINEL_USER}\n"
+            f"sentinel auth-pass {name} {TEST_SENTINEL_PASSWORD}\n"
+            f"sentinel down-after-milliseconds {name} {self.down_after_ms}\n"
+            f"sentinel failover-timeout {name} {self.failover_timeout_ms}\n"
+            f"requirepass {TEST_SENTINEL_PASSWORD}\n"
+        )
+        with (directory / "sentinel.log").open("ab") as log:
+            return subprocess.Popen(
+                ["redis-server", str(conf), "--sentinel"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def sentinel_client(self, index: int = 0) -> redis.Redis:
+        """A client of one sentinel."""
+        return redis.Redis(
+            port=self.sentinel_ports[index],
+            password=TEST_SENTINEL_PASSWORD,
+            decode_responses=True,
+            socket_timeout=5,
+        )
+
+    def node_client(self, port: int) -> redis.Redis:
+        """A client of one data node, as the project's default user."""
+        return redis.Redis(
+            port=port, password=TEST_REDIS_PASSWORD, decode_responses=True, socket_timeout=5
+        )
+
+    def master_port(self, index: int = 0) -> int:
+        """The primary's port as one sentinel reports it."""
+        client = self.sentinel_client(index)
+        try:
+            _, port = client.sentinel_get_master_addr_by_name(SENTINEL_MASTER)
+            return int(port)
+        finally:
+            client.close()
+
+    def _settled(self) -> bool:
+        """Every sentinel knows the other two and a replica in sync with the primary."""
+        for index in range(len(self.sentinel_ports)):
+            client = self.sentinel_client(index)
+            try:
+                master = client.sentinel_master(SENTINEL_MASTER)
+                if master["num-other-sentinels"] < 2 or master["num-slaves"] < 1:
+                    return False
+                if master["is_sdown"] or master["is_odown"]:
+                    return False
+            finally:
+                client.close()
+        primary = self.node_client(self.master_port())
+        try:
+            info = primary.info("replication")
+            return bool(info["connected_slaves"] >= 1 and info["slave0"]["state"] == "online")
+        finally:
+            primary.close()
+
+    def start(self) -> None:
+        """Start the primary, the replica, then the sentinels; wait until they agree."""
+        self._start_node(self.data_ports[0], None)
+        self._start_node(self.data_ports[1], self.data_ports[0])
+        self.sentinels = [self._start_sentinel(port) for port in self.sentinel_ports]
+        self.wait_settled(30)
+
+    def wait_settled(self, timeout: float = 60) -> None:
+        """Wait until the sentinels agree on a primary and a replica is in sync with it."""
+        wait_for(self._settled, timeout, interval=0.2, what="the sentinels and the replica")
+
+    def restart_node(self, port: int) -> None:
+        """Start a killed data node again (as its supervisor would): it rejoins as a replica."""
+        self._start_node(port, self.master_port())
+
+    def kill_primary(self) -> int:
+        """SIGKILL the current primary; return its port."""
+        port = self.master_port()
+        stop_group(self.nodes.pop(port), signal.SIGKILL)
+        return port
+
+    def wait_failover(self, old_port: int, timeout: float = 30) -> int:
+        """Wait until every sentinel names a new primary that answers as one; return its port."""
+
+        def promoted() -> int | None:
+            ports = {self.master_port(i) for i in range(len(self.sentinel_ports))}
+            if len(ports) != 1 or old_port in ports:
+                return None
+            port = ports.pop()
+            client = self.node_client(port)
+            try:
+                return port if client.info("replication")["role"] == "master" else None
+            finally:
+                client.close()
+
+        return wait_for(promoted, timeout, interval=0.1, what="the sentinels' failover")
+
+    def stop(self) -> None:
+        for proc in [*self.sentinels, *self.nodes.values()]:
+            stop_group(proc)
+        self.sentinels = []
+        self.nodes = {}

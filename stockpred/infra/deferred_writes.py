@@ -53,7 +53,12 @@ class DeferredWrites:
     def _own_connection(self) -> Any:
         if self._connection is None or self._pid != os.getpid():
             # A forked child must not share its parent's socket: take a new one.
-            self._connection = self._redis.connection_pool.make_connection()
+            connection: Any = self._redis.connection_pool.make_connection()
+            # Connected here, as the pool's own checkout does: a Sentinel-managed connection
+            # asks the sentinels for the master only in `connect`; sending on an unconnected
+            # one would reach redis-py's default address (localhost:6379) instead.
+            connection.connect()
+            self._connection = connection
             self._pid, self._unread = os.getpid(), []
         return self._connection
 

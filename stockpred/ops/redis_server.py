@@ -18,6 +18,31 @@ MAX_SOCKET_PATH = 107
 # none of the rest. docker-compose-persistent.yml repeats this list (a test keeps them equal).
 COMMAND_RULES = ("~*", "&*", "+@all", "-@dangerous", "+info", "+lastsave", "+bgsave")
 
+# With Sentinel (REDIS_URL=sentinel://…), each data node also has two users whose password is
+# REDIS_SENTINEL_PASSWORD: the sentinels' (what Redis's Sentinel documentation lists as their
+# minimum: INFO, ROLE, REPLICAOF and CONFIG REWRITE on failover, their hello channel, ...) and
+# the replicas' (replication only). The default user keeps COMMAND_RULES. The compose file's
+# sentinel profile repeats these lists (a test keeps them equal).
+SENTINEL_USER = "stockpred-sentinel"
+REPLICA_USER = "stockpred-replica"
+SENTINEL_USER_RULES = (
+    "&*",
+    "+multi",
+    "+exec",
+    "+slaveof",
+    "+replicaof",
+    "+ping",
+    "+subscribe",
+    "+publish",
+    "+config|rewrite",
+    "+role",
+    "+info",
+    "+client|setname",
+    "+client|kill",
+    "+script|kill",
+)
+REPLICA_USER_RULES = ("+psync", "+replconf", "+ping")
+
 
 class PreflightError(RuntimeError):
     """Something would stop a process from starting; the message says what to do."""
@@ -80,6 +105,15 @@ def default_user_acl(password: str | None) -> list[str]:
     """
     secret = "nopass" if password is None else "#" + hashlib.sha256(password.encode()).hexdigest()
     return ["--user", "default", "reset", "on", secret, *COMMAND_RULES]
+
+
+def sentinel_users_acl(sentinel_password: str) -> list[str]:
+    """redis-server arguments defining the sentinels' and the replicas' users on a data node."""
+    secret = "#" + hashlib.sha256(sentinel_password.encode()).hexdigest()
+    return [
+        *("--user", SENTINEL_USER, "reset", "on", secret, *SENTINEL_USER_RULES),
+        *("--user", REPLICA_USER, "reset", "on", secret, *REPLICA_USER_RULES),
+    ]
 
 
 def check_redis_listener(settings: Settings) -> None:

@@ -6,8 +6,10 @@ three backup figures (tests/bench/storage_figures.py) and, on a `make run` of it
 Redis-SIGKILL recovery figure (h) (tests/bench/fault_figures.py), on another `make run` the
 dashboard's symbol page figures (tests/bench/dashboard_figures.py: server render, first chart in
 chromium), the out-of-sample forecast figures (tests/bench/forecast_figures.py, no processes
-needed) and the model cache's memory figure (j) (tests/bench/model_memory.py, fresh
-interpreters of its own), stops every process it
+needed), the model cache's memory figure (j) (tests/bench/model_memory.py, fresh
+interpreters of its own) and, on a Sentinel deployment of its own with the web and an inference
+worker, the primary-SIGKILL recovery figure (k) (tests/bench/sentinel_figures.py), stops every
+process it
 started, writes the JSON to <data root>/monitoring/bench-<UTC stamp>.json of the invoking
 environment, and prints it last on stdout. Progress goes to stderr. Exit status: 0 when every
 figure was measured (pass or not; `--strict` makes a failed target exit 1), 1 on an error, 130
@@ -39,6 +41,7 @@ from tests.bench import (
     figures,
     forecast_figures,
     model_memory,
+    sentinel_figures,
     stack,
     web_figures,
 )
@@ -112,6 +115,13 @@ def measure(root: Path, procs: Processes, options: Options) -> list[dict[str, An
             phase(
                 "(j) inference process RSS after 200 symbols vs after 20, a model cache of 20",
                 model_memory.model_cache_rss,
+            )
+        )
+    if options.wants("k"):  # its own Sentinel deployment, web and inference worker
+        faults.append(
+            phase(
+                "(k) Redis primary SIGKILL to the first uncached prediction, with Sentinel",
+                lambda: sentinel_figures.sentinel_kill_to_uncached_prediction(root / "sentinel"),
             )
         )
     if options.wants("dashboard"):  # its own `make run` and chromium, stopped before the rest

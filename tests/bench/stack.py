@@ -11,6 +11,7 @@ import psutil
 import redis
 from celery import Celery
 
+import celeryconfig
 from stockpred.jobs.records import DEDUPE_PREFIX
 from stockpred.market.daily_cache import DailyCache
 from stockpred.ml.prediction_store import cache_key
@@ -62,7 +63,13 @@ class Stack:
         app = Celery("stockpred-bench", set_as_current=False)
         app.config_from_object("celeryconfig")
         url = self.settings.celery_url
-        app.conf.update(broker_url=url, result_backend=url)
+        derived = celeryconfig.from_settings(self.settings)  # a Sentinel's master name with it
+        app.conf.update(
+            broker_url=url,
+            result_backend=url,
+            broker_transport_options=derived["broker_transport_options"],
+            result_backend_transport_options=derived["result_backend_transport_options"],
+        )
         return app
 
     @property

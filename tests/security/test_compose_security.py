@@ -12,7 +12,13 @@ import pytest
 import redis
 import yaml
 
-from stockpred.ops.redis_server import COMMAND_RULES
+from stockpred.ops.redis_server import (
+    COMMAND_RULES,
+    REPLICA_USER,
+    REPLICA_USER_RULES,
+    SENTINEL_USER,
+    SENTINEL_USER_RULES,
+)
 from tests.support import ROOT, free_port, stop_group, wait_for
 
 COMPOSE_TEXT = (ROOT / "docker-compose-persistent.yml").read_text()
@@ -51,9 +57,27 @@ def test_the_redis_password_comes_from_persistent_env_not_the_compose_file() -> 
     assert "REDIS_PASSWORD" in " ".join(REDIS["healthcheck"]["test"])
 
 
+def _rules_after(script: str, marker: str) -> tuple[str, ...]:
+    """The ACL rules that follow `marker` on its line of the script, unquoted."""
+    line = script.split(marker, 1)[1].splitlines()[0]
+    return tuple(rule.strip('"') for rule in line.split(" --user ", 1)[0].split())
+
+
 def test_the_redis_command_rules_are_the_projects() -> None:
-    rules = redis_script().split('"#$hash"', 1)[1].split()
-    assert tuple(rule.strip('"') for rule in rules) == COMMAND_RULES
+    assert _rules_after(redis_script(), '"#$hash"') == COMMAND_RULES
+
+
+def test_the_sentinel_profiles_users_are_the_projects() -> None:
+    script = redis_script()
+    assert _rules_after(script, f"--user {SENTINEL_USER} reset on " + '"#$shash"') == (
+        SENTINEL_USER_RULES
+    )
+    assert _rules_after(script, f"--user {REPLICA_USER} reset on " + '"#$shash"') == (
+        REPLICA_USER_RULES
+    )
+    assert f"--masteruser {REPLICA_USER}" in script
+    sentinel = str(SERVICES["sentinel-1"]["command"][2]).replace("$$", "$")
+    assert f"sentinel auth-user $master {SENTINEL_USER}" in sentinel
 
 
 def test_every_client_service_reads_the_password_from_persistent_env() -> None:
@@ -78,10 +102,10 @@ def compose_redis(tmp_path: Path) -> Iterator[tuple[int, str]]:
     script = (
         redis_script()
         .replace("/usr/local/etc/redis/redis.conf", str(conf))
-        .replace("--dir /data --bind 0.0.0.0", f"--dir {tmp_path} --bind 127.0.0.1 --port {port}")
+        .replace("--bind 0.0.0.0", f"--bind 127.0.0.1 --port {port}")
     )
     password = "compose-password-from-env"
-    env = {"PATH": os.environ["PATH"], "REDIS_PASSWORD": password}
+    env = {"PATH": os.environ["PATH"], "REDIS_PASSWORD": password, "REDIS_NODE_DIR": str(tmp_path)}
     proc = subprocess.Popen(
         ["sh", "-c", script],
         env=env,

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from stockpred.settings import load_settings, read_env_file
 from tests.support import BIN, ROOT
 from tests.unit.test_monitoring_config import exported_metric_names
 
@@ -37,8 +38,39 @@ def mounts(service: str) -> list[tuple[str, str, str]]:
     return out
 
 
+SENTINEL_PROFILE = {"redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"}
+
+
 def test_the_stack_has_every_service() -> None:
-    assert set(SERVICES) == OURS | {"redis", "prometheus", "grafana", "frontend"}
+    base = OURS | {"redis", "prometheus", "grafana", "frontend"}
+    assert set(SERVICES) == base | SENTINEL_PROFILE
+    # Only the sentinel profile's services wait for `--profile sentinel` (or its env file).
+    assert {name for name, spec in SERVICES.items() if spec.get("profiles")} == SENTINEL_PROFILE
+    assert all(SERVICES[name]["profiles"] == ["sentinel"] for name in SENTINEL_PROFILE)
+
+
+def test_the_sentinel_env_file_starts_the_profile_and_points_every_service_at_the_sentinels() -> (
+    None
+):
+    values = read_env_file(ROOT / "docker" / "sentinel.env")
+    assert values["COMPOSE_PROFILES"] == "sentinel"
+    url = values["STOCKPRED_REDIS_URL"]
+    target = load_settings({"REDIS_URL": url}).redis_sentinel
+    assert target is not None
+    assert {host for host, _ in target.nodes} == {n for n in SENTINEL_PROFILE if "sentinel" in n}
+    assert {port for _, port in target.nodes} == {26379}
+    for service in OURS:
+        assert SERVICES[service]["environment"]["REDIS_URL"] == (
+            "${STOCKPRED_REDIS_URL:-redis://redis:6379/0}"
+        ), service
+    for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
+        command = SERVICES[name]["command"]
+        assert command[:2] == ["sh", "-c"] and command[3:] == [name], name  # its own folder
+        assert command[2] == SERVICES["sentinel-1"]["command"][2]
+        assert "sentinel monitor $$master redis 6379 2" in command[2]
+    replica = SERVICES["redis-replica"]["command"]
+    assert replica[2] == SERVICES["redis"]["command"][2]  # the same node script and ACL
+    assert replica[3:] == ["redis-replica", "--replicaof", "redis", "6379"]
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
