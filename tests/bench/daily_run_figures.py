@@ -248,8 +248,13 @@ def run_daily(running: RunningSet, symbols: int) -> dict[str, Any]:
     records = [_json(running, f"/api/v1/tasks/{job['job_id']}") for job in run["jobs"]]
     trigger = _json(running, f"/api/v1/tasks/{run_id}")
     last = max(_iso(record["finished_at"]) for record in records)
+    ran = [_iso(r["finished_at"]) - _iso(r["started_at"]) for r in records]
+    first = min(_iso(r["started_at"]) for r in records)
     return {
         "wall_seconds": last - started,
+        "first_job_started_after_s": round(first - started, 3),
+        "job_run_seconds": summarize(ran, 4),
+        "job_run_seconds_sum": round(sum(ran), 2),
         "wall_seconds_polled": round(polled, 2),
         "daily_run_task_seconds": round(
             _iso(trigger["finished_at"]) - _iso(trigger["started_at"]), 3
@@ -303,6 +308,7 @@ def daily_run_wall_vs_loads(symbols: int = SYMBOLS, cache: int = CACHE) -> dict[
         "bare_call_ms": summarize([c * 1000 for c in calls], 3),
         "baseline_tf_threads": baseline["tf_threads"],
         "served_load_seconds": summarize(cache_log.load_seconds, 4),
+        "served_load_seconds_sum": round(sum(cache_log.load_seconds), 2),
         "prepared": prepared,
         **{k: v for k, v in real.items() if k != "wall_seconds"},
         "method": (
