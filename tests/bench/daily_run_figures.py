@@ -16,8 +16,8 @@ by the production path.
   production concurrency (the Procfile's `-c 2`) with `MODEL_CACHE_SIZE=20`. Wall time: from
   just before the POST to the latest `finished_at` of the 200 job records, once
   `GET /api/v1/predictions/daily-status` says all 200 succeeded.
-- Checks: every job succeeded; each model was loaded once in all, and each process evicted
-  exactly its loads past the bound (the inference worker's "loaded"/"evicted" log lines, by
+- Checks: every job succeeded; each model was loaded at most once per process, and each process
+  evicted exactly its loads past the bound (the inference worker's "loaded"/"evicted" log lines, by
   pid). The logs, not the exporter: under `make run` the pool children's model metrics do not
   reach the exporter's folder (found while building this; reported, not fixed here).
 
@@ -64,7 +64,8 @@ COLLECT_EVERY = 5  # untimed gc in the baseline, as often as a cache of 20 colle
 # ModelCache's log lines: "[inference@host:pid] stockpred.ml.predict <context>: loaded S0001 model
 # <version> in 0.312s" and "...: evicted S0001 model <version>: the least recently used of 20".
 _CACHE_LINE = re.compile(
-    r"\[[^\]]*:(?P<pid>\d+)\] stockpred\.ml\.predict[^:]*: (?P<what>loaded|evicted) "
+    r"\[[^\]]*:(?P<pid>\d+)\] stockpred\.ml\.predict(?:[^:]*task_id=(?P<task>\S+))?[^:]*: "
+    r"(?P<what>loaded|evicted) "
     r"(?P<symbol>\S+) model \S+(?: in (?P<seconds>[\d.]+)s)?"
 )
 
@@ -173,6 +174,8 @@ class CacheLog:
     loads: dict[int, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     evictions: Counter[int] = field(default_factory=Counter)
     load_seconds: list[float] = field(default_factory=list)
+    # symbol -> "pid/task id" of each load, to name the work behind a model loaded twice
+    loaders: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
 
 def read_cache_log(logs: Path, names: set[str]) -> CacheLog:
@@ -188,30 +191,33 @@ def read_cache_log(logs: Path, names: set[str]) -> CacheLog:
                 if match.group("what") == "loaded":
                     found.loads[pid][match.group("symbol")] += 1
                     found.load_seconds.append(float(match.group("seconds")))
+                    found.loaders[match.group("symbol")].append(f"{pid}/{match.group('task')}")
                 else:
                     found.evictions[pid] += 1
     return found
 
 
-def _all_loads_logged(found: CacheLog, symbols: int) -> CacheLog | None:
-    return found if sum(sum(c.values()) for c in found.loads.values()) >= symbols else None
+def _all_loads_logged(found: CacheLog, names: list[str]) -> CacheLog | None:
+    return found if all(found.loaders.get(name) for name in names) else None
 
 
-def check_cache_log(found: CacheLog, names: list[str], cache: int) -> None:
-    """Each name loaded once in all, and each process evicted exactly its loads past `cache`."""
-    total = Counter[str]()
-    for counter in found.loads.values():
-        total.update(counter)
-    wrong = {name: total[name] for name in names if total[name] != 1}
-    if wrong:
-        raise AssertionError(f"models not loaded exactly once in the daily run: {wrong}")
+def check_cache_log(found: CacheLog, names: list[str], cache: int) -> dict[str, list[str]]:
+    """Each name loaded, at most once per process, and each process evicted exactly its loads
+    past `cache`; the names loaded more than once in all, with each load's pid/task id."""
     for pid, counter in found.loads.items():
+        twice = {name: n for name, n in counter.items() if n > 1}
+        if twice:
+            raise AssertionError(f"process {pid} loaded models more than once: {twice}")
         expected = max(0, sum(counter.values()) - cache)
         if found.evictions[pid] != expected:
             raise AssertionError(
                 f"process {pid} loaded {sum(counter.values())} models with a cache of {cache} "
                 f"but evicted {found.evictions[pid]}, not {expected}"
             )
+    missing = [name for name in names if not found.loaders.get(name)]
+    if missing:
+        raise AssertionError(f"models never loaded in the daily run: {missing[:10]}")
+    return {name: found.loaders[name] for name in names if len(found.loaders[name]) > 1}
 
 
 def _iso(value: str) -> float:
@@ -283,14 +289,14 @@ def daily_run_wall_vs_loads(symbols: int = SYMBOLS, cache: int = CACHE) -> dict[
         logs = DataTree.from_settings(load_settings(running.env)).logs
         # Log lines are written in batches: wait until every load has reached the files.
         cache_log = wait_for(
-            lambda: _all_loads_logged(read_cache_log(logs, set(names)), symbols),
+            lambda: _all_loads_logged(read_cache_log(logs, set(names)), names),
             LOGS_WITHIN,
             interval=0.5,
             what=f"{symbols} 'loaded' lines in the worker logs",
         )
     loads, calls = baseline["load_seconds"], baseline["call_seconds"]
     baseline_sum = sum(loads) + sum(calls)
-    check_cache_log(cache_log, names, cache)
+    reloaded = check_cache_log(cache_log, names, cache)
     detail = {
         "symbols": symbols,
         "model_cache_size": cache,
@@ -298,6 +304,8 @@ def daily_run_wall_vs_loads(symbols: int = SYMBOLS, cache: int = CACHE) -> dict[
         "loads_per_process": {str(p): sum(c.values()) for p, c in sorted(cache_log.loads.items())},
         "evictions_per_process": {str(p): n for p, n in sorted(cache_log.evictions.items())},
         "evictions": sum(cache_log.evictions.values()),
+        "model_loads": len(cache_log.load_seconds),
+        "models_loaded_in_more_than_one_process": reloaded,
         "wall_seconds": round(real["wall_seconds"], 2),
         "baseline_sum_seconds": round(baseline_sum, 2),
         "baseline_load_seconds_sum": round(sum(loads), 2),
@@ -323,7 +331,8 @@ def daily_run_wall_vs_loads(symbols: int = SYMBOLS, cache: int = CACHE) -> dict[
             "Wall: from just before POST /api/v1/predictions/daily-run to the latest "
             "finished_at of the daily run's job records, all succeeded. Loads and evictions per "
             "process from the inference worker's log lines (ModelCache's 'loaded'/'evicted'): "
-            "each model loaded once in all, evictions = loads past the bound in each process. "
+            "each model loaded at most once per process, evictions = loads past the bound in "
+            "each process. "
             "ratio = wall / baseline sum."
         ),
     }
