@@ -6,11 +6,12 @@ three backup figures (tests/bench/storage_figures.py) and, on a `make run` of it
 Redis-SIGKILL recovery figure (h) (tests/bench/fault_figures.py), on another `make run` the
 dashboard's symbol page figures (tests/bench/dashboard_figures.py: server render, first chart in
 chromium), the out-of-sample forecast figures (tests/bench/forecast_figures.py, no processes
-needed), the model cache's memory figure (j) (tests/bench/model_memory.py, fresh
-interpreters of its own) and, on a Sentinel deployment of its own with the web and an inference
-worker, the primary-SIGKILL recovery figure (k) (tests/bench/sentinel_figures.py), stops every
-process it
-started, writes the JSON to <data root>/monitoring/bench-<UTC stamp>.json of the invoking
+needed), on another `make run` the daily run of 200 symbols, figure (i)
+(tests/bench/daily_run_figures.py), the model cache's memory figure (j)
+(tests/bench/model_memory.py, fresh interpreters of its own) and, on a Sentinel deployment of its
+own with the web and an inference worker, the primary-SIGKILL recovery figure (k)
+(tests/bench/sentinel_figures.py), stops every process it started, writes the JSON to
+<data root>/monitoring/bench-<UTC stamp>.json of the invoking
 environment, and prints it last on stdout. Progress goes to stderr. Exit status: 0 when every
 figure was measured (pass or not; `--strict` makes a failed target exit 1), 1 on an error, 130
 when interrupted.
@@ -36,6 +37,7 @@ from typing import Any
 from stockpred.infra.files import atomic_write
 from stockpred.settings import get_settings
 from tests.bench import (
+    daily_run_figures,
     dashboard_figures,
     fault_figures,
     figures,
@@ -108,6 +110,13 @@ def measure(root: Path, procs: Processes, options: Options) -> list[dict[str, An
             phase(
                 "(forecast) served forecast vs naive and 80 % coverage, out of sample",
                 forecast_figures.forecast_figures,
+            )
+        )
+    if options.wants("i"):  # its own `make run` over 200 symbols, stopped before the rest
+        faults.append(
+            phase(
+                "(i) daily run of 200 symbols, a model cache of 20: wall vs loads + bare calls",
+                daily_run_figures.daily_run_wall_vs_loads,
             )
         )
     if options.wants("j"):  # fresh interpreters over a data root of its own, no Redis

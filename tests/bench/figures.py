@@ -47,7 +47,7 @@ class Options:
     rss_predictions: int = 5000
     rss_in_flight: int = 3
     # which figures to measure (a subset while iterating)
-    only: str = "a,b,c,d,e,f,g,storage,h,forecast,j,k,dashboard"
+    only: str = "a,b,c,d,e,f,g,storage,h,forecast,i,j,k,dashboard"
 
     def wants(self, figure: str) -> bool:
         return figure in {part.strip() for part in self.only.split(",")}
