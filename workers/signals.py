@@ -49,6 +49,12 @@ def _point_metrics_at_their_folder(**_: Any) -> None:
     )
     os.makedirs(folder, exist_ok=True)
     os.environ[METRICS_ENV] = folder
+    # The `celery` command loads Flower's CLI plugin, which imports prometheus_client before
+    # any of our code runs, so its value class was chosen without the folder: choose again.
+    # Every metric of ours is created later (stockpred.telemetry.worker_metrics, on first use).
+    from prometheus_client import values
+
+    values.ValueClass = values.get_value_class()
 
 
 @signals.setup_logging.connect
