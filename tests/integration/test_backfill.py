@@ -127,6 +127,10 @@ def test_the_command_backfills_the_tracked_symbols_and_names_the_ones_it_cannot(
     assert "the first day that can be replayed is 2001-" in too_early.stderr
     bad = backtest("AAPL", "--from", "June", env=data_env)
     assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
+    config = DataTree.from_settings(load_settings(data_env)).ml_config
+    config.write_text(json.dumps(TINY), encoding="utf-8")  # max_horizon 2
+    too_far = backtest("AAPL", "--horizon", "3", env=data_env)
+    assert too_far.returncode == 2 and "at most 2 days ahead" in too_far.stderr
 
 
 def test_the_command_lets_a_replayed_lstm_compete_and_names_its_version(

@@ -31,7 +31,9 @@ def _day(raw: str | None, name: str) -> date | None:
         raise click.BadParameter("a date as YYYY-MM-DD", param_hint=name) from None
 
 
-def _lstm_replay(settings: Settings, symbol: str, bars: pd.DataFrame, epochs: int | None) -> Any:
+def _lstm_replay(
+    settings: Settings, symbol: str, bars: pd.DataFrame, epochs: int | None, horizon: int
+) -> Any:
     """The LSTM trainer the backfill calls (loads TensorFlow)."""
     from stockpred.ml.config import MLConfigError, load_ml_config
     from stockpred.ml.replay_lstm import replay_lstm
@@ -40,6 +42,12 @@ def _lstm_replay(settings: Settings, symbol: str, bars: pd.DataFrame, epochs: in
         config = load_ml_config(DataTree.from_settings(settings).ml_config)
     except MLConfigError as exc:
         raise click.ClickException(f"the LSTM's configuration: {exc}") from None
+    if horizon > config.max_horizon:
+        raise click.BadParameter(
+            f"the LSTM forecasts at most {config.max_horizon} days ahead (max_horizon in "
+            "ml_config.json): ask for fewer, or leave the LSTM out with --no-lstm",
+            param_hint="--horizon",
+        )
 
     def train(features: pd.DataFrame, rows: np.ndarray) -> tuple[str, dict[int, np.ndarray]]:
         click.echo(
@@ -118,7 +126,7 @@ def backtest(
         for symbol in wanted:
             try:
                 bars = market.bars(symbol)
-                trainer = _lstm_replay(settings, symbol, bars, epochs) if lstm else None
+                trainer = _lstm_replay(settings, symbol, bars, epochs, horizon) if lstm else None
                 report = backfill(
                     symbol,
                     bars,
