@@ -156,7 +156,18 @@ def test_the_profile_fails_over_and_the_old_primary_rejoins_as_a_replica(
         client.set("compose-profile", "before")
         assert client.wait(1, 5000) == 1
         stop_group(profile.procs.pop("redis"), sig=9)
-        assert client.set("compose-profile-after", "1")  # waits through the failover
+
+        def written_after_failover() -> bool:
+            # The client's own retries span a few seconds; a busy machine's failover may take
+            # longer, and a command failing meanwhile is what an API request sees as a 503.
+            try:
+                return bool(client.set("compose-profile-after", "1"))
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                failures.append(exc)
+                return False
+
+        failures: list[Exception] = []
+        wait_for(written_after_failover, 60, interval=0.5, what="a write after the failover")
         assert client.get("compose-profile") == "before"
         assert int(client.info("server")["tcp_port"]) == profile.ports["redis-replica"]
         # What `restart: unless-stopped` does: the old primary comes back with its script, and
