@@ -70,21 +70,30 @@ def redis_kill_to_uncached_prediction(rounds: int = ROUNDS) -> dict[str, Any]:
                 }
             )
             say(f"(h) round {index + 1}: first uncached prediction after {first_prediction}s")
+    return recovery_figure(
+        "redis_sigkill_to_uncached_prediction_seconds",
+        measured,
+        (
+            "make run on a temp data root (every process under supervisord, Redis on its "
+            "private socket with AOF everysec); NVDA trained for 1 epoch; redis-server "
+            f"SIGKILLed; GET /api/v1/predict/NVDA?horizon=<new> every {POLL}s until 200 (one "
+            "attempt = the first request waited through the web's Redis and publish retries "
+            "and the worker's reconnection, 2 s after the kill)"
+        ),
+    )
+
+
+def recovery_figure(name: str, measured: list[dict[str, Any]], setup: str) -> dict[str, Any]:
+    """A recovery time figure: the slowest round's seconds to the first uncached prediction."""
     seconds = [r["first_uncached_prediction_s"] for r in measured]
     return figure(
-        "redis_sigkill_to_uncached_prediction_seconds",
+        name,
         max(seconds),
         "<= 30",
         {
             "unit": "seconds (the slowest round; not a ratio)",
             "rounds": measured,
             "median_s": round(statistics.median(seconds), 2),
-            "setup": (
-                "make run on a temp data root (every process under supervisord, Redis on its "
-                "private socket with AOF everysec); NVDA trained for 1 epoch; redis-server "
-                f"SIGKILLed; GET /api/v1/predict/NVDA?horizon=<new> every {POLL}s until 200 (one "
-                "attempt = the first request waited through the web's Redis and publish retries "
-                "and the worker's reconnection, 2 s after the kill)"
-            ),
+            "setup": setup,
         },
     )

@@ -15,7 +15,6 @@ figure is the slowest round, against the issue's 30 s.
 
 from __future__ import annotations
 
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,8 @@ from typing import Any
 from stockpred.ops.provision import run_setup
 from stockpred.settings import load_settings
 from tests.bench import stack
+from tests.bench.fault_figures import recovery_figure
 from tests.bench.procs import Processes, say
-from tests.bench.stats import figure
 from tests.conftest import clean_environ
 from tests.support import SentinelSet, wait_for
 
@@ -102,22 +101,15 @@ def sentinel_kill_to_uncached_prediction(root: Path, rounds: int = ROUNDS) -> di
     finally:
         procs.stop_all()
         deployment.stop()
-    seconds = [r["first_uncached_prediction_s"] for r in measured]
-    return figure(
+    return recovery_figure(
         "sentinel_primary_kill_to_uncached_prediction_seconds",
-        max(seconds),
-        "<= 30",
-        {
-            "unit": "seconds (the slowest round; not a ratio)",
-            "rounds": measured,
-            "median_s": round(statistics.median(seconds), 2),
-            "setup": (
-                "redis-server primary + replica + 3 sentinels (redis-server --sentinel; "
-                f"down-after-milliseconds {DOWN_AFTER_MS}, quorum 2) on loopback ports; "
-                "gunicorn web and a 2-process inference worker as the Procfile starts them, "
-                "REDIS_URL=sentinel://…; NVDA trained for 1 epoch; the primary SIGKILLed; "
-                f"GET /api/v1/predict/NVDA?horizon=<new> every {POLL}s until 200; the killed "
-                "node restarted as a replica before the next round"
-            ),
-        },
+        measured,
+        (
+            "redis-server primary + replica + 3 sentinels (redis-server --sentinel; "
+            f"down-after-milliseconds {DOWN_AFTER_MS}, quorum 2) on loopback ports; "
+            "gunicorn web and a 2-process inference worker as the Procfile starts them, "
+            "REDIS_URL=sentinel://…; NVDA trained for 1 epoch; the primary SIGKILLed; "
+            f"GET /api/v1/predict/NVDA?horizon=<new> every {POLL}s until 200; the killed "
+            "node restarted as a replica before the next round"
+        ),
     )
