@@ -155,10 +155,22 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
 }
 
 
-def beat_schedule_for(cache_cleanup_interval: timedelta) -> dict[str, dict[str, Any]]:
-    """The beat schedule, with the cache cleanup every `cache_cleanup_interval`."""
+def beat_schedule_for(
+    cache_cleanup_interval: timedelta, lost_worker_check: timedelta = timedelta(seconds=30)
+) -> dict[str, dict[str, Any]]:
+    """The beat schedule, with the cache cleanup and the lost-worker check at their intervals."""
     return {
         **BEAT_SCHEDULE,
+        "recover-lost-jobs": {
+            # A host that died leaves its workers' jobs running on nobody (no restart fails
+            # them): the check fails them, so a client waiting on one learns it at once.
+            "task": "maintenance.recover_lost_jobs",
+            "schedule": lost_worker_check,
+            "options": {
+                "expires": max(1, int(lost_worker_check.total_seconds())),
+                "priority": SCHEDULED_PRIORITY,
+            },
+        },
         "cache-cleanup": {
             "task": "maintenance.cleanup",
             "schedule": cache_cleanup_interval,
@@ -257,7 +269,9 @@ def from_settings(settings: Settings) -> dict[str, Any]:
         "result_backend": settings.celery_url,
         "broker_transport_options": {**visibility, **PRIORITY_TRANSPORT_OPTIONS, **sentinel},
         "result_backend_transport_options": {**visibility, **sentinel},
-        "beat_schedule": beat_schedule_for(settings.cache_cleanup_interval),
+        "beat_schedule": beat_schedule_for(
+            settings.cache_cleanup_interval, settings.lost_worker_check
+        ),
         **beat_settings(
             settings.redis_client_url,
             settings.beat_lock_timeout,

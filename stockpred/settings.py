@@ -514,6 +514,10 @@ class Settings(_Root):
     beat_lock_timeout: Duration = Field(
         timedelta(seconds=15), validation_alias=_seed("BEAT_LOCK_TIMEOUT")
     )
+    # How often beat looks for jobs whose worker stopped answering (its host died) and fails them.
+    lost_worker_check: Duration = Field(
+        timedelta(seconds=30), validation_alias=_seed("LOST_WORKER_CHECK")
+    )
     # A killed backup's lock keeps the next storage run waiting this long (renewed while held).
     storage_lock_ttl: Duration = Field(
         timedelta(seconds=30), validation_alias=_seed("STORAGE_LOCK_TTL")

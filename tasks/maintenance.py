@@ -6,13 +6,14 @@ import logging
 import uuid
 from typing import Any
 
-from celery import shared_task
+from celery import current_app, shared_task
 from sqlalchemy.exc import SQLAlchemyError
 
 from stockpred.infra.clock import utcnow
 from stockpred.infra.redis_client import process_client
 from stockpred.jobs.daily_runs import DailyRun, DailyRuns
 from stockpred.jobs.errors import ErrorKind
+from stockpred.jobs.lost_workers import fail_jobs_of_silent_workers
 from stockpred.jobs.queue_bounds import bounds_for
 from stockpred.jobs.submit import submit
 from stockpred.ledger.recording import forecast_from_dict
@@ -268,6 +269,24 @@ def cleanup(dry_run: bool = False, scope: str = "all", scheduled: bool = False) 
     return _skip_if_busy(
         lambda: _storage().cleanup(dry_run=dry_run, scope=scope, scheduled=scheduled)
     )
+
+
+# How long one ping waits for the nodes asked (a live worker's main process answers at once).
+PING_TIMEOUT_SECONDS = 2.0
+
+
+def _answering(nodes: list[str]) -> list[str]:
+    """The nodes among `nodes` that answer Celery's ping."""
+    replies = current_app.control.ping(
+        destination=nodes, timeout=PING_TIMEOUT_SECONDS, limit=len(nodes)
+    )
+    return [node for reply in replies for node in reply]
+
+
+@shared_task(name="maintenance.recover_lost_jobs", acks_late=True)
+def recover_lost_jobs() -> dict[str, Any]:
+    """Fail the running jobs of workers that no longer answer (beat, every LOST_WORKER_CHECK)."""
+    return {"failed": fail_jobs_of_silent_workers(context.jobs(), _answering)}
 
 
 @shared_task(name="maintenance.monitor", acks_late=True)

@@ -318,8 +318,27 @@ class JobTask(Task):  # type: ignore[misc]
             log.warning("could not update job record %s", task_id, exc_info=True)
 
 
+def _note_received(task_id: str) -> None:
+    """Name this worker in the job's record before a pool child starts it (not waited for)."""
+    worker = this_worker()
+    if worker is None:
+        return
+    try:
+        _jobs().send_update(task_id, state=None, worker=worker)
+    except Exception:
+        log.warning("could not record that %s took job %s", worker.node, task_id, exc_info=True)
+
+
 class JobRequest(Request):  # type: ignore[misc]
     """A task message in the worker's main process; a revoked one cancels its job."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Made when the message is received (Celery's per-task subclass overrides the rest).
+        # A host that dies between here and the task's start leaves a job that its node's
+        # running set names, so the lost-worker check fails it instead of the broker
+        # redelivering it hours later.
+        super().__init__(*args, **kwargs)
+        _note_received(self.id)
 
     def _announce_revoked(self, *args: Any, **kwargs: Any) -> None:
         # The one place Celery funnels every revocation (by id, on expiry, on termination).

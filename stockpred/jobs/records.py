@@ -64,8 +64,9 @@ end
 return 1
 """
 # Create a record unless the dedupe key names a job that still has one (then return that job's
-# fields); with pending_only, a job that has finished does not count, and a cancelled job never
-# does (whoever cancelled it did not want it; others asking for the same work do).
+# fields); with pending_only, a job that has finished does not count, and a cancelled or failed
+# job never does (whoever cancelled it did not want it; whoever asks again after a failure, a
+# lost worker say, wants it run again, not the failure repeated).
 # KEYS: record, dedupe key or ""; ARGV: job id, record TTL, dedupe seconds, record key prefix,
 # pending_only ("1"/"0"), field/value pairs. The deduplicated job's key is built here: one
 # Redis server only.
@@ -76,7 +77,7 @@ if KEYS[2] ~= '' then
     local record = ARGV[4] .. existing
     local state = redis.call('HGET', record, 'state')
     local final = state == 'succeeded' or state == 'failed' or state == 'cancelled'
-    local reusable = state ~= 'cancelled' and not (ARGV[5] == '1' and final)
+    local reusable = state ~= 'cancelled' and state ~= 'failed' and not (ARGV[5] == '1' and final)
     if state and reusable then return redis.call('HGETALL', record) end
   end
   redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3])
@@ -85,17 +86,21 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return {}
 """
-# Fail what a node's previous incarnation left running: records in the node's running set that
-# name this node and another boot id, and are not final. Every member not of this boot leaves
-# the set. KEYS: the node's running set. ARGV: node, boot id, now, record TTL, done-list TTL,
-# record prefix, done-list prefix, the error as JSON. Returns the failed job ids.
+# Fail what a lost incarnation of a node left running: records in the node's running set that
+# name this node and are not final, and whose boot id is not ARGV[2] (mode "other": the node
+# restarted as ARGV[2]) or is ARGV[2] (mode "this": that incarnation is gone). Every member
+# matched leaves the set. KEYS: the node's running set. ARGV: node, boot id, now, record TTL,
+# done-list TTL, record prefix, done-list prefix, the error as JSON, mode. Returns the failed
+# job ids.
 _LOST_SCRIPT = """
 local failed = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local record = ARGV[6] .. id
   local found = redis.call('HMGET', record, 'state', 'worker', 'worker_boot')
   local state, node, boot = found[1], found[2], found[3]
-  if boot ~= ARGV[2] then
+  local lost = boot ~= ARGV[2]
+  if ARGV[9] == 'this' then lost = boot == ARGV[2] or not state end
+  if lost then
     redis.call('SREM', KEYS[1], id)
     local final = state == 'succeeded' or state == 'failed' or state == 'cancelled'
     if state and node == ARGV[1] and not final then
@@ -258,6 +263,28 @@ class JobStore:
         Only records naming this node are touched, so a job redelivered to another node, or
         running there, stays as it is.
         """
+        return self._fail_lost(worker, error, "other")
+
+    def fail_gone(self, worker: WorkerRun, error: dict[str, Any]) -> list[str]:
+        """Fail the unfinished jobs of the incarnation `worker`, which is gone; their ids.
+
+        Jobs a later incarnation of the same node started are left alone.
+        """
+        return self._fail_lost(worker, error, "this")
+
+    def running_boots(self) -> dict[str, set[str]]:
+        """Each node with jobs in its running set, and the boot ids those jobs' records name."""
+        found: dict[str, set[str]] = {}
+        for key in self._redis.scan_iter(match=RUNNING_PREFIX + "*", count=500, _type="set"):
+            node = str(key)[len(RUNNING_PREFIX) :]
+            ids = [str(member) for member in self._redis.smembers(key)]
+            pipe = self._redis.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hget(self.key(job_id), "worker_boot")
+            found[node] = {str(boot) for boot in pipe.execute() if boot}
+        return found
+
+    def _fail_lost(self, worker: WorkerRun, error: dict[str, Any], mode: str) -> list[str]:
         failed = self._lost(
             keys=[RUNNING_PREFIX + worker.node],
             args=[
@@ -269,6 +296,7 @@ class JobStore:
                 KEY_PREFIX,
                 DONE_PREFIX,
                 json.dumps(error, separators=(",", ":")),
+                mode,
             ],
         )
         return [str(job_id) for job_id in failed]

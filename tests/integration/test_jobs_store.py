@@ -206,6 +206,49 @@ def test_a_restarted_node_fails_only_the_jobs_its_previous_run_left_running(
     assert store.fail_lost(new, {"kind": "worker_lost"}) == []
 
 
+def test_a_gone_incarnation_fails_only_its_own_jobs_and_running_boots_names_them(
+    redis_client: redis.Redis,
+) -> None:
+    store = JobStore(redis_client, timedelta(hours=1))
+    node = f"inference@{uuid.uuid4().hex[:8]}"
+    gone, restarted = WorkerRun(node, "boot-1"), WorkerRun(node, "boot-2")
+
+    def started(worker: WorkerRun) -> str:
+        job = store.create(kind="predict", task_name="inference.predict", queue="inference")
+        store.update(job.id, state="started", worker=worker)
+        return job.id
+
+    lost, current = started(gone), started(restarted)
+    assert store.running_boots()[node] == {"boot-1", "boot-2"}
+    assert store.fail_gone(gone, {"kind": "worker_lost", "message": "host gone"}) == [lost]
+    failed, running = store.get(lost), store.get(current)
+    assert failed is not None and failed.state == "failed"
+    assert failed.error == {"kind": "worker_lost", "message": "host gone"}
+    assert running is not None and running.state == "started"
+    assert store.running_boots()[node] == {"boot-2"}
+    assert store.fail_gone(gone, {"kind": "worker_lost"}) == []
+
+
+def test_a_failed_job_never_stands_for_the_same_work(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client, timedelta(days=7))
+    key = f"predict:{uuid.uuid4().hex}:1"
+
+    def predict() -> Job:
+        return store.create(
+            kind="predict",
+            task_name="inference.predict",
+            queue="inference",
+            dedupe_key=key,
+            dedupe_seconds=30,
+        )
+
+    first = predict()
+    assert predict() == first
+    store.update(first.id, state="failed", error={"kind": "worker_lost", "message": "gone"})
+    again = predict()
+    assert again.id != first.id and again.state == "queued"
+
+
 def test_recent_jobs_are_newest_first_and_a_damaged_record_is_left_out_and_logged(
     redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
