@@ -34,11 +34,12 @@ def postgres_bin() -> Path | None:
 
 
 class PostgresServer:
-    """A throw-away PostgreSQL cluster in `directory`, listening on 127.0.0.1:`port`."""
+    """A throw-away PostgreSQL cluster in `directory`, listening on `host`:`port`."""
 
-    def __init__(self, directory: Path, bin_dir: Path) -> None:
+    def __init__(self, directory: Path, bin_dir: Path, host: str = "127.0.0.1") -> None:
         self.directory = directory
         self.bin_dir = bin_dir
+        self.host = host  # the one address it listens on
         self.port = free_port()
         self.password = secrets.token_urlsafe(12)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -81,6 +82,9 @@ class PostgresServer:
             timeout=120,
             **self._as_owner(),
         )
+        if self.host != "127.0.0.1":  # initdb lets in loopback only: let in the host's subnet
+            with (data / "pg_hba.conf").open("a") as hba:
+                hba.write("host all all samenet scram-sha-256\n")
         with (self.directory / "postgres.log").open("ab") as log:
             self.proc = subprocess.Popen(
                 [
@@ -92,7 +96,7 @@ class PostgresServer:
                     "-k",
                     str(self.directory),
                     "-c",
-                    "listen_addresses=127.0.0.1",
+                    f"listen_addresses={self.host}",
                     # A test cluster: speed over durability.
                     "-c",
                     "fsync=off",
@@ -116,11 +120,11 @@ class PostgresServer:
             return True
 
     def dsn(self, database: str) -> str:
-        return f"postgresql://{ROLE}:{self.password}@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://{ROLE}:{self.password}@{self.host}:{self.port}/{database}"
 
     def url(self, database: str) -> str:
         """A SQLAlchemy URL as DATABASE_URL would give it."""
-        return f"postgresql+psycopg://{ROLE}:{self.password}@127.0.0.1:{self.port}/{database}"
+        return f"postgresql+psycopg://{ROLE}:{self.password}@{self.host}:{self.port}/{database}"
 
     def create_database(self, name: str) -> str:
         """Create an empty database; return its SQLAlchemy URL."""

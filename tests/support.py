@@ -202,9 +202,17 @@ class SentinelSet:
     """
 
     def __init__(
-        self, directory: Path, *, down_after_ms: int = 1000, failover_timeout_ms: int = 5000
+        self,
+        directory: Path,
+        *,
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 5000,
+        host: str = "127.0.0.1",
+        launch: Callable[[list[str]], list[str]] = list,
     ) -> None:
         self.directory = directory
+        self.host = host  # the address every node and sentinel binds and announces
+        self.launch = launch  # argv → the argv that runs it (on a namespaced host, say)
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
         self.data_ports = [free_port(), free_port()]
@@ -215,7 +223,7 @@ class SentinelSet:
     @property
     def url(self) -> str:
         """REDIS_URL naming the three sentinels (kombu's form)."""
-        return ";".join(f"sentinel://127.0.0.1:{port}" for port in self.sentinel_ports)
+        return ";".join(f"sentinel://{self.host}:{port}" for port in self.sentinel_ports)
 
     def env(self) -> dict[str, str]:
         """The settings that name this deployment."""
@@ -232,19 +240,19 @@ class SentinelSet:
 
         directory = self.directory / f"redis-{port}"
         directory.mkdir(parents=True, exist_ok=True)
-        argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)]
+        argv = ["redis-server", "--port", str(port), "--bind", self.host, "--dir", str(directory)]
         argv += ["--save", "", "--appendonly", "yes"]
         # Every node can become a replica (the old primary, after a failover): it can sync.
         argv += ["--masteruser", REPLICA_USER, "--masterauth", TEST_SENTINEL_PASSWORD]
         if primary is not None:
-            argv += ["--replicaof", "127.0.0.1", str(primary)]
+            argv += ["--replicaof", self.host, str(primary)]
         argv += [
             *sentinel_users_acl(TEST_SENTINEL_PASSWORD),
             *default_user_acl(TEST_REDIS_PASSWORD),
         ]
         with (directory / "redis.log").open("ab") as log:
             self.nodes[port] = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                self.launch(argv), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
 
     def _start_sentinel(self, port: int) -> subprocess.Popen[bytes]:
@@ -256,8 +264,8 @@ class SentinelSet:
         name = SENTINEL_MASTER
         conf = directory / "sentinel.conf"  # Sentinel rewrites it: its own, writable copy
         conf.write_text(
-            f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
-            f"sentinel monitor {name} 127.0.0.1 {self.data_ports[0]} 2\n"
+            f"port {port}\nbind {self.host}\ndir {directory}\n"
+            f"sentinel monitor {name} {self.host} {self.data_ports[0]} 2\n"
             f"sentinel auth-user {name} {SENTINEL_USER}\n"
             f"sentinel auth-pass {name} {TEST_SENTINEL_PASSWORD}\n"
             f"sentinel down-after-milliseconds {name} {self.down_after_ms}\n"
@@ -266,7 +274,7 @@ class SentinelSet:
         )
         with (directory / "sentinel.log").open("ab") as log:
             return subprocess.Popen(
-                ["redis-server", str(conf), "--sentinel"],
+                self.launch(["redis-server", str(conf), "--sentinel"]),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -275,6 +283,7 @@ class SentinelSet:
     def sentinel_client(self, index: int = 0) -> redis.Redis:
         """A client of one sentinel."""
         return redis.Redis(
+            host=self.host,
             port=self.sentinel_ports[index],
             password=TEST_SENTINEL_PASSWORD,
             decode_responses=True,
@@ -284,7 +293,11 @@ class SentinelSet:
     def node_client(self, port: int) -> redis.Redis:
         """A client of one data node, as the project's default user."""
         return redis.Redis(
-            port=port, password=TEST_REDIS_PASSWORD, decode_responses=True, socket_timeout=5
+            host=self.host,
+            port=port,
+            password=TEST_REDIS_PASSWORD,
+            decode_responses=True,
+            socket_timeout=5,
         )
 
     def master_port(self, index: int = 0) -> int:
