@@ -11,7 +11,7 @@ CELERY_WORKER := $(BIN)/celery -A workers worker --task-events --loglevel $(LOGL
 
 .PHONY: help install system-deps setup run status test lint format lock web worker-inference \
         worker-training worker-maintenance beat flower redis storage-setup storage-test \
-        check-routes clean train predict bench chaos fuzz storage-backup storage-restore ledger-upgrade backfill \
+        check-routes clean train predict bench chaos fuzz multihost storage-backup storage-restore ledger-upgrade backfill \
         storage-cleanup storage-monitor metrics docker-up docker-run docker-down docker-logs dev-setup
 
 help: ## List every target with what it does
@@ -62,6 +62,9 @@ chaos: install ## The fault suite's longer form (Redis and worker kills, disk fu
 
 fuzz: install ## Schemathesis, all checks, 4 min on a throw-away `make run` (FUZZ_SECONDS=; the suite runs 1)
 	STOCKPRED_FUZZ_SECONDS=$(or $(FUZZ_SECONDS),240) $(BIN)/pytest tests/security/test_contract_fuzz.py $(ARGS)
+
+multihost: install ## The multi-host test alone: five hosts in network namespaces (root; STOCKPRED_KEEP_HOSTS_DIR=1 keeps their logs)
+	$(BIN)/pytest tests/multihost $(ARGS)
 
 lint: install ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .
