@@ -22,6 +22,11 @@ os.environ.setdefault(
 )
 os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
+# gunicorn's default is one path per user ($HOME/.gunicorn/gunicorn.ctl), which every gunicorn
+# of that user on the machine would take over from the one before.
+control_socket = str(DataTree.from_settings(_settings).gunicorn_control_socket)
+os.makedirs(os.path.dirname(control_socket), exist_ok=True)
+
 wsgi_app = "web:create_app()"
 bind = [f"{_settings.web_host}:{_settings.web_port}"]
 workers = _settings.web_workers

@@ -233,6 +233,11 @@ class DataTree:
         return self.root / "supervisor"
 
     @property
+    def gunicorn_control_socket(self) -> Path:
+        """gunicorn's control socket (`gunicornc -s <path>`): this host's web, no other's."""
+        return self.supervisor / "gunicorn.ctl"
+
+    @property
     def supervisord_conf(self) -> Path:
         """supervisord's configuration, generated from the Procfile by `stockpred run`."""
         return self.supervisor / "supervisord.conf"

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tarfile
 import time
@@ -280,6 +281,16 @@ def test_redis_listens_only_on_the_private_socket(running_set: RunningSet) -> No
         assert client.info("server")["tcp_port"] == 0
     finally:
         client.close()
+
+
+def test_gunicorns_control_socket_is_this_data_roots_and_owner_only(
+    running_set: RunningSet,
+) -> None:
+    sock = running_set.data_dir / "supervisor" / "gunicorn.ctl"
+    assert sock.is_socket()
+    assert oct(sock.stat().st_mode & 0o777) == "0o600"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.connect(str(sock))  # this set's gunicorn answers on it
 
 
 def test_flower_is_bound_to_loopback_and_asks_for_basic_auth(running_set: RunningSet) -> None:
