@@ -31,7 +31,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +61,8 @@ TRAINED, DURING_KILL, AFTER_KILL, NEW_HOST = range(1, 6), range(6, 12), range(12
 WEB_PORT = 8000
 LOST_WORKER_CHECK = 2  # seconds between beat's looks for jobs of silent workers
 FINAL = {"succeeded", "failed", "cancelled"}
-LOST_EVENTS_WINDOW = 12.0  # seconds of beat's runs counted
+LOST_EVENTS_WINDOW = 8.0  # seconds of beat's runs counted
+STOP_WITHIN = 10.0  # seconds the processes get to stop at the end
 
 
 def _skip_or_fail() -> None:
@@ -218,6 +219,20 @@ def _common_env(
     }
 
 
+def _stop_all(procs: Iterable[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every process group at once; kill what still runs after STOP_WITHIN seconds."""
+    alive = [proc for proc in procs if proc.poll() is None]
+    for proc in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_WITHIN
+    for proc in alive:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            stop_group(proc, signal.SIGKILL)
+
+
 @contextlib.contextmanager
 def _hosts_root(keep: bool) -> Iterator[Path]:
     """A temp folder for the hosts' data roots and logs; kept (and named) with `keep`."""
@@ -249,13 +264,14 @@ def deployment() -> Iterator[Deployment]:
         data = hosts["data"]
         redis_set = SentinelSet(root / "redis", host=data.address, launch=data.command)
         database = PostgresServer(Path(pg_directory), bin_dir, host=network.gateway)
+        procs: dict[str, subprocess.Popen[bytes]] = {}
         try:
             redis_set.start()
             database.start()
             token = secrets.token_urlsafe(24)
             env = _common_env(root, redis_set, database.create_database("ledger"), token)
             settings = load_settings({**env, "STOCKPRED_DATA_DIR": str(root / "client")})
-            running = Deployment(network, root, env, settings, redis_set, token)
+            running = Deployment(network, root, env, settings, redis_set, token, procs)
             for name in ("web", "inference-a", "inference-b", "ops"):
                 running.set_up(hosts[name])
             ops_tree = DataTree.from_settings(load_settings(running.host_env(hosts["ops"])))
@@ -285,8 +301,7 @@ def deployment() -> Iterator[Deployment]:
             )
             yield running
         finally:
-            for proc in running.procs.values() if "running" in locals() else []:
-                stop_group(proc, timeout=10)
+            _stop_all(procs.values())
             database.stop()
             redis_set.stop()
 
