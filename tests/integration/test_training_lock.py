@@ -51,7 +51,7 @@ def short_lock_worker() -> Iterator[tuple[Settings, redis.Redis]]:
         )
         settings = load_settings(env)
         run_setup(settings)
-        config = {**SMALL_ML_CONFIG, "epochs": 6}
+        config = {**SMALL_ML_CONFIG, "epochs": 3}
         (settings.data_dir / "ml_config.json").write_text(json.dumps(config))
         settings.log_path.mkdir(parents=True, exist_ok=True)
         worker = start_worker("training", env, settings.log_path)
