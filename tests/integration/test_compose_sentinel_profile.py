@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -27,6 +27,7 @@ from tests.support import ROOT, free_port, stop_group, wait_for
 SERVICES = yaml.safe_load((ROOT / "docker-compose-persistent.yml").read_text())["services"]
 PASSWORD = "compose-data-password"
 SENTINEL_PASSWORD = "compose-sentinel-password"
+T = TypeVar("T")
 
 
 def script_of(service: str) -> tuple[str, list[str]]:
@@ -93,6 +94,22 @@ class ComposeProfile:
         finally:
             client.close()
 
+    def ask_sentinels(self, question: Callable[[redis.Redis], T]) -> list[T]:
+        """Each sentinel's answer to `question` (a call on a client of it)."""
+        answers = []
+        for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
+            client = redis.Redis(
+                port=self.ports[name],
+                password=SENTINEL_PASSWORD,
+                decode_responses=True,
+                socket_timeout=5,
+            )
+            try:
+                answers.append(question(client))
+            finally:
+                client.close()
+        return answers
+
     def sentinels_ready(self) -> bool:
         """Every sentinel knows the other two and the replica, and sees the primary up.
 
@@ -100,38 +117,18 @@ class ComposeProfile:
         INFO (every 10 s): killed before that, the primary has no replica to promote, the
         failover is aborted and retried only after twice the failover timeout (minutes).
         """
-        for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
-            client = redis.Redis(
-                port=self.ports[name],
-                password=SENTINEL_PASSWORD,
-                decode_responses=True,
-                socket_timeout=5,
-            )
-            try:
-                master = client.sentinel_master("mymaster")
-            finally:
-                client.close()
-            if master["num-other-sentinels"] < 2 or master["num-slaves"] < 1:
-                return False
-            if master["is_sdown"] or master["is_odown"]:
-                return False
-        return True
+        return all(
+            master["num-other-sentinels"] >= 2
+            and master["num-slaves"] >= 1
+            and not (master["is_sdown"] or master["is_odown"])
+            for master in self.ask_sentinels(lambda client: client.sentinel_master("mymaster"))
+        )
 
     def sentinel_addresses(self) -> set[tuple[str, int]]:
-        found = set()
-        for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
-            client = redis.Redis(
-                port=self.ports[name],
-                password=SENTINEL_PASSWORD,
-                decode_responses=True,
-                socket_timeout=5,
-            )
-            try:
-                host, port = client.sentinel_get_master_addr_by_name("mymaster")
-                found.add((str(host), int(port)))
-            finally:
-                client.close()
-        return found
+        found = self.ask_sentinels(
+            lambda client: client.sentinel_get_master_addr_by_name("mymaster")
+        )
+        return {(str(host), int(port)) for host, port in found}
 
 
 @pytest.fixture
